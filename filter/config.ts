@@ -1,0 +1,192 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { COMPRESSOR_NAMES } from './wire/compression';
+
+/**
+ * mongoplex configuration: one YAML/JSON file, validated at start, with every leaf setting
+ * overridable by an environment variable named after its path (`upstream.maxPoolSize` →
+ * `MONGOPLEX_UPSTREAM_MAX_POOL_SIZE`). Anything unknown or invalid is refused by name.
+ */
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'expected host:port');
+const port = z.number().int().min(0).max(65535);
+const ms = z.number().int().min(0);
+
+export const ConfigSchema = z.strictObject({
+  listen: z.strictObject({
+    /** Address of the plain TCP ingress (clients or Envoy tcp_proxy connect here). */
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(27016),
+    /** Most client connections served at once; more are closed on accept and counted. */
+    maxClientConnections: z.number().int().min(1).default(20000),
+  }).prefault({}),
+  upstream: z.strictObject({
+    /** The MongoDB server(s) to pool connections to, as host:port. */
+    servers: z.array(hostPort).min(1).default(['127.0.0.1:27017']),
+    maxPoolSize: z.number().int().min(1).default(16),
+    minPoolSize: z.number().int().min(0).default(0),
+    /** Connections being opened at once per server (absorbs connection storms). */
+    maxConnecting: z.number().int().min(1).default(2),
+    /** Close a pooled connection idle this long (0: never). */
+    maxIdleTimeMs: ms.default(60_000),
+    /** A request waiting longer than this for a pooled connection gets an error reply. */
+    waitQueueTimeoutMs: ms.default(10_000),
+    /** Requests allowed to wait for a pooled connection per server; more are refused at once. */
+    maxWaitQueueSize: z.number().int().min(1).default(50_000),
+    connectTimeoutMs: z.number().int().min(1).default(10_000),
+    /** Compressors offered to upstream servers (empty: none). */
+    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default([]),
+    appName: z.string().default('mongoplex'),
+  }).prefault({}),
+  client: z.strictObject({
+    /** Compressors the proxy accepts from clients, in order of preference. */
+    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default(['snappy', 'zstd', 'zlib']),
+    /** Largest message accepted in either direction. */
+    maxMessageSizeBytes: z.number().int().min(1024).max(48_000_000).default(48_000_000),
+    /** Bytes read from one client but not yet processed before its socket is paused. */
+    maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+    /** Requests read from one client and not yet answered (pipelining bound). */
+    maxPendingRequests: z.number().int().min(1).default(64),
+    /** Close a client connection idle this long (0: never). */
+    idleTimeoutMs: ms.default(0),
+  }).prefault({}),
+  cursors: z.strictObject({
+    /** Cursor routes remembered at once (cursor id + namespace → server); the oldest is evicted. */
+    maxRoutes: z.number().int().min(1).default(100_000),
+    /** A cursor route unused this long is forgotten (mongod's own cursor timeout is 10 min). */
+    idleTtlMs: z.number().int().min(1000).default(15 * 60_000),
+  }).prefault({}),
+  admin: z.strictObject({
+    /** HTTP admin endpoint (/healthz, /stats); port 0 picks a free port, null disables it. */
+    host: z.string().default('127.0.0.1'),
+    port: port.nullable().default(null),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const ENV_PREFIX = 'MONGOPLEX_';
+
+function envName(path: readonly string[]): string {
+  return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}
+
+/** Every leaf setting path, from the schema's defaults. */
+function leafPaths(obj: Record<string, unknown>, prefix: string[] = []): string[][] {
+  const out: string[][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) out.push(...leafPaths(v as Record<string, unknown>, [...prefix, k]));
+    else out.push([...prefix, k]);
+  }
+  return out;
+}
+
+/** Environment variable name → setting path, for documentation and overrides. */
+export function environmentVariables(): Map<string, string[]> {
+  const defaults = ConfigSchema.parse({}) as unknown as Record<string, unknown>;
+  return new Map(leafPaths(defaults).map((p) => [envName(p), p]));
+}
+
+function parseEnvValue(raw: string): unknown {
+  const t = raw.trim();
+  if (t === '') return raw;
+  if (t === 'null' || t === 'true' || t === 'false' || /^-?\d+(\.\d+)?$/.test(t) || t.startsWith('[') || t.startsWith('{')) {
+    try {
+      return JSON.parse(t);
+    } catch {
+      return raw;
+    }
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined || next === null || typeof next !== 'object') node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function describeIssues(error: z.ZodError, origin: (path: string) => string): string {
+  return error.issues
+    .map((i) => {
+      const path = i.path.join('.') || '(root)';
+      const keys = i.code === 'unrecognized_keys' ? ` ${i.keys.map((k) => (i.path.length ? `${path}.${k}` : k)).join(', ')}` : '';
+      return `  ${path}${origin(path)}: ${i.message}${keys}`;
+    })
+    .join('\n');
+}
+
+/**
+ * Builds the configuration from an optional file plus environment overrides.
+ * Environment values are parsed as JSON when they look like JSON (numbers, booleans, arrays),
+ * and as strings otherwise; `MONGOPLEX_UPSTREAM_SERVERS` also takes a comma-separated list.
+ */
+export function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): Config {
+  const env = options.env ?? process.env;
+  let raw: Record<string, unknown> = {};
+  if (options.file) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${options.file}: ${(err as Error).message}`);
+    }
+    try {
+      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config file ${options.file} is not valid YAML: ${(err as Error).message}`);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${options.file} must hold a mapping`);
+  }
+  if (options.overrides) raw = mergeDeep(raw, options.overrides as Record<string, unknown>);
+  const known = environmentVariables();
+  const fromEnv = new Map<string, string>();
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    if (name === 'MONGOPLEX_CONFIG') continue;
+    const path = known.get(name);
+    if (!path) throw new ConfigError(`unknown environment setting ${name} (known: ${[...known.keys()].join(', ')})`);
+    let parsed = parseEnvValue(value);
+    if (name === 'MONGOPLEX_UPSTREAM_SERVERS' && typeof parsed === 'string') parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
+    if (/COMPRESSORS$/.test(name) && typeof parsed === 'string') parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
+    setPath(raw, path, parsed);
+    fromEnv.set(path.join('.'), name);
+  }
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const origin = (p: string): string => {
+      const e = fromEnv.get(p);
+      return e ? ` (from ${e})` : options.file ? ` (in ${options.file})` : '';
+    };
+    throw new ConfigError(`invalid configuration:\n${describeIssues(result.error, origin)}`);
+  }
+  const cfg = result.data;
+  if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
+    throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');
+  }
+  return cfg;
+}
+
+function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    if (v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)) {
+      out[k] = mergeDeep(cur as Record<string, unknown>, v as Record<string, unknown>);
+    } else out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, environmentVariables, loadConfig } from './config';
+import { createLogger } from './log';
+import { startServer } from './server';
+
+const USAGE = `usage: mongoplex [--config FILE] [--print-env]
+
+  --config FILE   YAML or JSON configuration (default: $MONGOPLEX_CONFIG, else built-in defaults)
+  --print-env     list every MONGOPLEX_* environment setting and the config path it overrides`;
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({ options: { config: { type: 'string' }, 'print-env': { type: 'boolean' }, help: { type: 'boolean' } } }).values;
+  } catch (err) {
+    console.error(`mongoplex: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (args['print-env']) {
+    for (const [name, path] of environmentVariables()) console.log(`${name}\t${path.join('.')}`);
+    return;
+  }
+  let config;
+  try {
+    config = loadConfig({ file: args.config ?? process.env.MONGOPLEX_CONFIG });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`mongoplex: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.log.level);
+  const server = await startServer(config, log);
+  // One line on stdout that scripts can wait for.
+  console.log(JSON.stringify({ event: 'listening', tcp: `${server.tcp.address}:${server.tcp.port}`, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    server.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err) => {
+  console.error('mongoplex: fatal:', err);
+  process.exit(1);
+});

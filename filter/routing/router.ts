@@ -1,0 +1,32 @@
+import type { CommandInfo } from '../wire/peek';
+import type { ServerSet } from '../topology/server-set';
+import type { UpstreamPool } from '../upstream/pool';
+import type { CursorRoutes } from './cursor-routes';
+
+/** Why a message goes where it goes (recorded on spans and in metrics). */
+export type RouteReason = 'primary' | 'cursor' | 'cursor_unknown';
+
+export interface Route {
+  readonly pool: UpstreamPool;
+  readonly reason: RouteReason;
+}
+
+/** Decides which upstream server each command goes to. Knows nothing about sockets. */
+export class Router {
+  constructor(private readonly servers: ServerSet, private readonly cursors: CursorRoutes) {}
+
+  route(cmd: CommandInfo): Route {
+    const lname = cmd.name.toLowerCase();
+    if (lname === 'getmore' || lname === 'killcursors') {
+      const id = lname === 'getmore' ? cmd.cursorId : cmd.killCursorIds?.[0];
+      const ns = `${cmd.db}.${cmd.cursorCollection}`;
+      const known = id !== undefined ? this.cursors.lookup(id, ns) : undefined;
+      const pool = known && this.servers.pool(known.server);
+      // An unknown cursor (evicted, or opened before a restart) is tried on the writable server:
+      // at worst it answers CursorNotFound, exactly as it would for an expired cursor.
+      if (pool) return { pool, reason: 'cursor' };
+      return { pool: this.servers.writable(), reason: 'cursor_unknown' };
+    }
+    return { pool: this.servers.writable(), reason: 'primary' };
+  }
+}

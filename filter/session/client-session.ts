@@ -1,0 +1,315 @@
+import type { Document } from 'bson';
+import type { Logger } from '../log';
+import type { Config } from '../config';
+import { Metrics } from '../telemetry/metrics';
+import { endSpanWithError, startCommandSpan } from '../telemetry/tracing';
+import { FramingError, MessageFramer } from '../wire/framer';
+import { LEGACY_OPCODES, OpCode, opcodeName, type WireMessage } from '../wire/header';
+import { clearOpMsgFlags, encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
+import { parseOpQuery } from '../wire/legacy';
+import { readCommand, readReply, type CommandInfo } from '../wire/peek';
+import { compressMessage, decompressMessage, negotiateCompressor, UNCOMPRESSIBLE_COMMANDS, type CompressorName } from '../wire/compression';
+import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
+import { newRequestId } from '../wire/header';
+import { BSON } from 'bson';
+import type { Router, Route } from '../routing/router';
+import type { CursorRoutes } from '../routing/cursor-routes';
+import type { ServerSet } from '../topology/server-set';
+import { CheckoutError } from '../upstream/pool';
+import type { UpstreamConnection } from '../upstream/connection';
+import { buildHelloReply, deserializeCommand, isHelloCommand } from './hello';
+import { encodeReply, errorDocument, failureLabels } from './error-reply';
+import type { ClientTransport } from './transport';
+
+export interface SessionDeps {
+  readonly config: Config;
+  readonly router: Router;
+  readonly cursors: CursorRoutes;
+  readonly servers: ServerSet;
+  readonly log: Logger;
+}
+
+/** Authentication is connection state: a pooled connection cannot carry one client's identity. */
+const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'authenticate', 'getnonce', 'logout']);
+
+/** How one request reached the client-facing wire, so its reply can mirror it. */
+interface Inbound {
+  /** The request after OP_COMPRESSED was unwrapped. */
+  readonly message: WireMessage;
+  /** The client's compressor when the request came compressed. */
+  readonly compressor: CompressorName | 'noop' | undefined;
+}
+
+let nextSessionId = 1;
+
+/**
+ * One client connection: reassembles its messages, answers the handshake itself, and sends
+ * every other command through routing to a pooled upstream connection, one request at a time
+ * (as mongod itself serves a connection). Bounded: at most `maxPendingRequests` queued and
+ * `maxBufferedBytes` held before the client is paused.
+ */
+export class ClientSession {
+  readonly id = nextSessionId++;
+  private readonly framer: MessageFramer;
+  private readonly queue: WireMessage[] = [];
+  private queuedBytes = 0;
+  private running = false;
+  private paused = false;
+  private closed = false;
+  private compression: CompressorName[] = [];
+  private readonly log: Logger;
+  lastActivityAt = Date.now();
+
+  constructor(private readonly transport: ClientTransport, private readonly deps: SessionDeps) {
+    this.framer = new MessageFramer(deps.config.client.maxMessageSizeBytes);
+    this.log = deps.log.child({ session: this.id, remote: transport.remote });
+  }
+
+  get bufferedBytes(): number {
+    return this.framer.bufferedBytes + this.queuedBytes;
+  }
+
+  /** Bytes from the client, in whatever chunks the transport delivers. */
+  receive(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastActivityAt = Date.now();
+    let messages: WireMessage[];
+    try {
+      messages = this.framer.push(chunk);
+    } catch (err) {
+      if (err instanceof FramingError) this.failFraming(err);
+      else throw err;
+      return;
+    }
+    for (const m of messages) {
+      this.queue.push(m);
+      this.queuedBytes += m.bytes.length;
+    }
+    this.applyBackpressure();
+    if (!this.running) void this.run();
+  }
+
+  /** The transport is gone (client closed, reset, or the proxy closed it). */
+  transportClosed(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    Metrics.clientConnectionsClosed.add(1, { reason });
+    this.log.debug({ reason }, 'client connection closed');
+  }
+
+  /** Closes the client connection from the proxy's side. */
+  close(reason: string): void {
+    if (this.closed) return;
+    this.transport.close(reason);
+    this.transportClosed(reason);
+  }
+
+  private applyBackpressure(): void {
+    const { maxBufferedBytes, maxPendingRequests } = this.deps.config.client;
+    const over = this.queue.length > 0 && (this.bufferedBytes > maxBufferedBytes || this.queue.length >= maxPendingRequests);
+    if (over && !this.paused) {
+      this.paused = true;
+      this.transport.pause();
+    } else if (!over && this.paused) {
+      this.paused = false;
+      this.transport.resume();
+    }
+  }
+
+  private failFraming(err: FramingError): void {
+    Metrics.clientProtocolErrors.add(1, { reason: err.reason });
+    this.log.warn({ err: err.message }, 'closing client connection: unframeable input');
+    if (err.requestId !== undefined) {
+      const kind = err.reason === 'too_large' ? ErrorCode.BSONObjectTooLarge : ErrorCode.ProtocolError;
+      this.transport.write(encodeOpMsg(newRequestId(), err.requestId, BSON.serialize(errorDocument(kind, `mongoplex: ${err.message}; closing connection`))));
+    }
+    this.close(`protocol_error_${err.reason}`);
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      while (!this.closed && this.queue.length > 0) {
+        const m = this.queue.shift()!;
+        this.queuedBytes -= m.bytes.length;
+        await this.handle(m);
+        this.applyBackpressure();
+      }
+    } catch (err) {
+      this.log.error({ err }, 'unexpected error handling a client message');
+      this.close('internal_error');
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handle(raw: WireMessage): Promise<void> {
+    let inbound: Inbound = { message: raw, compressor: undefined };
+    try {
+      if (raw.header.opCode === OpCode.COMPRESSED) {
+        const d = await decompressMessage(raw, this.deps.config.client.maxMessageSizeBytes);
+        inbound = { message: d.message, compressor: d.compressor };
+      }
+      const op = inbound.message.header.opCode;
+      if (op === OpCode.MSG) await this.handleOpMsg(inbound);
+      else if (op === OpCode.QUERY) await this.handleOpQuery(inbound);
+      else if (LEGACY_OPCODES.has(op)) await this.forward(inbound, undefined, inbound.message.bytes, op !== OpCode.GET_MORE);
+      else throw new ProtocolError(`mongoplex does not accept ${opcodeName(op)} from clients`, ErrorCode.ProtocolError.code, ErrorCode.ProtocolError.codeName);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      Metrics.clientProtocolErrors.add(1, { reason: err.codeName });
+      this.log.info({ err: err.message, opCode: raw.header.opCode }, 'refused malformed client message');
+      await this.reply(inbound, { ok: 0, errmsg: `mongoplex: ${err.message}`, code: err.code, codeName: err.codeName }, 'refused');
+    }
+  }
+
+  private async handleOpMsg(inbound: Inbound): Promise<void> {
+    const msg = parseOpMsg(inbound.message);
+    const cmd = readCommand(msg.body);
+    const lname = cmd.name.toLowerCase();
+    const moreToCome = (msg.flagBits & MsgFlag.moreToCome) !== 0;
+    if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
+    if (AUTH_COMMANDS.has(lname)) return this.refuse(inbound, cmd, ErrorCode.AuthenticationFailed, `mongoplex authenticates its pooled upstream connections itself; '${cmd.name}' from clients is not supported, connect without credentials`);
+    // Exhaust replies would hold a pooled connection for a whole stream: clearing
+    // exhaustAllowed makes the client fall back to ordinary getMore round trips.
+    const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
+    await this.forward(inbound, cmd, bytes, moreToCome);
+  }
+
+  private async handleOpQuery(inbound: Inbound): Promise<void> {
+    const q = parseOpQuery(inbound.message);
+    if (q.fullCollectionName.endsWith('.$cmd')) {
+      const doc = deserializeCommand(q.query);
+      const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
+      const name = Object.keys(command)[0] ?? '';
+      if (isHelloCommand(name)) return this.answerHello(inbound, command);
+      if (AUTH_COMMANDS.has(name.toLowerCase())) {
+        return this.refuse(inbound, undefined, ErrorCode.AuthenticationFailed, `mongoplex authenticates its pooled upstream connections itself; '${name}' from clients is not supported, connect without credentials`);
+      }
+    }
+    // Anything else on OP_QUERY is the server's business: a modern server refuses it itself,
+    // a legacy one answers it.
+    await this.forward(inbound, undefined, inbound.message.bytes, false);
+  }
+
+  private async answerHello(inbound: Inbound, request: Document): Promise<void> {
+    Metrics.commands.add(1, { handling: 'answered', command: 'hello' });
+    let upstream;
+    try {
+      upstream = await this.deps.servers.writable().describe();
+    } catch (err) {
+      return this.refuse(inbound, undefined, ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
+    }
+    if (Array.isArray(request.compression)) {
+      this.compression = negotiateCompressor(request.compression, this.deps.config.client.compressors);
+    }
+    const reply = buildHelloReply(request, {
+      upstream,
+      connectionId: this.id,
+      compression: this.compression,
+      maxMessageSizeBytes: this.deps.config.client.maxMessageSizeBytes,
+    });
+    await this.reply(inbound, reply, 'hello');
+  }
+
+  private async refuse(inbound: Inbound, cmd: CommandInfo | undefined, kind: KnownError, message: string, labels: readonly string[] = []): Promise<void> {
+    Metrics.commandErrors.add(1, { code: kind.codeName });
+    Metrics.commands.add(1, { handling: 'refused', command: cmd?.name ?? 'legacy' });
+    await this.reply(inbound, errorDocument(kind, message, labels), 'refused');
+  }
+
+  /** Sends a document the proxy produced itself, in the request's wire form. */
+  private async reply(inbound: Inbound, doc: Document, command: string): Promise<void> {
+    const bytes = encodeReply(inbound.message, doc);
+    const compressible = command !== 'hello';
+    await this.write(bytes, compressible ? inbound.compressor : undefined);
+  }
+
+  private async write(bytes: Buffer, compressor: CompressorName | 'noop' | undefined): Promise<void> {
+    if (this.closed) return;
+    const out = compressor ? await compressMessage(bytes, compressor) : bytes;
+    if (this.closed) return;
+    if (!this.transport.write(out)) await this.transport.waitForDrain();
+  }
+
+  /** Sends a request to the routed server over a pooled connection and relays the reply. */
+  private async forward(inbound: Inbound, cmd: CommandInfo | undefined, bytes: Buffer, moreToCome: boolean): Promise<void> {
+    const started = performance.now();
+    const route: Route = cmd ? this.deps.router.route(cmd) : { pool: this.deps.servers.writable(), reason: 'primary' };
+    const name = cmd?.name ?? opcodeName(inbound.message.header.opCode);
+    const span = startCommandSpan({
+      command: name,
+      db: cmd?.db,
+      collection: cmd?.collection ?? cmd?.cursorCollection,
+      server: route.pool.address,
+      route: route.reason,
+      sessionId: this.id,
+    });
+    const compressible = !UNCOMPRESSIBLE_COMMANDS.has(name.toLowerCase());
+    let conn: UpstreamConnection;
+    try {
+      conn = await route.pool.checkOut();
+    } catch (err) {
+      const e = err as CheckoutError;
+      const kind = e.reason === 'timeout' ? ErrorCode.NetworkInterfaceExceededTimeLimit
+        : e.reason === 'queue_full' ? ErrorCode.IngressRequestRateLimitExceeded
+          : ErrorCode.HostUnreachable;
+      const labels = e.reason === 'queue_full' ? ['SystemOverloadedError', 'RetryableError'] : failureLabels(cmd);
+      endSpanWithError(span, kind.code, e.message);
+      if (moreToCome) return this.dropUnanswerable(name, e.message);
+      return this.refuse(inbound, cmd, kind, `mongoplex: ${e.message}`, labels);
+    }
+    let reply: WireMessage | undefined;
+    try {
+      reply = await conn.request(bytes, { compressible, moreToCome });
+    } catch (err) {
+      route.pool.checkIn(conn);
+      const message = (err as Error).message;
+      endSpanWithError(span, ErrorCode.HostUnreachable.code, message);
+      if (moreToCome) return this.dropUnanswerable(name, message);
+      return this.refuse(inbound, cmd, ErrorCode.HostUnreachable, `mongoplex: ${message}`, failureLabels(cmd));
+    }
+    route.pool.checkIn(conn);
+    Metrics.commands.add(1, { handling: 'forwarded' });
+    Metrics.commandDuration.record(performance.now() - started, { command: name });
+    if (!reply) {
+      span.end();
+      return;
+    }
+    if (cmd && reply.header.opCode === OpCode.MSG) this.trackCursors(cmd, reply, route, conn);
+    span.end();
+    // A client that left mid-request: the reply is dropped, the pooled connection stays healthy.
+    await this.write(reply.bytes, compressible ? inbound.compressor : undefined);
+  }
+
+  private dropUnanswerable(command: string, message: string): void {
+    Metrics.commandErrors.add(1, { code: 'unacknowledged_dropped' });
+    this.log.warn({ command, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
+  }
+
+  private trackCursors(cmd: CommandInfo, reply: WireMessage, route: Route, conn: UpstreamConnection): void {
+    const lname = cmd.name.toLowerCase();
+    if (lname === 'killcursors') {
+      for (const id of cmd.killCursorIds ?? []) this.deps.cursors.forget(id, `${cmd.db}.${cmd.cursorCollection}`);
+      return;
+    }
+    let info;
+    try {
+      info = readReply(parseOpMsg(reply).body);
+    } catch {
+      return; // the client receives the server's bytes as they are; routing just learns nothing
+    }
+    if (lname === 'getmore') {
+      if (cmd.cursorId !== undefined && (info.cursor?.id === 0n || info.code === ErrorCode.CursorNotFound.code)) {
+        this.deps.cursors.forget(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
+      }
+      return;
+    }
+    if (info.cursor && info.cursor.id !== 0n) {
+      const ns = info.cursor.ns ?? `${cmd.db}.${cmd.collection}`;
+      this.deps.cursors.remember(info.cursor.id, ns, route.pool.address, conn);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { metrics, type Attributes, type Counter as OtelCounter, type Histogram as OtelHistogram } from '@opentelemetry/api';
+
+/**
+ * Every metric mongoplex exports, declared in one place. Each instrument reports through
+ * `@opentelemetry/api` (a no-op until an SDK is installed) and also keeps a local value so the
+ * admin endpoint and tests can read it without an exporter.
+ */
+
+const meter = metrics.getMeter('mongoplex');
+
+function key(attrs?: Attributes): string {
+  if (!attrs) return '';
+  return Object.keys(attrs).sort().map((k) => `${k}=${String(attrs[k])}`).join(',');
+}
+
+export class Counter {
+  private readonly otel: OtelCounter;
+  private readonly values = new Map<string, number>();
+  constructor(readonly name: string, description: string) {
+    this.otel = meter.createCounter(name, { description });
+  }
+  add(n = 1, attrs?: Attributes): void {
+    this.otel.add(n, attrs);
+    const k = key(attrs);
+    this.values.set(k, (this.values.get(k) ?? 0) + n);
+  }
+  /** Sum over all attribute sets, or the value for one set. */
+  value(attrs?: Attributes): number {
+    if (attrs) return this.values.get(key(attrs)) ?? 0;
+    let s = 0;
+    for (const v of this.values.values()) s += v;
+    return s;
+  }
+  snapshot(): Record<string, number> {
+    return Object.fromEntries(this.values);
+  }
+}
+
+export class Histogram {
+  private readonly otel: OtelHistogram;
+  constructor(readonly name: string, description: string, unit: string) {
+    this.otel = meter.createHistogram(name, { description, unit });
+  }
+  record(v: number, attrs?: Attributes): void {
+    this.otel.record(v, attrs);
+  }
+}
+
+/** Gauges are read on demand from whoever owns the value (pools, maps, sessions). */
+export function observeGauge(name: string, description: string, read: () => Array<[number, Attributes?]>): void {
+  meter.createObservableGauge(name, { description }).addCallback((r) => {
+    for (const [v, a] of read()) r.observe(v, a);
+  });
+}
+
+export const Metrics = {
+  clientConnectionsAccepted: new Counter('mongoplex.client.connections.accepted', 'Client connections accepted'),
+  clientConnectionsRejected: new Counter('mongoplex.client.connections.rejected', 'Client connections refused (limit reached)'),
+  clientConnectionsClosed: new Counter('mongoplex.client.connections.closed', 'Client connections closed, by reason'),
+  clientProtocolErrors: new Counter('mongoplex.client.protocol_errors', 'Client messages refused as malformed, by reason'),
+  commands: new Counter('mongoplex.commands', 'Commands handled, by how (forwarded, answered, refused)'),
+  commandErrors: new Counter('mongoplex.command.errors', 'Error replies emitted by the proxy itself, by code name'),
+  commandDuration: new Histogram('mongoplex.command.duration', 'Time from a client request to its reply', 'ms'),
+  upstreamConnectionsOpened: new Counter('mongoplex.upstream.connections.opened', 'Upstream connections established'),
+  upstreamConnectionsClosed: new Counter('mongoplex.upstream.connections.closed', 'Upstream connections closed, by reason'),
+  upstreamConnectFailures: new Counter('mongoplex.upstream.connect_failures', 'Upstream connection attempts that failed'),
+  upstreamStrayReplies: new Counter('mongoplex.upstream.stray_replies', 'Replies to fire-and-forget requests, dropped (non-conforming servers send them)'),
+  poolWaitTimeouts: new Counter('mongoplex.pool.wait_timeouts', 'Checkouts that timed out in the wait queue'),
+  poolWaitQueueFull: new Counter('mongoplex.pool.wait_queue_full', 'Checkouts refused because the wait queue was full'),
+  poolCheckoutDuration: new Histogram('mongoplex.pool.checkout.duration', 'Time to obtain a pooled connection', 'ms'),
+  cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
+} as const;

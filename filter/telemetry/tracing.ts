@@ -1,0 +1,37 @@
+import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+
+const tracer = trace.getTracer('mongoplex');
+
+export interface CommandSpanFacts {
+  readonly command: string;
+  readonly db: string | undefined;
+  readonly collection: string | undefined;
+  readonly server: { host: string; port: number };
+  readonly route: string;
+  readonly sessionId: number;
+}
+
+/** One span per forwarded command (OpenTelemetry database semantic conventions). */
+export function startCommandSpan(f: CommandSpanFacts): Span {
+  const span = tracer.startSpan(`${f.command}${f.collection ? ` ${f.db}.${f.collection}` : ''}`, {
+    kind: SpanKind.CLIENT,
+    attributes: {
+      'db.system': 'mongodb',
+      'db.system.name': 'mongodb',
+      'db.namespace': f.db ?? '',
+      'db.operation.name': f.command,
+      'server.address': f.server.host,
+      'server.port': f.server.port,
+      'mongoplex.route': f.route,
+      'mongoplex.client_connection_id': f.sessionId,
+    },
+  });
+  if (f.collection) span.setAttribute('db.collection.name', f.collection);
+  return span;
+}
+
+export function endSpanWithError(span: Span, code: number | undefined, message: string): void {
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
+  if (code !== undefined) span.setAttribute('db.response.status_code', String(code));
+  span.end();
+}

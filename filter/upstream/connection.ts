@@ -1,0 +1,238 @@
+import * as net from 'node:net';
+import { BSON } from 'bson';
+import { MessageFramer } from '../wire/framer';
+import { OpCode, stampIds, type WireMessage } from '../wire/header';
+import { Metrics } from '../telemetry/metrics';
+import { encodeOpQuery, parseOpReply } from '../wire/legacy';
+import { MsgFlag, opMsgFlags } from '../wire/opmsg';
+import { compressMessage, decompressMessage, type CompressorName } from '../wire/compression';
+import type { ServerAddress } from './address';
+import { describeServer, type ServerDescription } from './server-description';
+
+/** The upstream connection failed; the request may or may not have reached the server. */
+export class UpstreamNetworkError extends Error {
+  override name = 'UpstreamNetworkError';
+  constructor(message: string, readonly address: ServerAddress, readonly phase: 'connect' | 'request') {
+    super(message);
+  }
+}
+
+export interface ConnectOptions {
+  readonly connectTimeoutMs: number;
+  readonly appName: string;
+  readonly compressors: readonly CompressorName[];
+  readonly maxMessageSizeBytes: number;
+}
+
+interface Pending {
+  /** The id the proxy gave the request on this connection. */
+  readonly requestId: number;
+  /** The client's id for the request: the reply is renumbered to answer it. */
+  readonly clientRequestId: number;
+  readonly resolve: (m: WireMessage) => void;
+  readonly reject: (e: Error) => void;
+}
+
+let nextConnectionId = 1;
+
+/**
+ * One pooled connection to a MongoDB server. Carries one request at a time (the server
+ * answers a connection's requests in order anyway), forwards the client's bytes unchanged and
+ * hands back the server's reply bytes unchanged (decompressed when the server compressed).
+ */
+export class UpstreamConnection {
+  readonly id = nextConnectionId++;
+  readonly createdAt = Date.now();
+  lastUsedAt = Date.now();
+  /** Cursors this connection created that are still open (FerretDB kills them with the connection). */
+  openCursors = 0;
+  description!: ServerDescription;
+  private compressor: CompressorName | undefined;
+  private readonly framer: MessageFramer;
+  private pending: Pending | undefined;
+  private closedReason: string | undefined;
+  private nextRequestId = 1;
+  /**
+   * Ids of recent fire-and-forget (moreToCome) requests. A conforming server never answers
+   * them; some servers (FerretDB) do, and such a reply is dropped instead of being mistaken
+   * for the answer to a later request.
+   */
+  private readonly unansweredIds: number[] = [];
+  private readonly closeListeners: Array<(reason: string) => void> = [];
+
+  private constructor(private readonly socket: net.Socket, readonly address: ServerAddress, maxMessageSizeBytes: number) {
+    this.framer = new MessageFramer(maxMessageSizeBytes);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(`socket error: ${err.message}`));
+    socket.on('close', () => this.fail('closed by server'));
+  }
+
+  static async connect(address: ServerAddress, options: ConnectOptions): Promise<UpstreamConnection> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: address.host, port: address.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new UpstreamNetworkError(`connect to ${address} timed out after ${options.connectTimeoutMs} ms`, address, 'connect'));
+      }, options.connectTimeoutMs);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new UpstreamNetworkError(`connect to ${address} failed: ${err.message}`, address, 'connect'));
+      });
+    });
+    const conn = new UpstreamConnection(socket, address, options.maxMessageSizeBytes);
+    try {
+      await conn.handshake(options);
+    } catch (err) {
+      conn.close('handshake failed');
+      throw err instanceof UpstreamNetworkError ? err : new UpstreamNetworkError(`handshake with ${address} failed: ${(err as Error).message}`, address, 'connect');
+    }
+    return conn;
+  }
+
+  /** OP_QUERY isMaster works on every server generation, like the drivers' first message. */
+  private async handshake(options: ConnectOptions): Promise<void> {
+    const cmd = BSON.serialize({
+      isMaster: 1,
+      helloOk: true,
+      client: {
+        driver: { name: 'mongoplex', version: '0.1.0' },
+        os: { type: process.platform, architecture: process.arch },
+        platform: `Node.js ${process.version}`,
+        application: { name: options.appName },
+      },
+      compression: [...options.compressors],
+    });
+    const requestId = this.nextRequestId++;
+    const timer = setTimeout(() => this.close(`handshake timed out after ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
+    try {
+      const reply = await this.roundTrip(encodeOpQuery(requestId, 'admin.$cmd', cmd), requestId);
+      if (reply.header.opCode !== OpCode.REPLY) throw new Error(`handshake answered with opcode ${reply.header.opCode}`);
+      const doc = parseOpReply(reply).documents[0];
+      if (!doc) throw new Error('handshake reply has no document');
+      this.description = describeServer(doc);
+      this.compressor = options.compressors.find((c) => this.description.compression.includes(c));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== undefined;
+  }
+
+  get busy(): boolean {
+    return this.pending !== undefined;
+  }
+
+  onClose(listener: (reason: string) => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  /**
+   * Sends a client's request and resolves with the server's reply, renumbered to answer the
+   * client's own requestId. The request is renumbered on this connection (ids are unique per
+   * connection, whatever the clients chose). With `moreToCome` nothing is awaited.
+   * The request buffer is modified in place.
+   */
+  async request(bytes: Buffer, options: { compressible: boolean; moreToCome: boolean }): Promise<WireMessage | undefined> {
+    const clientRequestId = bytes.readInt32LE(4);
+    const requestId = this.nextRequestId++ & 0x7fffffff;
+    stampIds(bytes, { requestId });
+    const wire = this.compressor && options.compressible ? await compressMessage(bytes, this.compressor) : bytes;
+    if (options.moreToCome) {
+      this.unansweredIds.push(requestId);
+      if (this.unansweredIds.length > 16) this.unansweredIds.shift();
+      this.send(wire);
+      return undefined;
+    }
+    return this.roundTrip(wire, requestId, clientRequestId);
+  }
+
+  private roundTrip(bytes: Buffer, requestId: number, clientRequestId = requestId): Promise<WireMessage> {
+    return new Promise<WireMessage>((resolve, reject) => {
+      if (this.pending) {
+        reject(new Error(`upstream connection ${this.id} already has a request in flight`));
+        return;
+      }
+      this.pending = { requestId, clientRequestId, resolve, reject };
+      this.send(bytes);
+    });
+  }
+
+  private send(bytes: Buffer): void {
+    if (this.closedReason !== undefined) throw new UpstreamNetworkError(`connection to ${this.address} is closed (${this.closedReason})`, this.address, 'request');
+    this.lastUsedAt = Date.now();
+    this.socket.write(bytes);
+  }
+
+  private onData(chunk: Buffer): void {
+    let messages: WireMessage[];
+    try {
+      messages = this.framer.push(chunk);
+    } catch (err) {
+      this.fail(`bad frame from server: ${(err as Error).message}`);
+      return;
+    }
+    for (const m of messages) void this.deliver(m);
+  }
+
+  private async deliver(raw: WireMessage): Promise<void> {
+    const stray = this.unansweredIds.indexOf(raw.header.responseTo);
+    if (stray >= 0) {
+      this.unansweredIds.splice(stray, 1);
+      Metrics.upstreamStrayReplies.add(1, { server: this.address.toString() });
+      return;
+    }
+    const p = this.pending;
+    if (!p) {
+      this.fail('server sent a message with no request outstanding');
+      return;
+    }
+    if (raw.header.responseTo !== p.requestId) {
+      this.fail(`server reply answers request ${raw.header.responseTo}, expected ${p.requestId}`);
+      return;
+    }
+    this.pending = undefined;
+    this.lastUsedAt = Date.now();
+    let msg = raw;
+    if (raw.header.opCode === OpCode.COMPRESSED) {
+      try {
+        msg = (await decompressMessage(raw, Number.MAX_SAFE_INTEGER)).message;
+      } catch (err) {
+        p.reject(new UpstreamNetworkError(`undecodable compressed reply: ${(err as Error).message}`, this.address, 'request'));
+        this.close('undecodable compressed reply');
+        return;
+      }
+    }
+    if (msg.header.opCode === OpCode.MSG && opMsgFlags(msg) & MsgFlag.moreToCome) {
+      // The proxy clears exhaustAllowed on every request, so a streamed reply means the
+      // connection's state is unknown: never return it to the pool.
+      p.reject(new UpstreamNetworkError('server streamed an exhaust reply that was not asked for', this.address, 'request'));
+      this.close('unexpected moreToCome reply');
+      return;
+    }
+    stampIds(msg.bytes, { responseTo: p.clientRequestId });
+    p.resolve({ header: { ...msg.header, responseTo: p.clientRequestId }, bytes: msg.bytes });
+  }
+
+  private fail(reason: string): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    this.socket.destroy();
+    const p = this.pending;
+    this.pending = undefined;
+    p?.reject(new UpstreamNetworkError(`connection to ${this.address} lost: ${reason}`, this.address, 'request'));
+    for (const l of this.closeListeners) l(reason);
+  }
+
+  close(reason: string): void {
+    this.fail(reason);
+  }
+}

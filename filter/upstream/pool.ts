@@ -1,0 +1,232 @@
+import { EventEmitter } from 'node:events';
+import { Metrics } from '../telemetry/metrics';
+import type { ServerAddress } from './address';
+import { UpstreamConnection, type ConnectOptions } from './connection';
+import type { ServerDescription } from './server-description';
+
+export interface PoolOptions extends ConnectOptions {
+  readonly maxPoolSize: number;
+  readonly minPoolSize: number;
+  readonly maxConnecting: number;
+  readonly maxIdleTimeMs: number;
+  readonly waitQueueTimeoutMs: number;
+  readonly maxWaitQueueSize: number;
+}
+
+/** Why a checkout did not produce a connection. */
+export class CheckoutError extends Error {
+  override name = 'CheckoutError';
+  constructor(message: string, readonly reason: 'timeout' | 'queue_full' | 'connect_failed' | 'closed', readonly address: ServerAddress) {
+    super(message);
+  }
+}
+
+interface Waiter {
+  readonly resolve: (c: UpstreamConnection) => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: NodeJS.Timeout | undefined;
+  readonly enqueuedAt: number;
+}
+
+export interface PoolStats {
+  address: string;
+  total: number;
+  idle: number;
+  inUse: number;
+  connecting: number;
+  waiting: number;
+  holdingCursors: number;
+}
+
+/**
+ * A bounded pool of connections to one server (modelled on the drivers' CMAP): at most
+ * `maxPoolSize` connections, at most `maxConnecting` being opened at once, a FIFO wait queue
+ * bounded in length and in time, idle connections reaped unless they hold open cursors.
+ * Events: 'connectionCreated', 'connectionClosed' (connection, reason), 'described' (ServerDescription).
+ */
+export class UpstreamPool extends EventEmitter {
+  /** Idle connections, most recently used last (LIFO keeps the warm set small). */
+  private readonly idle: UpstreamConnection[] = [];
+  private readonly inUse = new Set<UpstreamConnection>();
+  private readonly waiters: Waiter[] = [];
+  private connecting = 0;
+  private closed = false;
+  private lastDescription: ServerDescription | undefined;
+
+  constructor(readonly address: ServerAddress, private readonly options: PoolOptions) {
+    super();
+  }
+
+  get description(): ServerDescription | undefined {
+    return this.lastDescription;
+  }
+
+  get size(): number {
+    return this.idle.length + this.inUse.size + this.connecting;
+  }
+
+  stats(): PoolStats {
+    let holdingCursors = 0;
+    for (const c of [...this.idle, ...this.inUse]) if (c.openCursors > 0) holdingCursors++;
+    return {
+      address: this.address.toString(),
+      total: this.size,
+      idle: this.idle.length,
+      inUse: this.inUse.size,
+      connecting: this.connecting,
+      waiting: this.waiters.length,
+      holdingCursors,
+    };
+  }
+
+  /** Resolves with a connection for exclusive use; give it back with `checkIn`. */
+  checkOut(): Promise<UpstreamConnection> {
+    if (this.closed) return Promise.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
+    const conn = this.popIdle();
+    if (conn) {
+      this.inUse.add(conn);
+      return Promise.resolve(conn);
+    }
+    if (this.waiters.length >= this.options.maxWaitQueueSize) {
+      Metrics.poolWaitQueueFull.add(1, { server: this.address.toString() });
+      return Promise.reject(new CheckoutError(`wait queue for ${this.address} is full (${this.options.maxWaitQueueSize} waiting)`, 'queue_full', this.address));
+    }
+    return new Promise<UpstreamConnection>((resolve, reject) => {
+      const enqueuedAt = Date.now();
+      const timeout = this.options.waitQueueTimeoutMs;
+      const waiter: Waiter = {
+        enqueuedAt,
+        resolve,
+        reject,
+        timer: timeout > 0 ? setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          Metrics.poolWaitTimeouts.add(1, { server: this.address.toString() });
+          reject(new CheckoutError(`timed out after ${timeout} ms waiting for a connection to ${this.address} (pool size ${this.options.maxPoolSize})`, 'timeout', this.address));
+        }, timeout) : undefined,
+      };
+      this.waiters.push(waiter);
+      this.pump();
+    });
+  }
+
+  /** Returns a connection after its reply was fully read. Closed connections are dropped. */
+  checkIn(conn: UpstreamConnection): void {
+    if (!this.inUse.delete(conn)) return;
+    if (conn.closed || conn.busy || this.closed) {
+      if (!conn.closed) conn.close(this.closed ? 'pool closed' : 'checked in busy');
+      this.pump();
+      return;
+    }
+    conn.lastUsedAt = Date.now();
+    this.idle.push(conn);
+    this.pump();
+  }
+
+  /** Connects once if the pool has never described its server (for the first client hello). */
+  async describe(): Promise<ServerDescription> {
+    if (this.lastDescription) return this.lastDescription;
+    const c = await this.checkOut();
+    this.checkIn(c);
+    return c.description;
+  }
+
+  private popIdle(): UpstreamConnection | undefined {
+    while (this.idle.length > 0) {
+      const c = this.idle.pop()!;
+      if (!c.closed) return c;
+    }
+    return undefined;
+  }
+
+  /** Hands idle connections to waiters and opens new ones while there is room. */
+  private pump(): void {
+    while (this.waiters.length > 0) {
+      const c = this.popIdle();
+      if (!c) break;
+      this.give(c);
+    }
+    while (
+      !this.closed &&
+      this.waiters.length > this.connecting &&
+      this.size < this.options.maxPoolSize &&
+      this.connecting < this.options.maxConnecting
+    ) {
+      this.open();
+    }
+  }
+
+  private give(conn: UpstreamConnection): void {
+    const w = this.waiters.shift()!;
+    if (w.timer) clearTimeout(w.timer);
+    this.inUse.add(conn);
+    Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, { server: this.address.toString() });
+    w.resolve(conn);
+  }
+
+  private open(): void {
+    this.connecting++;
+    UpstreamConnection.connect(this.address, this.options).then(
+      (conn) => {
+        this.connecting--;
+        Metrics.upstreamConnectionsOpened.add(1, { server: this.address.toString() });
+        this.lastDescription = conn.description;
+        this.emit('described', conn.description);
+        this.emit('connectionCreated', conn);
+        conn.onClose((reason) => {
+          const i = this.idle.indexOf(conn);
+          if (i >= 0) this.idle.splice(i, 1);
+          this.inUse.delete(conn);
+          Metrics.upstreamConnectionsClosed.add(1, { server: this.address.toString() });
+          this.emit('connectionClosed', conn, reason);
+          this.pump();
+        });
+        if (this.closed) {
+          conn.close('pool closed');
+          return;
+        }
+        this.idle.push(conn);
+        this.pump();
+      },
+      (err: Error) => {
+        this.connecting--;
+        Metrics.upstreamConnectFailures.add(1, { server: this.address.toString() });
+        this.emit('connectFailed', err);
+        // With no connection left to serve them, waiters beyond what is still being opened
+        // would only sit out their timeout: fail them now so clients can retry elsewhere.
+        if (this.idle.length + this.inUse.size === 0) {
+          while (this.waiters.length > this.connecting) {
+            const w = this.waiters.pop()!;
+            if (w.timer) clearTimeout(w.timer);
+            w.reject(new CheckoutError(err.message, 'connect_failed', this.address));
+          }
+        }
+        this.pump();
+      },
+    );
+  }
+
+  /** Closes connections idle past maxIdleTimeMs (never one holding open cursors) and refills minPoolSize. */
+  sweep(now = Date.now()): void {
+    const { maxIdleTimeMs, minPoolSize } = this.options;
+    if (maxIdleTimeMs > 0) {
+      for (const c of [...this.idle]) {
+        if (this.size <= minPoolSize) break;
+        if (c.openCursors > 0 || now - c.lastUsedAt < maxIdleTimeMs) continue;
+        c.close('idle');
+      }
+    }
+    while (!this.closed && this.size < minPoolSize && this.connecting < this.options.maxConnecting) this.open();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
+    }
+    for (const c of [...this.idle, ...this.inUse]) c.close('pool closed');
+    this.idle.length = 0;
+  }
+}
+

@@ -1,0 +1,40 @@
+/** A message that is well framed but cannot be understood: answered with an error, stream kept. */
+export class ProtocolError extends Error {
+  constructor(
+    message: string,
+    /** MongoDB error code the client will see. */
+    readonly code: number,
+    readonly codeName: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** MongoDB error codes the proxy emits itself (names as in the server's error_codes.yml). */
+export const ErrorCode = {
+  InternalError: { code: 1, codeName: 'InternalError' },
+  BadValue: { code: 2, codeName: 'BadValue' },
+  HostUnreachable: { code: 6, codeName: 'HostUnreachable' },
+  FailedToParse: { code: 9, codeName: 'FailedToParse' },
+  AuthenticationFailed: { code: 18, codeName: 'AuthenticationFailed' },
+  InvalidBSON: { code: 22, codeName: 'InvalidBSON' },
+  ProtocolError: { code: 17, codeName: 'ProtocolError' },
+  CursorNotFound: { code: 43, codeName: 'CursorNotFound' },
+  ExceededTimeLimit: { code: 50, codeName: 'ExceededTimeLimit' },
+  CommandNotFound: { code: 59, codeName: 'CommandNotFound' },
+  NetworkTimeout: { code: 89, codeName: 'NetworkTimeout' },
+  NetworkInterfaceExceededTimeLimit: { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' },
+  OperationFailed: { code: 96, codeName: 'OperationFailed' },
+  CommandNotSupported: { code: 115, codeName: 'CommandNotSupported' },
+  NoSuchTransaction: { code: 251, codeName: 'NoSuchTransaction' },
+  UnsupportedOpQueryCommand: { code: 352, codeName: 'UnsupportedOpQueryCommand' },
+  IngressRequestRateLimitExceeded: { code: 462, codeName: 'IngressRequestRateLimitExceeded' },
+  NotWritablePrimary: { code: 10107, codeName: 'NotWritablePrimary' },
+  BSONObjectTooLarge: { code: 10334, codeName: 'BSONObjectTooLarge' },
+} as const;
+export type KnownError = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export function protocolError(message: string, kind: KnownError): ProtocolError {
+  return new ProtocolError(message, kind.code, kind.codeName);
+}

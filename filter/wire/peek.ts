@@ -1,0 +1,168 @@
+import { onDemand } from 'bson';
+import { ErrorCode, protocolError } from './errors';
+
+/**
+ * Lazy reads of the few fields the proxy routes on, straight from BSON bytes, using the
+ * `bson` package's on-demand element scanner (no full deserialization on the hot path).
+ */
+
+const T_DOUBLE = 1, T_STRING = 2, T_DOCUMENT = 3, T_ARRAY = 4, T_BOOL = 8, T_INT32 = 16, T_INT64 = 18;
+
+type Element = readonly [type: number, nameOffset: number, nameLength: number, offset: number, length: number];
+
+function elements(doc: Buffer, offset = 0): Element[] {
+  try {
+    return [...onDemand.parseToElements(doc, offset)] as Element[];
+  } catch (err) {
+    throw protocolError(`invalid BSON: ${(err as Error).message}`, ErrorCode.InvalidBSON);
+  }
+}
+
+function nameOf(doc: Buffer, e: Element): string {
+  return doc.toString('utf8', e[1], e[1] + e[2]);
+}
+
+function stringOf(doc: Buffer, e: Element): string | undefined {
+  return e[0] === T_STRING ? doc.toString('utf8', e[3] + 4, e[3] + e[4] - 1) : undefined;
+}
+
+function numberOf(doc: Buffer, e: Element): number | bigint | undefined {
+  switch (e[0]) {
+    case T_INT32: return doc.readInt32LE(e[3]);
+    case T_INT64: return doc.readBigInt64LE(e[3]);
+    case T_DOUBLE: return doc.readDoubleLE(e[3]);
+    case T_BOOL: return doc[e[3]] ? 1 : 0;
+    default: return undefined;
+  }
+}
+
+function toBigInt(v: number | bigint | undefined): bigint | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'bigint') return v;
+  return Number.isInteger(v) ? BigInt(v) : undefined;
+}
+
+/** What the proxy needs to know about a command request. */
+export interface CommandInfo {
+  /** The command name as sent (first key of the body). */
+  readonly name: string;
+  readonly db: string | undefined;
+  /** String value of the first key: the collection, for collection-level commands. */
+  readonly collection: string | undefined;
+  readonly hasTxnNumber: boolean;
+  /** `autocommit: false` is present: the command runs inside a multi-statement transaction. */
+  readonly inTransaction: boolean;
+  readonly startTransaction: boolean;
+  /** Raw bytes of `lsid.id`, hex, when present. */
+  readonly lsid: string | undefined;
+  /** getMore's cursor id. */
+  readonly cursorId: bigint | undefined;
+  /** getMore's `collection` / killCursors's collection. */
+  readonly cursorCollection: string | undefined;
+  /** killCursors's `cursors` array. */
+  readonly killCursorIds: bigint[] | undefined;
+  /** The write concern asks for no acknowledgement (`w: 0`). */
+  readonly unacknowledged: boolean;
+}
+
+export function readCommand(body: Buffer): CommandInfo {
+  const els = elements(body);
+  const first = els[0];
+  if (!first) throw protocolError('command document is empty', ErrorCode.FailedToParse);
+  const name = nameOf(body, first);
+  let db: string | undefined;
+  let hasTxnNumber = false;
+  let inTransaction = false;
+  let startTransaction = false;
+  let lsid: string | undefined;
+  let cursorCollection: string | undefined;
+  let killCursorIds: bigint[] | undefined;
+  let unacknowledged = false;
+  const lname = name.toLowerCase();
+  for (let i = 1; i < els.length; i++) {
+    const e = els[i]!;
+    const key = nameOf(body, e);
+    switch (key) {
+      case '$db': db = stringOf(body, e); break;
+      case 'txnNumber': hasTxnNumber = true; break;
+      case 'autocommit': inTransaction = e[0] === T_BOOL && body[e[3]] === 0; break;
+      case 'startTransaction': startTransaction = e[0] === T_BOOL && body[e[3]] === 1; break;
+      case 'lsid':
+        if (e[0] === T_DOCUMENT) {
+          for (const s of elements(body, e[3])) {
+            if (nameOf(body, s) === 'id') lsid = body.toString('hex', s[3], s[3] + s[4]);
+          }
+        }
+        break;
+      case 'collection': if (lname === 'getmore') cursorCollection = stringOf(body, e); break;
+      case 'cursors':
+        if (lname === 'killcursors' && e[0] === T_ARRAY) {
+          killCursorIds = [];
+          for (const s of elements(body, e[3])) {
+            const id = toBigInt(numberOf(body, s));
+            if (id !== undefined) killCursorIds.push(id);
+          }
+        }
+        break;
+      case 'writeConcern':
+        if (e[0] === T_DOCUMENT) {
+          for (const s of elements(body, e[3])) {
+            if (nameOf(body, s) === 'w' && numberOf(body, s) === 0) unacknowledged = true;
+          }
+        }
+        break;
+    }
+  }
+  const collection = stringOf(body, first);
+  if (lname === 'killcursors') cursorCollection = collection;
+  const cursorId = lname === 'getmore' ? toBigInt(numberOf(body, first)) : undefined;
+  return {
+    name, db, collection, hasTxnNumber, inTransaction, startTransaction, lsid,
+    cursorId, cursorCollection, killCursorIds, unacknowledged,
+  };
+}
+
+/** The cursor a command reply opened or continued: `{cursor: {id, ns}}`. */
+export interface ReplyCursor {
+  readonly id: bigint;
+  readonly ns: string | undefined;
+}
+
+/** What the proxy reads from a command reply. */
+export interface ReplyInfo {
+  readonly ok: boolean;
+  readonly code: number | undefined;
+  readonly cursor: ReplyCursor | undefined;
+  /** killCursors reply: ids the server reports as killed or not found. */
+  readonly cursorsGone: bigint[];
+}
+
+export function readReply(body: Buffer): ReplyInfo {
+  let ok = false;
+  let code: number | undefined;
+  let cursor: ReplyCursor | undefined;
+  const cursorsGone: bigint[] = [];
+  for (const e of elements(body)) {
+    const key = nameOf(body, e);
+    if (key === 'ok') ok = numberOf(body, e) === 1;
+    else if (key === 'code') {
+      const c = numberOf(body, e);
+      code = c === undefined ? undefined : Number(c);
+    } else if (key === 'cursor' && e[0] === T_DOCUMENT) {
+      let id: bigint | undefined;
+      let ns: string | undefined;
+      for (const s of elements(body, e[3])) {
+        const k = nameOf(body, s);
+        if (k === 'id') id = toBigInt(numberOf(body, s));
+        else if (k === 'ns') ns = stringOf(body, s);
+      }
+      if (id !== undefined) cursor = { id, ns };
+    } else if ((key === 'cursorsKilled' || key === 'cursorsNotFound' || key === 'cursorsUnknown') && e[0] === T_ARRAY) {
+      for (const s of elements(body, e[3])) {
+        const id = toBigInt(numberOf(body, s));
+        if (id !== undefined) cursorsGone.push(id);
+      }
+    }
+  }
+  return { ok, code, cursor, cursorsGone };
+}
