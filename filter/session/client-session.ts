@@ -272,7 +272,7 @@ export class ClientSession {
       return this.refuse(inbound, cmd, ErrorCode.HostUnreachable, `mongoplex: ${message}`, failureLabels(cmd));
     }
     route.pool.checkIn(conn);
-    Metrics.commands.add(1, { handling: 'forwarded' });
+    Metrics.commands.add(1, { handling: 'forwarded', route: route.reason });
     Metrics.commandDuration.record(performance.now() - started, { command: name });
     if (!reply) {
       span.end();

@@ -1,0 +1,99 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { freePort, waitFor } from './ports';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/** Path of the FerretDB binary the project's install script builds (building it if needed). */
+export function ferretdbBinary(): string {
+  return execFileSync('bash', [path.join(ROOT, 'scripts', 'install-ferretdb.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}
+
+/** Connections FerretDB itself has accepted and closed, from its Prometheus metrics. */
+export interface ServerConnections {
+  accepted: number;
+  closed: number;
+  open: number;
+}
+
+/**
+ * A real FerretDB v1 (SQLite backend) on a free loopback port with its own data directory.
+ * Its debug address serves Prometheus metrics: the server's own view of how many connections
+ * the proxy really holds.
+ */
+export class FerretDB {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly host: string,
+    readonly port: number,
+    readonly debugPort: number,
+    private readonly dir: string,
+  ) {}
+
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  get uri(): string {
+    return `mongodb://${this.address}/?directConnection=true`;
+  }
+
+  static async start(): Promise<FerretDB> {
+    const bin = ferretdbBinary();
+    const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-ferretdb-'));
+    const port = await freePort();
+    const debugPort = await freePort();
+    const log = createWriteStream(path.join(dir, 'ferretdb.log'));
+    const child = spawn(bin, [
+      '--handler=sqlite',
+      `--sqlite-url=file:${dir}/`,
+      `--listen-addr=127.0.0.1:${port}`,
+      `--state-dir=${dir}`,
+      '--telemetry=disable',
+      `--debug-addr=127.0.0.1:${debugPort}`,
+      '--log-level=error',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    const db = new FerretDB(child, '127.0.0.1', port, debugPort, dir);
+    await waitFor('FerretDB readiness', async () => {
+      if (child.exitCode !== null) throw new Error(`FerretDB exited with ${child.exitCode} (log: ${dir}/ferretdb.log)`);
+      const r = await fetch(`http://127.0.0.1:${debugPort}/debug/readyz`);
+      return r.ok ? true : undefined;
+    });
+    return db;
+  }
+
+  async metrics(): Promise<string> {
+    const r = await fetch(`http://127.0.0.1:${this.debugPort}/debug/metrics`);
+    return r.text();
+  }
+
+  /** Sum of every sample of a metric family. */
+  async metricSum(name: string): Promise<number> {
+    let sum = 0;
+    for (const line of (await this.metrics()).split('\n')) {
+      if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  }
+
+  async connections(): Promise<ServerConnections> {
+    const accepted = await this.metricSum('ferretdb_client_accepts_total');
+    const closed = await this.metricSum('ferretdb_client_duration_seconds_count');
+    return { accepted, closed, open: accepted - closed };
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
