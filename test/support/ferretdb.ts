@@ -71,11 +71,12 @@ export class FerretDB {
     return r.text();
   }
 
-  /** Sum of every sample of a metric family. */
+  /** Sum of every sample of a metric family; `name` may include the start of a label set. */
   async metricSum(name: string): Promise<number> {
     let sum = 0;
+    const prefixes = name.includes('{') ? [name] : [name + '{', name + ' '];
     for (const line of (await this.metrics()).split('\n')) {
-      if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (prefixes.some((p) => line.startsWith(p))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
     }
     return sum;
   }

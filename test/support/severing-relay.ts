@@ -1,0 +1,61 @@
+import * as net from 'node:net';
+
+/**
+ * A TCP relay between the proxy and a real server that can sever a connection in the middle
+ * of a server reply: the upstream that "vanishes mid-reply". Test fixture only.
+ */
+export class SeveringRelay {
+  private readonly server: net.Server;
+  private readonly pairs = new Set<[net.Socket, net.Socket]>();
+  private armed: number | undefined;
+  port = 0;
+  severed = 0;
+
+  constructor(private readonly targetHost: string, private readonly targetPort: number) {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect({ host: this.targetHost, port: this.targetPort });
+      const pair: [net.Socket, net.Socket] = [client, upstream];
+      this.pairs.add(pair);
+      const end = (): void => {
+        client.destroy();
+        upstream.destroy();
+        this.pairs.delete(pair);
+      };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+      client.on('data', (c: Buffer) => upstream.write(c));
+      upstream.on('data', (c: Buffer) => {
+        if (this.armed !== undefined) {
+          const keep = Math.min(this.armed, c.length - 1);
+          this.armed = undefined;
+          this.severed++;
+          client.write(c.subarray(0, keep), end);
+          return;
+        }
+        client.write(c);
+      });
+    });
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** The next reply bytes from the server are cut after `keepBytes`, and both sides closed. */
+  severNextReply(keepBytes = 20): void {
+    this.armed = keepBytes;
+  }
+
+  async close(): Promise<void> {
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    await new Promise((r) => this.server.close(r));
+  }
+}
