@@ -5,7 +5,7 @@ import { MongoClient, MongoServerError } from 'mongodb';
 import { FerretDB } from './support/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
-import { SeveringRelay } from './support/severing-relay';
+import { FaultRelay } from './support/fault-relay';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { writeHeader } from '../filter/wire/header';
 import { Metrics } from '../filter/telemetry/metrics';
@@ -127,12 +127,12 @@ describe('bad input gets a clear error and disturbs no one else', () => {
 
 describe('an upstream that vanishes mid-reply', () => {
   let db: FerretDB;
-  let relay: SeveringRelay;
+  let relay: FaultRelay;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
     db = await FerretDB.start();
-    relay = new SeveringRelay(db.host, db.port);
+    relay = new FaultRelay(db.host, db.port);
     await relay.listen();
     proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1 } });
   });

@@ -1,13 +1,15 @@
 import * as net from 'node:net';
 
 /**
- * A TCP relay between the proxy and a real server that can sever a connection in the middle
- * of a server reply: the upstream that "vanishes mid-reply". Test fixture only.
+ * A TCP relay between the proxy and a real server that injects faults on the server's
+ * side: severing a connection in the middle of a reply (the upstream that "vanishes
+ * mid-reply"), or holding replies back (a slow server). Test fixture only.
  */
-export class SeveringRelay {
+export class FaultRelay {
   private readonly server: net.Server;
   private readonly pairs = new Set<[net.Socket, net.Socket]>();
   private armed: number | undefined;
+  private held: Array<() => void> | undefined;
   port = 0;
   severed = 0;
 
@@ -25,6 +27,10 @@ export class SeveringRelay {
       upstream.on('error', end).on('close', end);
       client.on('data', (c: Buffer) => upstream.write(c));
       upstream.on('data', (c: Buffer) => {
+        if (this.held) {
+          this.held.push(() => client.write(c));
+          return;
+        }
         if (this.armed !== undefined) {
           const keep = Math.min(this.armed, c.length - 1);
           this.armed = undefined;
@@ -49,6 +55,17 @@ export class SeveringRelay {
   /** The next reply bytes from the server are cut after `keepBytes`, and both sides closed. */
   severNextReply(keepBytes = 20): void {
     this.armed = keepBytes;
+  }
+
+  /** Server replies are held back until `release()`. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const send of held) send();
   }
 
   async close(): Promise<void> {

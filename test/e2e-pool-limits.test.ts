@@ -1,0 +1,85 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { MongoClient } from 'mongodb';
+import { FerretDB } from './support/ferretdb';
+import { startMongoplex } from './support/mongoplex';
+import { RawClient } from './support/raw-client';
+import { FaultRelay } from './support/fault-relay';
+import { waitFor } from './support/ports';
+
+type Running = Awaited<ReturnType<typeof startMongoplex>>;
+type PoolStats = { total: number; idle: number; holdingCursors: number; waiting: number };
+const poolOf = (p: Running): PoolStats => (p.proxy.stats() as { pools: PoolStats[] }).pools[0]!;
+
+describe('pool limits end in clear Mongo errors', () => {
+  let db: FerretDB;
+  let relay: FaultRelay;
+  let proxy: Running;
+
+  before(async () => {
+    db = await FerretDB.start();
+    relay = new FaultRelay(db.host, db.port);
+    await relay.listen();
+    proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1, waitQueueTimeoutMs: 200, maxWaitQueueSize: 1 } });
+  });
+  after(async () => {
+    relay?.release();
+    await proxy?.stop();
+    await relay?.close();
+    await db?.stop();
+  });
+
+  it('a request that waits past waitQueueTimeoutMs gets NetworkInterfaceExceededTimeLimit, then a full queue gets a retryable overload error', async () => {
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => RawClient.connect(proxy.tcp.port)));
+    assert.equal((await a!.command({ ping: 1, $db: 'admin' })).ok, 1); // warm: the one pooled connection exists
+    relay.hold();
+    const slow = a!.command({ ping: 1, $db: 'admin' }); // occupies the only pooled connection
+    await waitFor('the request to be upstream', async () => (poolOf(proxy).idle === 0 ? true : undefined));
+    const waiting = b!.command({ ping: 1, $db: 'admin' });
+    await waitFor('a waiter', async () => (poolOf(proxy).waiting === 1 ? true : undefined));
+    const refused = await c!.command({ ping: 1, $db: 'admin' });
+    assert.equal(refused.codeName, 'IngressRequestRateLimitExceeded');
+    assert.deepEqual(refused.errorLabels, ['SystemOverloadedError', 'RetryableError']);
+    const timedOut = await waiting;
+    assert.equal(timedOut.ok, 0);
+    assert.equal(timedOut.codeName, 'NetworkInterfaceExceededTimeLimit');
+    assert.match(timedOut.errmsg, /timed out after 200 ms waiting for a connection/);
+    relay.release();
+    assert.equal((await slow).ok, 1, 'the held request completes once the server answers');
+    for (const x of [a, b, c]) x!.destroy();
+  });
+});
+
+describe('pool reaping', () => {
+  let db: FerretDB;
+  let proxy: Running;
+
+  before(async () => {
+    db = await FerretDB.start();
+    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 2, maxIdleTimeMs: 100 } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await db?.stop();
+  });
+
+  it('closes idle connections but keeps the one whose cursor is still open (FerretDB kills cursors with their connection)', async () => {
+    const client = await new MongoClient(proxy.uri).connect();
+    try {
+      const col = client.db('reap').collection('c');
+      await col.insertMany(Array.from({ length: 10 }, (_, i) => ({ _id: i })) as never);
+      const cursor = col.find({}, { batchSize: 3 });
+      await cursor.next();
+      assert.equal(poolOf(proxy).holdingCursors, 1);
+      // Two janitor sweeps later the connection is long past maxIdleTimeMs.
+      await new Promise((r) => setTimeout(r, 2200));
+      assert.equal(poolOf(proxy).total, 1, 'the cursor-holding connection survived the reaper');
+      const rest = await cursor.toArray();
+      assert.equal(rest.length, 9);
+      await waitFor('the idle connection to be reaped', async () => (poolOf(proxy).total === 0 ? true : undefined), 5000);
+      assert.equal((await db.connections()).open, 0, 'FerretDB agrees: no connection left');
+    } finally {
+      await client.close();
+    }
+  });
+});
