@@ -9,4 +9,4 @@ echo "test: lint" >&2
 npx eslint . >&2
 echo "test: running tests" >&2
 # Tests share the machine's two cores with FerretDB and the proxy: run files one at a time.
-exec node --test --test-concurrency=1 --test-reporter=spec "$@" dist/test/
+exec node --test --test-concurrency=1 --test-reporter=spec "$@" dist/test/*.test.js

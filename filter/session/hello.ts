@@ -1,6 +1,7 @@
 import { BSON, type Document } from 'bson';
 import type { ServerDescription } from '../upstream/server-description';
 import type { CompressorName } from '../wire/compression';
+import { ErrorCode, protocolError } from '../wire/errors';
 
 /** Highest wire version whose protocol mongoplex understands (MongoDB 8.0). */
 export const PROXY_MAX_WIRE_VERSION = 25;
@@ -45,6 +46,11 @@ export function buildHelloReply(request: Document, ctx: HelloContext): Document 
   return reply;
 }
 
+/** Full deserialization, for the few small documents the proxy answers itself. */
 export function deserializeCommand(body: Buffer): Document {
-  return BSON.deserialize(body, { promoteLongs: false });
+  try {
+    return BSON.deserialize(body, { promoteLongs: false });
+  } catch (err) {
+    throw protocolError(`invalid BSON: ${(err as Error).message}`, ErrorCode.InvalidBSON);
+  }
 }
