@@ -76,7 +76,7 @@ export class RawClient {
 }
 
 export function decodeReply(reply: WireMessage): Document {
-  if (reply.header.opCode === OpCode.MSG) return BSON.deserialize(parseOpMsg(reply).body);
-  if (reply.header.opCode === OpCode.REPLY) return BSON.deserialize(parseOpReply(reply).documents[0]!);
+  if (reply.header.opCode === OpCode.MSG) return BSON.deserialize(parseOpMsg(reply).body, { promoteLongs: false });
+  if (reply.header.opCode === OpCode.REPLY) return BSON.deserialize(parseOpReply(reply).documents[0]!, { promoteLongs: false });
   throw new Error(`unexpected reply opcode ${reply.header.opCode}`);
 }

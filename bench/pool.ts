@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
+import { Long } from 'bson';
+import { FerretDB } from '../test/support/ferretdb';
+import { freePort } from '../test/support/ports';
+import { RawClient } from '../test/support/raw-client';
+
+/**
+ * `npm run bench -- pool`: the same workload against FerretDB directly and through
+ * mongoplex, in one invocation. C client connections (raw sockets, each handshaken like a
+ * driver connection) of which `busy` at a time run a mix of find-by-_id, inserts and
+ * multi-batch finds with getMore. Prints one JSON object per mode.
+ */
+
+interface Options {
+  clients: number;
+  busy: number;
+  seconds: number;
+  poolSize: number;
+}
+
+interface Result {
+  mode: string;
+  clients: number;
+  busy: number;
+  seconds: number;
+  upstreamConnections: number;
+  ops: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  firstError?: string;
+}
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const DOCS = 1000;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function op(c: RawClient, kind: number, seq: number): Promise<void> {
+  const check = (d: Record<string, unknown>): Record<string, unknown> => {
+    if (d.ok !== 1) throw new Error(`${String(d.codeName)}: ${String(d.errmsg)}`);
+    return d;
+  };
+  if (kind < 60) {
+    check(await c.command({ find: 'items', filter: { _id: seq % DOCS }, limit: 1, singleBatch: true, $db: 'bench' }));
+  } else if (kind < 90) {
+    check(await c.command({ insert: 'writes', documents: [{ seq, at: new Date() }], $db: 'bench' }));
+  } else {
+    const first = check(await c.command({ find: 'items', filter: { _id: { $lt: 50 } }, batchSize: 10, $db: 'bench' }));
+    let id = (first.cursor as { id: Long }).id;
+    while (!id.isZero()) {
+      const more = check(await c.command({ getMore: id, collection: 'items', batchSize: 10, $db: 'bench' }));
+      id = (more.cursor as { id: Long }).id;
+    }
+  }
+}
+
+async function runMode(mode: string, port: number, db: FerretDB, o: Options): Promise<Result> {
+  const before = await db.connections();
+  const clients: RawClient[] = [];
+  for (let i = 0; i < o.clients; i += 100) {
+    const batch = await Promise.all(Array.from({ length: Math.min(100, o.clients - i) }, async () => {
+      const c = await RawClient.connect(port);
+      await c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' });
+      return c;
+    }));
+    clients.push(...batch);
+  }
+  let peak = 0;
+  const sampler = setInterval(() => {
+    db.connections().then((s) => { peak = Math.max(peak, s.open - before.open); }, () => undefined);
+  }, 100);
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let seq = 0;
+  const idle = [...clients];
+  const deadline = Date.now() + o.seconds * 1000;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: o.busy }, async () => {
+    while (Date.now() < deadline) {
+      // Every operation runs on a different client connection than the last: most are idle.
+      const c = idle.splice(Math.floor(Math.random() * idle.length), 1)[0]!;
+      const t = performance.now();
+      try {
+        await op(c, Math.floor(Math.random() * 100), seq++);
+        latencies.push(performance.now() - t);
+      } catch (err) {
+        errors++;
+        firstError ??= (err as Error).message;
+      }
+      idle.push(c);
+    }
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  const after = await db.connections();
+  peak = Math.max(peak, after.open - before.open);
+  for (const c of clients) c.destroy();
+  latencies.sort((a, b) => a - b);
+  const r: Result = {
+    mode,
+    clients: o.clients,
+    busy: o.busy,
+    seconds: Number(elapsed.toFixed(2)),
+    upstreamConnections: peak,
+    ops: latencies.length,
+    opsPerSec: Math.round(latencies.length / elapsed),
+    p50Ms: Number(percentile(latencies, 50).toFixed(2)),
+    p99Ms: Number(percentile(latencies, 99).toFixed(2)),
+    errors,
+  };
+  if (firstError) r.firstError = firstError;
+  return r;
+}
+
+/** mongoplex in its own process, as deployed (the load generator must not share its event loop). */
+async function startMongoplexProcess(upstream: string, poolSize: number): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'filter', 'main.js')], {
+    env: {
+      ...process.env,
+      MONGOPLEX_LISTEN_PORT: String(port),
+      MONGOPLEX_UPSTREAM_SERVERS: upstream,
+      MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize),
+      MONGOPLEX_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`mongoplex exited with ${code}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('"listening"')) resolve();
+    });
+  });
+  return { port, child };
+}
+
+export async function runPoolBenchmark(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      clients: { type: 'string', default: '1000' },
+      busy: { type: 'string', default: '50' },
+      seconds: { type: 'string', default: '10' },
+      'pool-size': { type: 'string', default: '8' },
+    },
+  });
+  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']) };
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0)) {
+    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P, all positive');
+  }
+  const db = await FerretDB.start();
+  const proxy = await startMongoplexProcess(db.address, o.poolSize);
+  try {
+    const seed = await RawClient.connect(db.port);
+    for (let i = 0; i < DOCS; i += 500) {
+      await seed.command({ insert: 'items', documents: Array.from({ length: 500 }, (_, k) => ({ _id: i + k, v: 'x'.repeat(100) })), $db: 'bench' });
+    }
+    seed.destroy();
+    const results = [
+      await runMode('direct', db.port, db, o),
+      await runMode('mongoplex-tcp', proxy.port, db, o),
+    ];
+    for (const r of results) console.log(JSON.stringify(r));
+    const base = results[0]!;
+    for (const r of results.slice(1)) {
+      console.log(JSON.stringify({
+        mode: r.mode,
+        vs: base.mode,
+        opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
+        p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
+        p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
+        upstreamConnectionsRatio: Number((r.upstreamConnections / base.upstreamConnections).toFixed(4)),
+      }));
+    }
+  } finally {
+    proxy.child.kill('SIGTERM');
+    await db.stop();
+  }
+}

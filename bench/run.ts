@@ -1,0 +1,20 @@
+import { runPoolBenchmark } from './pool';
+
+const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
+  pool: runPoolBenchmark,
+};
+
+async function main(): Promise<void> {
+  const [name, ...args] = process.argv.slice(2);
+  const bench = name ? BENCHMARKS[name] : undefined;
+  if (!bench) {
+    console.error(`usage: npm run bench -- <${Object.keys(BENCHMARKS).join('|')}> [options]`);
+    process.exit(2);
+  }
+  await bench(args);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
