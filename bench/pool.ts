@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
 import { Long } from 'bson';
-import { FerretDB } from '../test/support/ferretdb';
-import { freePort } from '../test/support/ports';
+import { FerretDB } from '../scripts/ferretdb';
+import { freePort } from '../scripts/ports';
 import { RawClient } from '../test/support/raw-client';
 
 /**

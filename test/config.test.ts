@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, environmentVariables, loadConfig } from '../filter/config';
@@ -59,5 +59,14 @@ describe('configuration', () => {
     const r = spawnSync(process.execPath, [MAIN], { env: { ...process.env, MONGOPLEX_LISTEN_PORT: '99999' }, encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /invalid configuration:\n\s+listen\.port \(from MONGOPLEX_LISTEN_PORT\)/);
+  });
+});
+
+describe('documentation', () => {
+  it('the README configuration table lists every setting and its environment variable', () => {
+    const readme = readFileSync(path.resolve(__dirname, '..', '..', 'README.md'), 'utf8');
+    for (const [name, p] of environmentVariables()) {
+      assert.ok(readme.includes(`| \`${p.join('.')}\` | \`${name}\` |`), `README documents ${p.join('.')} (${name})`);
+    }
   });
 });

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON } from 'bson';
 import { MongoClient, MongoServerError } from 'mongodb';
-import { FerretDB } from './support/ferretdb';
+import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
 import { FaultRelay } from './support/fault-relay';

@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from './support/ferretdb';
+import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
 import { FaultRelay } from './support/fault-relay';
-import { waitFor } from './support/ports';
+import { waitFor } from '../scripts/ports';
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 type PoolStats = { total: number; idle: number; holdingCursors: number; waiting: number };

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from './support/ferretdb';
+import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 
 describe('connection pooling', () => {

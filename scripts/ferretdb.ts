@@ -1,10 +1,10 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { freePort, waitFor } from './ports';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
+const ROOT = path.resolve(__dirname, '..', '..');
 
 /** Path of the FerretDB binary the project's install script builds (building it if needed). */
 export function ferretdbBinary(): string {
@@ -29,7 +29,8 @@ export class FerretDB {
     readonly host: string,
     readonly port: number,
     readonly debugPort: number,
-    private readonly dir: string,
+    readonly dir: string,
+    private readonly keepData: boolean,
   ) {}
 
   get address(): string {
@@ -40,11 +41,16 @@ export class FerretDB {
     return `mongodb://${this.address}/?directConnection=true`;
   }
 
-  static async start(): Promise<FerretDB> {
+  /**
+   * Starts FerretDB. Without options: free ports and a temporary data directory removed on
+   * stop (tests, benchmarks). With `dir`, the data is kept (the dev stack).
+   */
+  static async start(options: { dir?: string; port?: number; debugPort?: number } = {}): Promise<FerretDB> {
     const bin = ferretdbBinary();
-    const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-ferretdb-'));
-    const port = await freePort();
-    const debugPort = await freePort();
+    const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'mongoplex-ferretdb-'));
+    mkdirSync(dir, { recursive: true });
+    const port = options.port ?? (await freePort());
+    const debugPort = options.debugPort ?? (await freePort());
     const log = createWriteStream(path.join(dir, 'ferretdb.log'));
     const child = spawn(bin, [
       '--handler=sqlite',
@@ -57,7 +63,7 @@ export class FerretDB {
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    const db = new FerretDB(child, '127.0.0.1', port, debugPort, dir);
+    const db = new FerretDB(child, '127.0.0.1', port, debugPort, dir, options.dir !== undefined);
     await waitFor('FerretDB readiness', async () => {
       if (child.exitCode !== null) throw new Error(`FerretDB exited with ${child.exitCode} (log: ${dir}/ferretdb.log)`);
       const r = await fetch(`http://127.0.0.1:${debugPort}/debug/readyz`);
@@ -95,6 +101,6 @@ export class FerretDB {
       await exited;
       clearTimeout(timer);
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!this.keepData) rmSync(this.dir, { recursive: true, force: true });
   }
 }
