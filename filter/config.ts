@@ -17,7 +17,10 @@ export const ConfigSchema = z.strictObject({
   listen: z.strictObject({
     /** Address of the plain TCP ingress (clients or Envoy tcp_proxy connect here). */
     host: z.string().min(1).default('127.0.0.1'),
-    port: port.default(27016),
+    /** Port of the plain TCP ingress; null disables it (ext_proc only). */
+    port: port.nullable().default(27016),
+    /** Envoy network ext_proc gRPC ingress (host:port), or null to disable it. */
+    grpc: hostPort.nullable().default(null),
     /** Most client connections served at once; more are closed on accept and counted. */
     maxClientConnections: z.number().int().min(1).default(20000),
   }).prefault({}),

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.log.level);
   const server = await startServer(config, log);
   // One line on stdout that scripts can wait for.
-  console.log(JSON.stringify({ event: 'listening', tcp: `${server.tcp.address}:${server.tcp.port}`, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
+  console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

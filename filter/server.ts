@@ -3,12 +3,16 @@ import type { Config } from './config';
 import { createLogger, type Logger } from './log';
 import { Proxy } from './proxy';
 import { TcpIngress } from './ingress/tcp';
+import { ExtProcIngress } from './ingress/ext-proc';
 import { AdminServer } from './admin/http';
 
 /** A running mongoplex: the engine, its TCP ingress and its admin endpoint. */
 export interface RunningServer {
   readonly proxy: Proxy;
-  readonly tcp: AddressInfo;
+  /** The TCP ingress address, when enabled. */
+  readonly tcp: AddressInfo | undefined;
+  /** The ext_proc gRPC ingress port, when enabled. */
+  readonly grpcPort: number | undefined;
   readonly admin: AddressInfo | undefined;
   stop(): Promise<void>;
 }
@@ -16,21 +20,32 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger = createLogger(config.log.level)): Promise<RunningServer> {
   const proxy = new Proxy(config, log);
   proxy.start();
-  const ingress = new TcpIngress(proxy);
-  const tcp = await ingress.listen(config.listen.host, config.listen.port);
+  let ingress: TcpIngress | undefined;
+  let tcp: AddressInfo | undefined;
+  if (config.listen.port !== null) {
+    ingress = new TcpIngress(proxy);
+    tcp = await ingress.listen(config.listen.host, config.listen.port);
+  }
+  let extProc: ExtProcIngress | undefined;
+  let grpcPort: number | undefined;
+  if (config.listen.grpc !== null) {
+    extProc = new ExtProcIngress(proxy);
+    grpcPort = await extProc.listen(config.listen.grpc);
+  }
   let admin: AdminServer | undefined;
   let adminAddress: AddressInfo | undefined;
   if (config.admin.port !== null) {
     admin = new AdminServer(proxy);
     adminAddress = await admin.listen(config.admin.host, config.admin.port);
   }
-  log.info({ tcp: `${tcp.address}:${tcp.port}`, admin: adminAddress && `${adminAddress.address}:${adminAddress.port}`, upstream: config.upstream.servers }, 'mongoplex listening');
+  log.info({ tcp: tcp && `${tcp.address}:${tcp.port}`, grpcPort, admin: adminAddress && `${adminAddress.address}:${adminAddress.port}`, upstream: config.upstream.servers }, 'mongoplex listening');
   return {
     proxy,
     tcp,
+    grpcPort,
     admin: adminAddress,
     async stop() {
-      await Promise.all([ingress.close(), admin?.close(), proxy.stop()]);
+      await Promise.all([ingress?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
     },
   };
 }

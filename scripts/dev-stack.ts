@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const server = await startServer(config, createLogger(config.log.level));
+  if (!server.tcp) throw new Error('the dev stack needs the TCP ingress (listen.port)');
   const host = server.tcp.address;
   console.log('');
   console.log(`  upstream:   ${config.upstream.servers.join(', ')}${db ? ' (embedded FerretDB, data in .cache/dev/ferretdb)' : ''}`);

@@ -38,7 +38,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   }
 
   it('answers a negative message length with a ProtocolError reply, then closes', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     c.send(header(-5, 77, 2013));
     const reply = await c.next();
     assert.ok(reply);
@@ -51,7 +51,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers a length below the header size with an error and closes', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     c.send(header(8, 5, 2013));
     const doc = decodeReply((await c.next())!);
     assert.equal(doc.codeName, 'ProtocolError');
@@ -59,7 +59,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('refuses a message larger than maxMessageSizeBytes before buffering it', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     c.send(header(48_000_000, 9, 2013));
     const doc = decodeReply((await c.next())!);
     assert.equal(doc.codeName, 'BSONObjectTooLarge');
@@ -69,7 +69,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers an unknown opcode with an error and keeps the connection usable', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     const msg = Buffer.concat([header(20, 3, 4242), Buffer.alloc(4)]);
     c.send(msg);
     const doc = decodeReply((await c.next())!);
@@ -80,7 +80,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers invalid BSON with InvalidBSON and keeps the connection usable', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     const body = Buffer.from(BSON.serialize({ find: 'c', $db: 'bad' }));
     body.writeInt32LE(body.length + 100, 0); // the document claims more bytes than it has
     c.send(encodeOpMsg(11, 0, body));
@@ -95,7 +95,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('refuses an OP_MSG with unknown required flag bits', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     const doc = await c.command({ ping: 1, $db: 'admin' }, 1 << 5);
     assert.equal(doc.codeName, 'ProtocolError');
     assert.match(doc.errmsg, /unknown required flag bits 0x20/);
@@ -103,7 +103,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('survives random garbage followed by a vanished client', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     const msg = encodeOpMsg(1, 0, BSON.serialize({ insert: 'c', documents: [{ x: 1 }], $db: 'bad' }));
     c.send(msg.subarray(0, msg.length - 10)); // truncated: the rest never comes
     c.destroy();
@@ -113,7 +113,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
 
   it('keeps the pooled connection healthy when a client vanishes while its request is upstream', async () => {
     const closedBefore = Metrics.upstreamConnectionsClosed.value();
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     const docs = Array.from({ length: 2000 }, (_, i) => ({ i, pad: 'y'.repeat(200) }));
     c.send(encodeOpMsg(1, 0, BSON.serialize({ insert: 'vanish', documents: docs, $db: 'bad' })));
     await new Promise((r) => setTimeout(r, 5));
@@ -143,7 +143,7 @@ describe('an upstream that vanishes mid-reply', () => {
   });
 
   it('gives the client a HostUnreachable error reply instead of a hang, and the next request works', async () => {
-    const c = await RawClient.connect(proxy.tcp.port);
+    const c = await RawClient.connect(proxy.port);
     assert.equal((await c.command({ insert: 'v', documents: [{ _id: 1 }], $db: 'cut' })).ok, 1);
     relay.severNextReply(10);
     const doc = await c.command({ find: 'v', filter: {}, $db: 'cut' });

@@ -30,7 +30,7 @@ describe('pool limits end in clear Mongo errors', () => {
   });
 
   it('a request that waits past waitQueueTimeoutMs gets NetworkInterfaceExceededTimeLimit, then a full queue gets a retryable overload error', async () => {
-    const [a, b, c] = await Promise.all([0, 1, 2].map(() => RawClient.connect(proxy.tcp.port)));
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => RawClient.connect(proxy.port)));
     assert.equal((await a!.command({ ping: 1, $db: 'admin' })).ok, 1); // warm: the one pooled connection exists
     relay.hold();
     const slow = a!.command({ ping: 1, $db: 'admin' }); // occupies the only pooled connection

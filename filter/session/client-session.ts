@@ -56,6 +56,7 @@ export class ClientSession {
   private running = false;
   private paused = false;
   private closed = false;
+  private inputEnded = false;
   private compression: CompressorName[] = [];
   private readonly log: Logger;
   lastActivityAt = Date.now();
@@ -85,8 +86,22 @@ export class ClientSession {
       this.queue.push(m);
       this.queuedBytes += m.bytes.length;
     }
+    const { maxBufferedBytes, maxMessageSizeBytes } = this.deps.config.client;
+    if (this.bufferedBytes > maxBufferedBytes + maxMessageSizeBytes) {
+      // Only a transport that cannot pause (Envoy ext_proc) gets here.
+      Metrics.clientProtocolErrors.add(1, { reason: 'buffer_limit' });
+      this.log.warn({ bufferedBytes: this.bufferedBytes }, 'closing client connection: it sends faster than it reads its replies');
+      this.close('buffer_limit');
+      return;
+    }
     this.applyBackpressure();
     if (!this.running) void this.run();
+  }
+
+  /** The client sent its last byte (half-close): answer what is queued, then close. */
+  endOfInput(): void {
+    this.inputEnded = true;
+    if (!this.running) this.close('client_end_of_input');
   }
 
   /** The transport is gone (client closed, reset, or the proxy closed it). */
@@ -143,6 +158,7 @@ export class ClientSession {
     } finally {
       this.running = false;
     }
+    if (this.inputEnded && this.queue.length === 0) this.close('client_end_of_input');
   }
 
   private async handle(raw: WireMessage): Promise<void> {

@@ -3,7 +3,7 @@ import { createLogger } from '../../filter/log';
 import { startServer, type RunningServer } from '../../filter/server';
 
 /** An in-process mongoplex on a free loopback port, pooling to the given upstream. */
-export async function startMongoplex(upstream: string, overrides: ConfigInput = {}): Promise<RunningServer & { uri: string }> {
+export async function startMongoplex(upstream: string, overrides: ConfigInput = {}): Promise<RunningServer & { uri: string; port: number }> {
   const config = loadConfig({
     env: {},
     overrides: {
@@ -14,5 +14,6 @@ export async function startMongoplex(upstream: string, overrides: ConfigInput = 
     },
   });
   const server = await startServer(config, createLogger(config.log.level));
-  return Object.assign(server, { uri: `mongodb://127.0.0.1:${server.tcp.port}/` });
+  if (!server.tcp) throw new Error('test mongoplex needs its TCP ingress');
+  return Object.assign(server, { uri: `mongodb://127.0.0.1:${server.tcp.port}/`, port: server.tcp.port });
 }

@@ -1,0 +1,175 @@
+/**
+ * Envoy bootstrap configurations for the ways mongoplex runs with Envoy. One source for the
+ * files shipped in envoy/, for `mongoplex envoy-config`, for the dev stack and for the tests.
+ */
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A client-facing Envoy listener (e.g. one per replica-set member in replset mode). */
+export interface ClientListener extends HostPort {
+  readonly name: string;
+}
+
+export interface EgressOptions extends HostPort {
+  /** Envoy's per-member connection cap (circuit breaker per_host_thresholds). */
+  readonly maxConnectionsPerMember: number;
+  readonly connectTimeoutMs: number;
+  /** Originate TLS to the members (SNI: the member's name is not known per host; no verification by default). */
+  readonly tls: boolean;
+}
+
+export type IngressMode =
+  /** Envoy streams client bytes to mongoplex over gRPC (network ext_proc). */
+  | { readonly kind: 'ext_proc'; readonly filterGrpc: HostPort }
+  /** Envoy tcp_proxy to mongoplex's TCP listener (sidecar). */
+  | { readonly kind: 'sidecar'; readonly filterTcp: HostPort }
+  /** Envoy tcp_proxy straight to MongoDB: no pooling (the benchmark baseline). */
+  | { readonly kind: 'tcp_proxy'; readonly upstream: HostPort };
+
+export interface BootstrapOptions {
+  readonly admin: HostPort;
+  readonly listeners: readonly ClientListener[];
+  readonly ingress?: IngressMode;
+  readonly egress?: EgressOptions;
+  readonly accessLog?: boolean;
+}
+
+type Json = Record<string, unknown>;
+
+const socket = (a: HostPort): Json => ({ socket_address: { address: a.host, port_value: a.port } });
+
+function staticCluster(name: string, target: HostPort, extra: Json = {}): Json {
+  return {
+    name,
+    type: 'STATIC',
+    connect_timeout: '5s',
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(target) } }] }] },
+    ...extra,
+  };
+}
+
+const accessLog = (name: string): Json[] => [{
+  name: 'envoy.access_loggers.stderr',
+  typed_config: {
+    '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog',
+    log_format: { text_format_source: { inline_string: `[%START_TIME%] ${name} %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% %BYTES_RECEIVED%B in %BYTES_SENT%B out %DURATION%ms %CONNECTION_TERMINATION_DETAILS%\n` } },
+  },
+}];
+
+function tcpProxy(statPrefix: string, cluster: string, log: boolean): Json {
+  return {
+    name: 'envoy.filters.network.tcp_proxy',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+      stat_prefix: statPrefix,
+      cluster,
+      ...(log ? { access_log: accessLog(statPrefix) } : {}),
+    },
+  };
+}
+
+function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): Json[] {
+  switch (ingress.kind) {
+    case 'ext_proc':
+      return [
+        {
+          name: 'envoy.filters.network.ext_proc',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor',
+            stat_prefix: `mongoplex_${l.name}`,
+            grpc_service: {
+              envoy_grpc: { cluster_name: 'mongoplex_ext_proc' },
+              // Which listener this stream came through: the per-listener fact mongoplex needs
+              // (in replset mode, the member this address stands for).
+              initial_metadata: [{ key: 'x-mongoplex-listener', value: l.name }],
+            },
+            // Replies are injected by mongoplex as write_data; Envoy never needs to ask.
+            processing_mode: { process_read: 'STREAMED', process_write: 'SKIP' },
+            // A byte pump has no per-message deadline: the default 200 ms would cut slow queries.
+            message_timeout: '0s',
+            failure_mode_allow: false,
+          },
+        },
+        {
+          // ext_proc is not terminal; the consumed bytes (always empty) end here.
+          name: 'envoy.filters.network.echo',
+          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo' },
+        },
+      ];
+    case 'sidecar':
+      return [tcpProxy(`mongoplex_${l.name}`, 'mongoplex_tcp', log)];
+    case 'tcp_proxy':
+      return [tcpProxy(`mongodb_${l.name}`, 'mongodb_direct', log)];
+  }
+}
+
+/** A complete Envoy bootstrap (static resources only). */
+export function buildBootstrap(o: BootstrapOptions): Json {
+  const listeners: Json[] = [];
+  const clusters: Json[] = [];
+  const log = o.accessLog ?? false;
+  if (o.ingress) {
+    for (const l of o.listeners) {
+      listeners.push({
+        name: `mongodb_${l.name}`,
+        address: socket(l),
+        filter_chains: [{ filters: clientFilters(l, o.ingress, log) }],
+      });
+    }
+    const ing = o.ingress;
+    if (ing.kind === 'ext_proc') {
+      clusters.push(staticCluster('mongoplex_ext_proc', ing.filterGrpc, {
+        typed_extension_protocol_options: {
+          'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+            '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+            explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '10s' } } },
+          },
+        },
+        // Many client connections share few HTTP/2 connections; each is one stream.
+        circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
+      }));
+    } else if (ing.kind === 'sidecar') {
+      clusters.push(staticCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
+    } else {
+      clusters.push(staticCluster('mongodb_direct', ing.upstream, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
+    }
+  }
+  if (o.egress) {
+    const e = o.egress;
+    listeners.push({
+      name: 'mongoplex_egress',
+      address: socket(e),
+      // mongoplex names the member it wants in a PROXY protocol v2 header; the listener filter
+      // makes that the connection's destination, which the ORIGINAL_DST cluster dials.
+      listener_filters: [{
+        name: 'envoy.filters.listener.proxy_protocol',
+        typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol' },
+      }],
+      filter_chains: [{ filters: [tcpProxy('mongoplex_egress', 'mongodb_members', log)] }],
+    });
+    clusters.push({
+      name: 'mongodb_members',
+      type: 'ORIGINAL_DST',
+      lb_policy: 'CLUSTER_PROVIDED',
+      connect_timeout: `${(e.connectTimeoutMs / 1000).toFixed(3)}s`,
+      cleanup_interval: '60s',
+      circuit_breakers: {
+        thresholds: [{ max_connections: 1_000_000 }],
+        per_host_thresholds: [{ max_connections: e.maxConnectionsPerMember }],
+      },
+      ...(e.tls ? {
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext' },
+        },
+      } : {}),
+    });
+  }
+  return {
+    admin: { address: socket(o.admin) },
+    static_resources: { listeners, clusters },
+  };
+}

