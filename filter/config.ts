@@ -38,6 +38,8 @@ export const ConfigSchema = z.strictObject({
     /** Requests allowed to wait for a pooled connection per server; more are refused at once. */
     maxWaitQueueSize: z.number().int().min(1).default(50_000),
     connectTimeoutMs: z.number().int().min(1).default(10_000),
+    /** Dial pooled connections through this Envoy egress listener (host:port), naming the server with PROXY protocol v2; null dials directly. */
+    via: hostPort.nullable().default(null),
     /** Compressors offered to upstream servers (empty: none). */
     compressors: z.array(z.enum(COMPRESSOR_NAMES)).default([]),
     appName: z.string().default('mongoplex'),

@@ -8,6 +8,7 @@ import type { ClientTransport } from './session/transport';
 import { observeGauge, Metrics } from './telemetry/metrics';
 import { ServerSet } from './topology/server-set';
 import type { UpstreamConnection } from './upstream/connection';
+import { ServerAddress } from './upstream/address';
 
 /**
  * The proxy engine shared by every ingress: owns the upstream pools, the routing state and
@@ -24,7 +25,7 @@ export class Proxy {
     const up = config.upstream;
     this.servers = new ServerSet(up.servers, {
       ...up,
-      compressors: up.compressors,
+      via: up.via ? ServerAddress.parse(up.via) : undefined,
       maxMessageSizeBytes: 48_000_000,
     });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);

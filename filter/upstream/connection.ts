@@ -1,4 +1,6 @@
 import * as net from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { proxyV2Header } from './proxy-protocol';
 import { BSON } from 'bson';
 import { MessageFramer } from '../wire/framer';
 import { OpCode, stampIds, type WireMessage } from '../wire/header';
@@ -19,6 +21,11 @@ export class UpstreamNetworkError extends Error {
 
 export interface ConnectOptions {
   readonly connectTimeoutMs: number;
+  /**
+   * Dial this Envoy egress listener instead of the server, naming the server in a PROXY
+   * protocol v2 header (Envoy then enforces connection caps, timeouts, TLS and per-host stats).
+   */
+  readonly via?: { readonly host: string; readonly port: number } | undefined;
   readonly appName: string;
   readonly compressors: readonly CompressorName[];
   readonly maxMessageSizeBytes: number;
@@ -70,8 +77,18 @@ export class UpstreamConnection {
   }
 
   static async connect(address: ServerAddress, options: ConnectOptions): Promise<UpstreamConnection> {
+    const via = options.via;
+    let destinationIp: string | undefined;
+    if (via) {
+      try {
+        destinationIp = net.isIP(address.host) ? address.host : (await lookup(address.host)).address;
+      } catch (err) {
+        throw new UpstreamNetworkError(`cannot resolve ${address.host}: ${(err as Error).message}`, address, 'connect');
+      }
+    }
+    const dial = via ?? address;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: address.host, port: address.port });
+      const s = net.connect({ host: dial.host, port: dial.port });
       const timer = setTimeout(() => {
         s.destroy();
         reject(new UpstreamNetworkError(`connect to ${address} timed out after ${options.connectTimeoutMs} ms`, address, 'connect'));
@@ -83,9 +100,12 @@ export class UpstreamConnection {
       });
       s.once('error', (err) => {
         clearTimeout(timer);
-        reject(new UpstreamNetworkError(`connect to ${address} failed: ${err.message}`, address, 'connect'));
+        reject(new UpstreamNetworkError(`connect to ${address}${via ? ` through Envoy ${via.host}:${via.port}` : ''} failed: ${err.message}`, address, 'connect'));
       });
     });
+    if (destinationIp !== undefined) {
+      socket.write(proxyV2Header({ ip: socket.localAddress ?? '', port: socket.localPort ?? 0 }, { ip: destinationIp, port: address.port }));
+    }
     const conn = new UpstreamConnection(socket, address, options.maxMessageSizeBytes);
     try {
       await conn.handshake(options);

@@ -1,0 +1,101 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { FerretDB } from '../scripts/ferretdb';
+import { freePort } from '../scripts/ports';
+import { startMongoplex } from './support/mongoplex';
+import { startEnvoy, type EnvoyFront } from './support/envoy-stack';
+import { concurrentCursors, crudRoundTrip, manyClientConnections } from './support/driver-scenarios';
+
+type Running = Awaited<ReturnType<typeof startMongoplex>>;
+
+describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () => {
+  let db: FerretDB;
+  let proxy: Running;
+  let front: EnvoyFront;
+
+  before(async () => {
+    db = await FerretDB.start();
+    const grpc = await freePort();
+    proxy = await startMongoplex(db.address, { listen: { grpc: `127.0.0.1:${grpc}` }, upstream: { maxPoolSize: 6 } });
+    front = await startEnvoy({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+    await db?.stop();
+  });
+
+  it('runs CRUD, aggregation, server errors and a 15 MB document through Envoy', async () => {
+    await crudRoundTrip(front.uri, 'extproc_crud');
+    assert.equal(await front.envoy.stat('network_ext_proc.mongoplex_main.message_timeouts'), 0);
+  });
+
+  it('drains cursors in small batches from many concurrent clients', async () => {
+    await concurrentCursors(front.uri, 'extproc_cursors', 15);
+  });
+
+  it('pools hundreds of client connections to Envoy over a few FerretDB connections', async () => {
+    const before = await db.connections();
+    const ops = await manyClientConnections(front.uri, 'extproc_many', 150);
+    assert.equal(ops, 600);
+    const after = await db.connections();
+    assert.ok(after.accepted - before.accepted + before.open <= 6, `FerretDB saw at most 6 connections (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
+    assert.ok((await front.envoy.stat('listener.127.0.0.1_' + front.port + '.downstream_cx_total')) >= 300, 'Envoy accepted 300+ client connections');
+  });
+});
+
+describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2 → ORIGINAL_DST)', () => {
+  let db: FerretDB;
+  let proxy: Running;
+  let egress: EnvoyFront;
+
+  before(async () => {
+    db = await FerretDB.start();
+    egress = await startEnvoy({ egress: { maxConnectionsPerMember: 4 } });
+    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4, via: egress.egress } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await egress?.envoy.stop();
+    await db?.stop();
+  });
+
+  it('runs the same CRUD and cursor scenarios, every upstream connection made by Envoy', async () => {
+    await crudRoundTrip(proxy.uri, 'egress_crud');
+    await concurrentCursors(proxy.uri, 'egress_cursors', 10);
+    const envoyMade = await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total');
+    const pool = (proxy.proxy.stats() as { pools: Array<{ total: number }> }).pools[0]!;
+    assert.ok(envoyMade >= 1 && envoyMade <= 4, `Envoy opened ${envoyMade} member connections`);
+    assert.equal((await db.connections()).open, pool.total, 'FerretDB holds exactly the pooled connections, all via Envoy');
+  });
+
+  it('Envoy keeps per-member stats for the member mongoplex named', async () => {
+    const r = await fetch(`http://127.0.0.1:${egress.envoy.adminPort}/clusters?format=json`);
+    const clusters = await r.json() as { cluster_statuses: Array<{ name: string; host_statuses?: Array<{ address: { socket_address: { address: string; port_value: number } } }> }> };
+    const members = clusters.cluster_statuses.find((c) => c.name === 'mongodb_members')!;
+    const addrs = (members.host_statuses ?? []).map((h) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`);
+    assert.deepEqual(addrs, [db.address]);
+  });
+});
+
+describe('client → Envoy tcp_proxy → mongoplex TCP listener (sidecar)', () => {
+  let db: FerretDB;
+  let proxy: Running;
+  let front: EnvoyFront;
+
+  before(async () => {
+    db = await FerretDB.start();
+    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4 } });
+    front = await startEnvoy({ ingress: { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: proxy.port } } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+    await db?.stop();
+  });
+
+  it('runs the same CRUD and cursor scenarios', async () => {
+    await crudRoundTrip(front.uri, 'sidecar_crud');
+    await concurrentCursors(front.uri, 'sidecar_cursors', 10);
+  });
+});
