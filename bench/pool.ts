@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createInterface } from 'node:readline';
 import { Long } from 'bson';
 import { FerretDB } from '../scripts/ferretdb';
 import { freePort } from '../scripts/ports';
 import { RawClient } from '../test/support/raw-client';
+import { MongoplexProcess } from '../test/support/mongoplex';
 
 /**
  * `npm run bench -- pool`: the same workload against FerretDB directly and through
@@ -35,7 +33,6 @@ interface Result {
   firstError?: string;
 }
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const DOCS = 1000;
 
 function percentile(sorted: number[], p: number): number {
@@ -121,28 +118,6 @@ async function runMode(mode: string, port: number, db: FerretDB, o: Options): Pr
   return r;
 }
 
-/** mongoplex in its own process, as deployed (the load generator must not share its event loop). */
-async function startMongoplexProcess(upstream: string, poolSize: number): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'filter', 'main.js')], {
-    env: {
-      ...process.env,
-      MONGOPLEX_LISTEN_PORT: String(port),
-      MONGOPLEX_UPSTREAM_SERVERS: upstream,
-      MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize),
-      MONGOPLEX_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`mongoplex exited with ${code}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.includes('"listening"')) resolve();
-    });
-  });
-  return { port, child };
-}
-
 export async function runPoolBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -158,7 +133,12 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
     throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P, all positive');
   }
   const db = await FerretDB.start();
-  const proxy = await startMongoplexProcess(db.address, o.poolSize);
+  const proxyPort = await freePort();
+  const proxy = await MongoplexProcess.start({
+    MONGOPLEX_LISTEN_PORT: String(proxyPort),
+    MONGOPLEX_UPSTREAM_SERVERS: db.address,
+    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
+  });
   try {
     const seed = await RawClient.connect(db.port);
     for (let i = 0; i < DOCS; i += 500) {
@@ -167,7 +147,7 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
     seed.destroy();
     const results = [
       await runMode('direct', db.port, db, o),
-      await runMode('mongoplex-tcp', proxy.port, db, o),
+      await runMode('mongoplex-tcp', proxyPort, db, o),
     ];
     for (const r of results) console.log(JSON.stringify(r));
     const base = results[0]!;
@@ -182,7 +162,7 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
       }));
     }
   } finally {
-    proxy.child.kill('SIGTERM');
+    await proxy.stop();
     await db.stop();
   }
 }

@@ -1,8 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerretDB } from '../scripts/ferretdb';
-import { freePort } from '../scripts/ports';
-import { startMongoplex } from './support/mongoplex';
+import { freePort, waitFor } from '../scripts/ports';
+import { MongoClient } from 'mongodb';
+import { MongoplexProcess, startMongoplex } from './support/mongoplex';
 import { startEnvoy, type EnvoyFront } from './support/envoy-stack';
 import { concurrentCursors, crudRoundTrip, manyClientConnections } from './support/driver-scenarios';
 
@@ -97,5 +98,49 @@ describe('client → Envoy tcp_proxy → mongoplex TCP listener (sidecar)', () =
   it('runs the same CRUD and cursor scenarios', async () => {
     await crudRoundTrip(front.uri, 'sidecar_crud');
     await concurrentCursors(front.uri, 'sidecar_cursors', 10);
+  });
+});
+
+describe('the filter process dies while clients are connected through Envoy', () => {
+  let db: FerretDB;
+  let filter: MongoplexProcess;
+  let front: EnvoyFront;
+  let grpc: number;
+
+  const startFilter = (): Promise<MongoplexProcess> => MongoplexProcess.start({
+    MONGOPLEX_LISTEN_PORT: 'null',
+    MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
+    MONGOPLEX_UPSTREAM_SERVERS: db.address,
+  });
+
+  before(async () => {
+    db = await FerretDB.start();
+    grpc = await freePort();
+    filter = await startFilter();
+    front = await startEnvoy({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+  });
+  after(async () => {
+    await filter?.stop();
+    await front?.envoy.stop();
+    await db?.stop();
+  });
+
+  it('clients get errors promptly, Envoy keeps running, and clients reconnect once the filter is back', async () => {
+    const client = await new MongoClient(front.uri, { serverSelectionTimeoutMS: 3000, retryReads: false, retryWrites: false }).connect();
+    try {
+      const col = client.db('kill').collection('c');
+      await col.insertOne({ before: true });
+      await filter.kill();
+      // "Promptly": the operation fails on its own, long before this guard would fire.
+      const guard = new Promise((_, reject) => setTimeout(() => reject(new Error('operation hung after the filter died')), 20_000).unref());
+      await assert.rejects(Promise.race([col.findOne({}), guard]), (e: Error) => e.message !== 'operation hung after the filter died');
+      assert.ok(front.envoy.running, 'Envoy is still running');
+      filter = await startFilter();
+      const back = await waitFor('the driver to reconnect through Envoy', async () => (await col.findOne({ before: true })) ?? undefined, 20_000);
+      assert.equal(back.before, true);
+      assert.ok(front.envoy.running);
+    } finally {
+      await client.close();
+    }
   });
 });
