@@ -3,13 +3,28 @@ import { parseArgs } from 'node:util';
 import { ConfigError, environmentVariables, loadConfig } from './config';
 import { createLogger } from './log';
 import { startServer } from './server';
+import { envoyConfigCommand, ENVOY_CONFIG_USAGE } from './envoy/cli';
 
 const USAGE = `usage: mongoplex [--config FILE] [--print-env]
+       mongoplex envoy-config --help
 
   --config FILE   YAML or JSON configuration (default: $MONGOPLEX_CONFIG, else built-in defaults)
   --print-env     list every MONGOPLEX_* environment setting and the config path it overrides`;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'envoy-config') {
+    if (process.argv.includes('--help')) {
+      console.log(ENVOY_CONFIG_USAGE);
+      return;
+    }
+    try {
+      process.stdout.write(envoyConfigCommand(process.argv.slice(3)));
+    } catch (err) {
+      console.error(`mongoplex envoy-config: ${(err as Error).message}\n${ENVOY_CONFIG_USAGE}`);
+      process.exit(2);
+    }
+    return;
+  }
   let args;
   try {
     args = parseArgs({ options: { config: { type: 'string' }, 'print-env': { type: 'boolean' }, help: { type: 'boolean' } } }).values;

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Envoy bootstrap configurations for the ways mongoplex runs with Envoy. One source for the
  * files shipped in envoy/, for `mongoplex envoy-config`, for the dev stack and for the tests.
@@ -41,10 +43,11 @@ type Json = Record<string, unknown>;
 
 const socket = (a: HostPort): Json => ({ socket_address: { address: a.host, port_value: a.port } });
 
-function staticCluster(name: string, target: HostPort, extra: Json = {}): Json {
+/** One fixed endpoint: STATIC for an IP address, STRICT_DNS for a name (e.g. a compose service). */
+function fixedCluster(name: string, target: HostPort, extra: Json = {}): Json {
   return {
     name,
-    type: 'STATIC',
+    type: isIP(target.host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '5s',
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(target) } }] }] },
     ...extra,
@@ -121,7 +124,7 @@ export function buildBootstrap(o: BootstrapOptions): Json {
     }
     const ing = o.ingress;
     if (ing.kind === 'ext_proc') {
-      clusters.push(staticCluster('mongoplex_ext_proc', ing.filterGrpc, {
+      clusters.push(fixedCluster('mongoplex_ext_proc', ing.filterGrpc, {
         typed_extension_protocol_options: {
           'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
             '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
@@ -132,9 +135,9 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
       }));
     } else if (ing.kind === 'sidecar') {
-      clusters.push(staticCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
+      clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
     } else {
-      clusters.push(staticCluster('mongodb_direct', ing.upstream, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
+      clusters.push(fixedCluster('mongodb_direct', ing.upstream, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
     }
   }
   if (o.egress) {

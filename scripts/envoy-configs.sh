@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerates the Envoy configurations shipped in envoy/ (test/envoy-configs.test.ts checks
+# that they match this output and that Envoy accepts them).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="${1:-envoy}"
+gen() { local out="$1"; shift; node dist/filter/main.js envoy-config "$@" > "$OUT/$out"; }
+gen ingress-ext-proc.yaml --mode ext_proc --listen main=0.0.0.0:27017 --filter-grpc 127.0.0.1:50051
+gen sidecar-tcp-proxy.yaml --mode sidecar --listen main=0.0.0.0:27017 --filter-tcp 127.0.0.1:27016
+gen egress.yaml --mode none --egress 127.0.0.1:27100 --max-connections-per-member 100
+gen ingress-and-egress.yaml --mode ext_proc --listen main=0.0.0.0:27017 --filter-grpc 127.0.0.1:50051 --egress 127.0.0.1:27100
+gen compose.yaml --mode ext_proc --listen main=0.0.0.0:27017 --filter-grpc mongoplex:50051 --egress 0.0.0.0:27100 --admin 0.0.0.0:9901 --access-log

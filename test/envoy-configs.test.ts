@@ -1,0 +1,44 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { validateEnvoyConfig } from '../scripts/envoy';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const ENVOY_DIR = path.join(ROOT, 'envoy');
+const shipped = readdirSync(ENVOY_DIR).filter((f) => f.endsWith('.yaml'));
+
+describe('shipped Envoy configurations', () => {
+  it('ships the ingress (ext_proc), sidecar (tcp_proxy) and egress configurations', () => {
+    for (const f of ['ingress-ext-proc.yaml', 'sidecar-tcp-proxy.yaml', 'egress.yaml']) assert.ok(shipped.includes(f), f);
+  });
+
+  for (const file of shipped) {
+    it(`Envoy 1.40 accepts envoy/${file} (envoy --mode validate)`, () => {
+      assert.equal(validateEnvoyConfig(path.join(ENVOY_DIR, file)), undefined);
+    });
+  }
+
+  it('are exactly what `mongoplex envoy-config` generates (scripts/envoy-configs.sh)', () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'mongoplex-envoy-configs-'));
+    execFileSync('bash', [path.join(ROOT, 'scripts', 'envoy-configs.sh'), out]);
+    for (const f of readdirSync(out)) {
+      assert.equal(readFileSync(path.join(out, f), 'utf8'), readFileSync(path.join(ENVOY_DIR, f), 'utf8'), `envoy/${f} is stale: run scripts/envoy-configs.sh`);
+    }
+  });
+
+  it('mongoplex envoy-config generates a valid config for a replica set of listeners and refuses bad arguments', () => {
+    const main = path.join(ROOT, 'dist', 'filter', 'main.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-envoy-gen-'));
+    const file = path.join(dir, 'rs.yaml');
+    const yaml = execFileSync(process.execPath, [main, 'envoy-config', '--listen', 'rs0=0.0.0.0:27017', '--listen', 'rs1=0.0.0.0:27018', '--listen', 'rs2=0.0.0.0:27019', '--egress', '127.0.0.1:27100', '--upstream-tls'], { encoding: 'utf8' });
+    writeFileSync(file, yaml);
+    assert.equal(validateEnvoyConfig(file), undefined);
+    assert.equal((yaml.match(/x-mongoplex-listener/g) ?? []).length, 3);
+    const bad = spawnSync(process.execPath, [main, 'envoy-config', '--listen', 'nope'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--listen: expected NAME=HOST:PORT, got 'nope'/);
+  });
+});
