@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, environmentVariables, loadConfig } from './config';
 import { createLogger } from './log';
 import { startServer } from './server';
+import { startTelemetry } from './telemetry/sdk';
 import { envoyConfigCommand, ENVOY_CONFIG_USAGE } from './envoy/cli';
 
 const USAGE = `usage: mongoplex [--config FILE] [--print-env]
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.log.level);
+  const stopTelemetry = await startTelemetry(log);
   const server = await startServer(config, log);
   // One line on stdout that scripts can wait for.
   console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
@@ -59,7 +61,9 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    server.stop().then(() => process.exit(0), () => process.exit(1));
+    server.stop()
+      .then(() => stopTelemetry?.())
+      .then(() => process.exit(0), () => process.exit(1));
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -6,7 +6,11 @@ import { metrics, type Attributes, type Counter as OtelCounter, type Histogram a
  * admin endpoint and tests can read it without an exporter.
  */
 
-const meter = metrics.getMeter('mongoplex');
+/**
+ * Instruments are created on first use, not at import: the metrics API is not a proxy, so an
+ * instrument made before the SDK is registered would stay a no-op forever.
+ */
+const meter = (): ReturnType<typeof metrics.getMeter> => metrics.getMeter('mongoplex');
 
 function key(attrs?: Attributes): string {
   if (!attrs) return '';
@@ -14,13 +18,11 @@ function key(attrs?: Attributes): string {
 }
 
 export class Counter {
-  private readonly otel: OtelCounter;
+  private otel: OtelCounter | undefined;
   private readonly values = new Map<string, number>();
-  constructor(readonly name: string, description: string) {
-    this.otel = meter.createCounter(name, { description });
-  }
+  constructor(readonly name: string, private readonly description: string) {}
   add(n = 1, attrs?: Attributes): void {
-    this.otel.add(n, attrs);
+    (this.otel ??= meter().createCounter(this.name, { description: this.description })).add(n, attrs);
     const k = key(attrs);
     this.values.set(k, (this.values.get(k) ?? 0) + n);
   }
@@ -37,18 +39,16 @@ export class Counter {
 }
 
 export class Histogram {
-  private readonly otel: OtelHistogram;
-  constructor(readonly name: string, description: string, unit: string) {
-    this.otel = meter.createHistogram(name, { description, unit });
-  }
+  private otel: OtelHistogram | undefined;
+  constructor(readonly name: string, private readonly description: string, private readonly unit: string) {}
   record(v: number, attrs?: Attributes): void {
-    this.otel.record(v, attrs);
+    (this.otel ??= meter().createHistogram(this.name, { description: this.description, unit: this.unit })).record(v, attrs);
   }
 }
 
 /** Gauges are read on demand from whoever owns the value (pools, maps, sessions). */
 export function observeGauge(name: string, description: string, read: () => Array<[number, Attributes?]>): void {
-  meter.createObservableGauge(name, { description }).addCallback((r) => {
+  meter().createObservableGauge(name, { description }).addCallback((r) => {
     for (const [v, a] of read()) r.observe(v, a);
   });
 }
