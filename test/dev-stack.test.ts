@@ -1,0 +1,55 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+import { MongoClient } from 'mongodb';
+import { freePort } from '../scripts/ports';
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+describe('the dev stack (npm run dev)', () => {
+  it('starts FerretDB, mongoplex and Envoy, prints a working connection string, and stops everything on Ctrl-C', async () => {
+    const ports = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
+    const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
+      env: {
+        ...process.env,
+        ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+        DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'mongoplex-dev-')),
+        MONGOPLEX_LISTEN_PORT: String(await freePort()),
+        MONGOPLEX_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const uri = await new Promise<string>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`dev stack exited early with ${code}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        const m = /^\s+(mongodb:\/\/\S+)$/.exec(line);
+        if (m) resolve(m[1]!);
+      });
+    });
+    assert.equal(uri, `mongodb://127.0.0.1:${ports.DEV_ENVOY_PORT}/`, 'the connection string is Envoy\'s listener');
+    const client = await new MongoClient(uri).connect();
+    try {
+      await client.db('dev').collection('hello').insertOne({ from: 'test' });
+      assert.equal(await client.db('dev').collection('hello').countDocuments(), 1);
+    } finally {
+      await client.close();
+    }
+    child.kill('SIGINT');
+    assert.equal(await exited, 0);
+    for (const [name, port] of Object.entries(ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed after Ctrl-C`);
+  });
+});
