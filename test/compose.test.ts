@@ -1,0 +1,103 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse, parseDocument } from 'yaml';
+import { ConfigSchema, environmentVariables, loadConfig } from '../filter/config';
+
+/** No Docker engine runs here: docker-compose.yml is validated, not run. */
+const ROOT = path.resolve(__dirname, '..', '..');
+
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  ports?: string[];
+  volumes?: string[];
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+}
+
+function compose(): { services: Record<string, Service>; volumes?: Record<string, unknown> } {
+  const doc = parseDocument(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true });
+  assert.deepEqual(doc.errors, []);
+  return doc.toJS({ maxAliasCount: 100 }) as { services: Record<string, Service> };
+}
+
+describe('docker-compose.yml', () => {
+  const c = compose();
+  const services = c.services;
+
+  it('has a three-member replica set initialised automatically, mongoplex, Envoy, a collector and a trace UI', () => {
+    for (const s of ['mongo1', 'mongo2', 'mongo3', 'mongo-init', 'mongoplex', 'envoy', 'otel-collector', 'jaeger']) assert.ok(services[s], s);
+    for (const m of ['mongo1', 'mongo2', 'mongo3']) assert.deepEqual(services[m]!.command, ['mongod', '--replSet', 'rs0', '--bind_ip_all']);
+    const init = readFileSync(path.join(ROOT, 'scripts', 'docker', 'mongo-init.js'), 'utf8');
+    for (const m of ['mongo1:27017', 'mongo2:27017', 'mongo3:27017']) assert.ok(init.includes(m));
+  });
+
+  it('pins every image to a version, and Envoy to the same release the tests run', () => {
+    for (const [name, s] of Object.entries(services)) {
+      if (s.build) continue;
+      assert.match(s.image ?? '', /^[\w./-]+:[\w.-]+$/, `${name} image has a tag`);
+      assert.doesNotMatch(s.image ?? '', /:latest$/, `${name} image is not :latest`);
+    }
+    const pinned = /VERSION="\$\{ENVOY_VERSION:-([\d.]+)\}"/.exec(readFileSync(path.join(ROOT, 'scripts', 'install-envoy.sh'), 'utf8'))![1];
+    assert.equal(services.envoy!.image, `envoyproxy/envoy:v${pinned}`);
+  });
+
+  it('publishes well-formed, distinct host ports', () => {
+    const hostPorts: string[] = [];
+    for (const s of Object.values(services)) {
+      for (const p of s.ports ?? []) {
+        const m = /^(\d{1,5}):(\d{1,5})$/.exec(p);
+        assert.ok(m, `port mapping '${p}'`);
+        hostPorts.push(m[1]!);
+      }
+    }
+    assert.equal(new Set(hostPorts).size, hostPorts.length);
+  });
+
+  it('depends only on services it defines, with valid conditions', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const [dep, { condition }] of Object.entries(s.depends_on ?? {})) {
+        assert.ok(services[dep], `${name} depends on undefined service ${dep}`);
+        assert.ok(['service_started', 'service_healthy', 'service_completed_successfully'].includes(condition));
+        if (condition === 'service_healthy') assert.ok(services[dep]!.healthcheck, `${dep} has a healthcheck`);
+      }
+    }
+  });
+
+  it('mounts and builds only files that exist in the repository', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const v of s.volumes ?? []) {
+        const host = v.split(':')[0]!;
+        if (host.startsWith('./')) assert.ok(existsSync(path.join(ROOT, host)), `${name} mounts ${host}`);
+        else assert.ok(c.volumes && host in c.volumes, `${name} uses named volume ${host}`);
+      }
+      if (s.build) assert.ok(existsSync(path.join(ROOT, s.build.context, s.build.dockerfile)), `${name} Dockerfile`);
+    }
+    const collector = parse(readFileSync(path.join(ROOT, 'scripts', 'docker', 'otel-collector.yaml'), 'utf8')) as { service: { pipelines: Record<string, { receivers: string[] }> } };
+    assert.deepEqual(collector.service.pipelines.traces!.receivers, ['otlp']);
+  });
+
+  it("configures mongoplex only with settings mongoplex knows, pointing at the compose services", () => {
+    const env = services.mongoplex!.environment!;
+    const known = environmentVariables();
+    const settings: Record<string, string> = {};
+    for (const [k, v] of Object.entries(env)) {
+      if (k.startsWith('OTEL_')) continue;
+      assert.ok(known.has(k), `${k} is a mongoplex setting`);
+      settings[k] = v;
+    }
+    assert.match(env.OTEL_EXPORTER_OTLP_ENDPOINT!, /^http:\/\/otel-collector:4318$/);
+    assert.equal(env.MONGOPLEX_UPSTREAM_VIA, 'envoy:27100');
+    // The same values the process would load from its environment.
+    const cfg = loadConfig({ env: settings });
+    assert.equal(ConfigSchema.safeParse(cfg).success, true);
+    assert.deepEqual(cfg.upstream.servers, ['mongo1:27017', 'mongo2:27017', 'mongo3:27017']);
+    const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
+    assert.match(envoyConfig, /address: mongoplex\n\s+port_value: 50051/);
+    assert.match(envoyConfig, /port_value: 27100/);
+  });
+});
