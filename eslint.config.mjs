@@ -2,7 +2,8 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.cache/**'] },
+  // scripts/docker/mongo-init.js runs inside mongosh, not Node.
+  { ignores: ['dist/**', 'node_modules/**', '.cache/**', '.venv/**', 'scripts/docker/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

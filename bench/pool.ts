@@ -4,6 +4,7 @@ import { FerretDB } from '../scripts/ferretdb';
 import { freePort } from '../scripts/ports';
 import { RawClient } from '../test/support/raw-client';
 import { MongoplexProcess } from '../test/support/mongoplex';
+import { startEnvoy } from '../test/support/envoy-stack';
 
 /**
  * `npm run bench -- pool`: the same workload against FerretDB directly and through
@@ -17,6 +18,8 @@ interface Options {
   busy: number;
   seconds: number;
   poolSize: number;
+  /** 'mixed': 60% find-by-_id, 30% insert, 10% multi-batch find; 'reads': find-by-_id only. */
+  mix: 'mixed' | 'reads';
 }
 
 interface Result {
@@ -40,7 +43,8 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function op(c: RawClient, kind: number, seq: number): Promise<void> {
+async function op(c: RawClient, mix: Options['mix'], seq: number): Promise<void> {
+  const kind = mix === 'reads' ? 0 : Math.floor(Math.random() * 100);
   const check = (d: Record<string, unknown>): Record<string, unknown> => {
     if (d.ok !== 1) throw new Error(`${String(d.codeName)}: ${String(d.errmsg)}`);
     return d;
@@ -87,7 +91,7 @@ async function runMode(mode: string, port: number, db: FerretDB, o: Options): Pr
       const c = idle.splice(Math.floor(Math.random() * idle.length), 1)[0]!;
       const t = performance.now();
       try {
-        await op(c, Math.floor(Math.random() * 100), seq++);
+        await op(c, o.mix, seq++);
         latencies.push(performance.now() - t);
       } catch (err) {
         errors++;
@@ -118,6 +122,9 @@ async function runMode(mode: string, port: number, db: FerretDB, o: Options): Pr
   return r;
 }
 
+const MODES = ['direct', 'envoy-tcp-proxy', 'mongoplex-tcp', 'mongoplex-envoy-sidecar', 'mongoplex-envoy-ext-proc'] as const;
+type Mode = (typeof MODES)[number];
+
 export async function runPoolBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -126,32 +133,33 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
       busy: { type: 'string', default: '50' },
       seconds: { type: 'string', default: '10' },
       'pool-size': { type: 'string', default: '8' },
+      mix: { type: 'string', default: 'mixed' },
+      modes: { type: 'string', default: MODES.join(',') },
     },
   });
-  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']) };
-  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0)) {
-    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P, all positive');
+  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !['mixed', 'reads'].includes(o.mix)) {
+    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix mixed|reads --modes a,b,...');
   }
+  const modes = values.modes.split(',') as Mode[];
+  for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
   const db = await FerretDB.start();
-  const proxyPort = await freePort();
-  const proxy = await MongoplexProcess.start({
-    MONGOPLEX_LISTEN_PORT: String(proxyPort),
-    MONGOPLEX_UPSTREAM_SERVERS: db.address,
-    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
-  });
+  const stops: Array<() => Promise<void>> = [() => db.stop()];
   try {
     const seed = await RawClient.connect(db.port);
     for (let i = 0; i < DOCS; i += 500) {
       await seed.command({ insert: 'items', documents: Array.from({ length: 500 }, (_, k) => ({ _id: i + k, v: 'x'.repeat(100) })), $db: 'bench' });
     }
     seed.destroy();
-    const results = [
-      await runMode('direct', db.port, db, o),
-      await runMode('mongoplex-tcp', proxyPort, db, o),
-    ];
+    const results: Result[] = [];
+    for (const mode of modes) {
+      const port = await startMode(mode, db, o, stops);
+      results.push(await runMode(mode, port, db, o));
+    }
     for (const r of results) console.log(JSON.stringify(r));
-    const base = results[0]!;
-    for (const r of results.slice(1)) {
+    const base = results.find((r) => r.mode === 'direct') ?? results[0]!;
+    for (const r of results) {
+      if (r === base) continue;
       console.log(JSON.stringify({
         mode: r.mode,
         vs: base.mode,
@@ -162,7 +170,31 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
       }));
     }
   } finally {
-    await proxy.stop();
-    await db.stop();
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
   }
+}
+
+/** Starts what a mode needs (mongoplex in its own process, a real Envoy); returns the port clients dial. */
+async function startMode(mode: Mode, db: FerretDB, o: Options, stops: Array<() => Promise<void>>): Promise<number> {
+  if (mode === 'direct') return db.port;
+  if (mode === 'envoy-tcp-proxy') {
+    const front = await startEnvoy({ ingress: { kind: 'tcp_proxy', upstream: { host: db.host, port: db.port } } });
+    stops.push(() => front.envoy.stop());
+    return front.port;
+  }
+  const tcp = await freePort();
+  const grpc = await freePort();
+  const proxy = await MongoplexProcess.start({
+    MONGOPLEX_LISTEN_PORT: String(tcp),
+    MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
+    MONGOPLEX_UPSTREAM_SERVERS: db.address,
+    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
+  });
+  stops.push(() => proxy.stop());
+  if (mode === 'mongoplex-tcp') return tcp;
+  const front = await startEnvoy({
+    ingress: mode === 'mongoplex-envoy-sidecar' ? { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: tcp } } : { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } },
+  });
+  stops.push(() => front.envoy.stop());
+  return front.port;
 }
