@@ -18,8 +18,11 @@ interface Options {
   busy: number;
   seconds: number;
   poolSize: number;
-  /** 'mixed': 60% find-by-_id, 30% insert, 10% multi-batch find; 'reads': find-by-_id only. */
-  mix: 'mixed' | 'reads';
+  /**
+   * 'mixed': 60% find-by-_id, 30% insert, 10% multi-batch find; 'reads': find-by-_id only;
+   * 'ping': forwarded pings, the cheapest server round trip (shows the proxy's own cost).
+   */
+  mix: 'mixed' | 'reads' | 'ping';
 }
 
 interface Result {
@@ -44,11 +47,15 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function op(c: RawClient, mix: Options['mix'], seq: number): Promise<void> {
-  const kind = mix === 'reads' ? 0 : Math.floor(Math.random() * 100);
   const check = (d: Record<string, unknown>): Record<string, unknown> => {
     if (d.ok !== 1) throw new Error(`${String(d.codeName)}: ${String(d.errmsg)}`);
     return d;
   };
+  if (mix === 'ping') {
+    check(await c.command({ ping: 1, $db: 'admin' }));
+    return;
+  }
+  const kind = mix === 'reads' ? 0 : Math.floor(Math.random() * 100);
   if (kind < 60) {
     check(await c.command({ find: 'items', filter: { _id: seq % DOCS }, limit: 1, singleBatch: true, $db: 'bench' }));
   } else if (kind < 90) {
@@ -138,8 +145,8 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
     },
   });
   const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
-  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !['mixed', 'reads'].includes(o.mix)) {
-    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix mixed|reads --modes a,b,...');
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !['mixed', 'reads', 'ping'].includes(o.mix)) {
+    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix mixed|reads|ping --modes a,b,...');
   }
   const modes = values.modes.split(',') as Mode[];
   for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
