@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { waitFor } from './ports';
+import { terminate } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -69,13 +70,7 @@ export class Envoy {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode === null) {
-      const exited = new Promise((r) => this.child.once('exit', r));
-      this.child.kill('SIGTERM');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await terminate(this.child);
     if (!process.env.KEEP_ENVOY_LOGS) rmSync(this.dir, { recursive: true, force: true });
   }
 }

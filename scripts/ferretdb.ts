@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { freePort, waitFor } from './ports';
+import { terminate } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -94,13 +95,7 @@ export class FerretDB {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode === null) {
-      const exited = new Promise((r) => this.child.once('exit', r));
-      this.child.kill('SIGTERM');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await terminate(this.child);
     if (!this.keepData) rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -5,6 +5,7 @@ import type { Proxy } from '../proxy';
 import type { ClientSession } from '../session/client-session';
 import type { ClientTransport } from '../session/transport';
 import { Metrics } from '../telemetry/metrics';
+import { whenDrained } from './drain';
 
 /**
  * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
@@ -66,16 +67,7 @@ class ExtProcTransport implements ClientTransport {
   }
 
   waitForDrain(): Promise<void> {
-    if (this.ended || !this.call.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.call.off('drain', done);
-        this.call.off('close', done);
-        resolve();
-      };
-      this.call.on('drain', done);
-      this.call.on('close', done);
-    });
+    return this.ended ? Promise.resolve() : whenDrained(this.call);
   }
 
   /** Envoy cannot be paused from here; the session closes the client if it overruns its bound. */

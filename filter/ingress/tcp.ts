@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import type { Proxy } from '../proxy';
 import type { ClientTransport } from '../session/transport';
+import { whenDrained } from './drain';
 
 /** A client's TCP socket as a session transport. */
 class SocketTransport implements ClientTransport {
@@ -13,16 +14,7 @@ class SocketTransport implements ClientTransport {
     return this.socket.write(bytes);
   }
   waitForDrain(): Promise<void> {
-    if (this.socket.destroyed || !this.socket.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
+    return whenDrained(this.socket);
   }
   pause(): void {
     this.socket.pause();

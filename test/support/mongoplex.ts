@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig, type ConfigInput } from '../../filter/config';
+import { terminate } from '../../scripts/process';
 import { createLogger } from '../../filter/log';
 import { startServer, type RunningServer } from '../../filter/server';
 
@@ -50,9 +51,6 @@ export class MongoplexProcess {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((r) => this.child.once('exit', r));
-    this.child.kill('SIGTERM');
-    await exited;
+    await terminate(this.child);
   }
 }
