@@ -70,6 +70,14 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
     assert.equal((await db.connections()).open, pool.total, 'FerretDB holds exactly the pooled connections, all via Envoy');
   });
 
+  it('pools hundreds of client connections over the few member connections Envoy makes', async () => {
+    const before = await db.connections();
+    assert.equal(await manyClientConnections(proxy.uri, 'egress_many', 150), 600);
+    const after = await db.connections();
+    assert.ok(after.accepted - before.accepted + before.open <= 4, `FerretDB saw at most 4 connections (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
+    assert.ok((await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total')) <= 4);
+  });
+
   it('Envoy keeps per-member stats for the member mongoplex named', async () => {
     const r = await fetch(`http://127.0.0.1:${egress.envoy.adminPort}/clusters?format=json`);
     const clusters = await r.json() as { cluster_statuses: Array<{ name: string; host_statuses?: Array<{ address: { socket_address: { address: string; port_value: number } } }> }> };
