@@ -1,0 +1,208 @@
+import * as net from 'node:net';
+import { BSON, ObjectId, type Document } from 'bson';
+import { MessageFramer } from '../../filter/wire/framer';
+import { newRequestId, OpCode, type WireMessage } from '../../filter/wire/header';
+import { encodeOpMsg, parseOpMsg } from '../../filter/wire/opmsg';
+import { encodeOpReply, parseOpQuery } from '../../filter/wire/legacy';
+import type { FerretDB } from '../../scripts/ferretdb';
+
+/**
+ * A three-member replica set for tests, over real FerretDB storage (which has no replica
+ * sets): each member is a TCP endpoint that answers hello/isMaster with a real-looking
+ * replica-set topology, implements replSetGetStatus and replSetStepDown, refuses writes (and
+ * primary reads) on secondaries as mongod does, and forwards everything else to the shared
+ * FerretDB. It records which member ran each command, so tests can check routing.
+ */
+
+const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findandmodify', 'create', 'drop', 'createindexes', 'dropindexes', 'committransaction', 'aborttransaction']);
+const TXN_FIELDS = ['txnNumber', 'autocommit', 'startTransaction', 'recoveryToken'];
+
+export interface Executed {
+  readonly member: number;
+  readonly command: string;
+  readonly db: string | undefined;
+  readonly lsid: string | undefined;
+  readonly txnNumber: number | undefined;
+  readonly doc: Document;
+}
+
+class Member {
+  readonly server: net.Server;
+  port = 0;
+  readonly clientAddresses = new Set<string>();
+  constructor(readonly index: number, readonly set: ReplicaSetFixture) {
+    this.server = net.createServer((s) => this.accept(s));
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  private accept(socket: net.Socket): void {
+    this.clientAddresses.add(`${socket.remoteAddress}:${socket.remotePort}`);
+    this.set.connectionsAccepted[this.index]!++;
+    const framer = new MessageFramer(64 * 1024 * 1024);
+    const backend = net.connect({ host: this.set.storage.host, port: this.set.storage.port });
+    const backendFramer = new MessageFramer(64 * 1024 * 1024);
+    const waiting: Array<(m: WireMessage) => void> = [];
+    backend.on('data', (c: Buffer) => {
+      for (const m of backendFramer.push(c)) waiting.shift()?.(m);
+    });
+    const toBackend = (bytes: Buffer): Promise<WireMessage> => new Promise((resolve) => {
+      waiting.push(resolve);
+      backend.write(bytes);
+    });
+    let chain = Promise.resolve();
+    socket.on('data', (c: Buffer) => {
+      for (const m of framer.push(c)) chain = chain.then(() => this.handle(m, socket, toBackend)).catch(() => void socket.destroy());
+    });
+    const end = (): void => {
+      socket.destroy();
+      backend.destroy();
+    };
+    socket.on('close', end).on('error', end);
+    backend.on('close', end).on('error', end);
+    this.set.sockets.add(socket);
+  }
+
+  private async handle(m: WireMessage, socket: net.Socket, toBackend: (b: Buffer) => Promise<WireMessage>): Promise<void> {
+    if (m.header.opCode === OpCode.QUERY) {
+      const q = parseOpQuery(m);
+      const doc = BSON.deserialize(q.query);
+      const name = Object.keys(doc)[0]!.toLowerCase();
+      const reply = name === 'ismaster' || name === 'hello' ? this.set.hello(this.index, name) : { ok: 0, errmsg: 'fixture: only the handshake on OP_QUERY', code: 352 };
+      socket.write(encodeOpReply(newRequestId(), m.header.requestId, [BSON.serialize(reply)]));
+      return;
+    }
+    if (m.header.opCode !== OpCode.MSG) {
+      socket.destroy();
+      return;
+    }
+    const msg = parseOpMsg(m);
+    const doc = BSON.deserialize(msg.body, { promoteLongs: false });
+    const name = Object.keys(doc)[0]!;
+    const lname = name.toLowerCase();
+    const lsid = doc.lsid?.id ? Buffer.from((doc.lsid.id as BSON.Binary).buffer).toString('hex') : undefined;
+    const txnNumber = doc.txnNumber === undefined ? undefined : Number(doc.txnNumber);
+    this.set.executed.push({ member: this.index, command: name, db: doc.$db as string | undefined, lsid, txnNumber, doc });
+    const reply = (d: Document): void => {
+      if (!(msg.flagBits & 2)) socket.write(encodeOpMsg(newRequestId(), m.header.requestId, BSON.serialize(d)));
+    };
+    if (lname === 'hello' || lname === 'ismaster') return reply(this.set.hello(this.index, lname));
+    if (lname === 'replsetgetstatus') return reply(this.set.status(this.index));
+    if (lname === 'replsetstepdown') {
+      if (this.index !== this.set.primary) return reply({ ok: 0, errmsg: 'not primary so can\'t step down', code: 10107, codeName: 'NotWritablePrimary' });
+      this.set.stepDown();
+      return reply({ ok: 1 });
+    }
+    const isPrimary = this.index === this.set.primary;
+    if (!isPrimary && WRITE_COMMANDS.has(lname)) {
+      return reply({ ok: 0, errmsg: 'not primary', code: 10107, codeName: 'NotWritablePrimary', ...(txnNumber !== undefined ? { errorLabels: ['RetryableWriteError'] } : {}) });
+    }
+    const mode = (doc.$readPreference as Document | undefined)?.mode ?? 'primary';
+    if (!isPrimary && mode === 'primary' && !['ping', 'buildinfo', 'buildInfo', 'endsessions', 'getparameter'].includes(lname) && !WRITE_COMMANDS.has(lname)) {
+      return reply({ ok: 0, errmsg: 'not primary and secondaryOk=false', code: 13435, codeName: 'NotPrimaryNoSecondaryOk' });
+    }
+    if (lname === 'committransaction' || lname === 'aborttransaction') return reply({ ok: 1 });
+    // FerretDB has no transactions or replication: strip what it cannot take, forward the rest.
+    const forward: Document = { ...doc };
+    for (const f of TXN_FIELDS) delete forward[f];
+    delete forward.$readPreference;
+    delete forward.$clusterTime;
+    const sequences = msg.sequences;
+    const out = await toBackend(encodeOpMsg(newRequestId(), 0, BSON.serialize(forward), msg.flagBits & ~(1 | 2 | (1 << 16)), sequences));
+    const back = BSON.deserialize(parseOpMsg(out).body, { promoteLongs: false });
+    reply(back);
+  }
+}
+
+export class ReplicaSetFixture {
+  readonly members: Member[];
+  readonly executed: Executed[] = [];
+  readonly sockets = new Set<net.Socket>();
+  readonly connectionsAccepted: number[];
+  primary = 0;
+  setVersion = 1;
+  electionId = new ObjectId();
+  term = 1;
+
+  constructor(readonly storage: FerretDB, readonly setName = 'rs0', size = 3) {
+    this.members = Array.from({ length: size }, (_, i) => new Member(i, this));
+    this.connectionsAccepted = Array(size).fill(0);
+  }
+
+  async start(): Promise<void> {
+    for (const m of this.members) {
+      await new Promise<void>((r) => m.server.listen(0, '127.0.0.1', r));
+      m.port = (m.server.address() as net.AddressInfo).port;
+    }
+  }
+
+  get addresses(): string[] {
+    return this.members.map((m) => m.address);
+  }
+
+  /** Every address any client connected from, per member: proves who dialed the backends. */
+  clientsOf(index: number): Set<string> {
+    return this.members[index]!.clientAddresses;
+  }
+
+  hello(index: number, spelling: string): Document {
+    const isPrimary = index === this.primary;
+    const d: Document = {
+      hosts: this.addresses,
+      setName: this.setName,
+      setVersion: this.setVersion,
+      [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: isPrimary,
+      secondary: !isPrimary,
+      primary: this.addresses[this.primary],
+      me: this.addresses[index],
+      ...(isPrimary ? { electionId: this.electionId } : {}),
+      lastWrite: { lastWriteDate: new Date(), opTime: { ts: new BSON.Timestamp({ t: Math.floor(Date.now() / 1000), i: 1 }), t: BSON.Long.fromNumber(this.term) } },
+      maxBsonObjectSize: 16777216,
+      maxMessageSizeBytes: 48000000,
+      maxWriteBatchSize: 100000,
+      localTime: new Date(),
+      logicalSessionTimeoutMinutes: 30,
+      connectionId: 7,
+      minWireVersion: 0,
+      maxWireVersion: 21,
+      readOnly: false,
+      ok: 1,
+    };
+    if (spelling === 'hello') d.isWritablePrimary = isPrimary;
+    return d;
+  }
+
+  status(index: number): Document {
+    return {
+      set: this.setName,
+      date: new Date(),
+      myState: index === this.primary ? 1 : 2,
+      term: BSON.Long.fromNumber(this.term),
+      syncSourceHost: index === this.primary ? '' : this.addresses[this.primary],
+      members: this.members.map((m, i) => ({
+        _id: i,
+        name: m.address,
+        health: 1,
+        state: i === this.primary ? 1 : 2,
+        stateStr: i === this.primary ? 'PRIMARY' : 'SECONDARY',
+        self: i === index,
+        syncSourceHost: i === this.primary ? '' : this.addresses[this.primary],
+      })),
+      ok: 1,
+    };
+  }
+
+  /** The primary steps down; the next member is elected. Existing connections stay open. */
+  stepDown(): void {
+    this.primary = (this.primary + 1) % this.members.length;
+    this.term++;
+    this.electionId = new ObjectId();
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(this.members.map((m) => new Promise((r) => m.server.close(r))));
+  }
+}
