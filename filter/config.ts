@@ -56,6 +56,19 @@ export const ConfigSchema = z.strictObject({
     /** Close a client connection idle this long (0: never). */
     idleTimeoutMs: ms.default(0),
   }).prefault({}),
+  topology: z.strictObject({
+    /**
+     * single: one upstream server (or a fleet of mongos), presented to clients as one mongos;
+     * replset: one proxy address per replica-set member, hello rewritten (listen.port unused).
+     */
+    mode: z.enum(['single', 'replset']).default('single'),
+    /** How often each upstream server is checked (replset mode). */
+    heartbeatMs: z.number().int().min(100).default(2000),
+    /** The host clients are told to dial for each member's proxy address. */
+    advertiseHost: z.string().min(1).default('127.0.0.1'),
+    /** Ports for the members' proxy addresses, [first, last], in discovery order; [0, 0]: any free port. */
+    memberPorts: z.tuple([port, port]).default([27017, 27031]),
+  }).prefault({}),
   cursors: z.strictObject({
     /** Cursor routes remembered at once (cursor id + namespace → server); the oldest is evicted. */
     maxRoutes: z.number().int().min(1).default(100_000),

@@ -9,6 +9,9 @@ import { observeGauge, Metrics } from './telemetry/metrics';
 import { ServerSet } from './topology/server-set';
 import type { UpstreamConnection } from './upstream/connection';
 import { ServerAddress } from './upstream/address';
+import { TopologyMonitor } from './topology/monitor';
+import { AddressMap } from './topology/address-map';
+import { MongosPresentation, ReplicaSetPresentation, type Presentation } from './topology/presentation';
 
 /**
  * The proxy engine shared by every ingress: owns the upstream pools, the routing state and
@@ -18,6 +21,10 @@ export class Proxy {
   readonly servers: ServerSet;
   readonly cursors: CursorRoutes;
   readonly router: Router;
+  readonly presentation: Presentation;
+  /** Replset mode: the monitored deployment and the members' proxy addresses. */
+  readonly monitor: TopologyMonitor | undefined;
+  readonly addresses: AddressMap | undefined;
   private readonly sessions = new Set<ClientSession>();
   private readonly janitor: Janitor;
 
@@ -30,12 +37,31 @@ export class Proxy {
     });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.router = new Router(this.servers, this.cursors);
-    for (const pool of this.servers.all()) {
+    this.servers.eachPool((pool) => {
       pool.on('connectionClosed', (conn: UpstreamConnection, reason: string) => {
         this.cursors.forgetConnection(conn);
         log.debug({ server: pool.address.toString(), connection: conn.id, reason }, 'upstream connection closed');
       });
       pool.on('connectFailed', (err: Error) => log.warn({ server: pool.address.toString(), err: err.message }, 'upstream connect failed'));
+    });
+    if (config.topology.mode === 'replset') {
+      const t = config.topology;
+      const monitor = new TopologyMonitor(up.servers.map((s) => ServerAddress.parse(s)), {
+        heartbeatMs: t.heartbeatMs,
+        connectTimeoutMs: up.connectTimeoutMs,
+        appName: `${up.appName}-monitor`,
+        compressors: [],
+        maxMessageSizeBytes: 48_000_000,
+        via: up.via ? ServerAddress.parse(up.via) : undefined,
+      }, log);
+      monitor.on('memberAdded', (a: ServerAddress) => this.servers.add(a));
+      monitor.on('memberRemoved', (a: ServerAddress) => this.servers.remove(a));
+      this.servers.followPrimary(() => monitor.primary()?.address);
+      this.monitor = monitor;
+      this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1]);
+      this.presentation = new ReplicaSetPresentation(monitor, this.addresses);
+    } else {
+      this.presentation = new MongosPresentation(this.servers);
     }
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
@@ -58,6 +84,7 @@ export class Proxy {
   }
 
   start(): void {
+    this.monitor?.start();
     this.janitor.start();
     this.janitor.tick();
   }
@@ -67,13 +94,15 @@ export class Proxy {
   }
 
   /** A new client connection, or undefined when the client limit is reached (the caller closes it). */
-  openSession(transport: ClientTransport): ClientSession | undefined {
+  openSession(transport: ClientTransport, member?: ServerAddress): ClientSession | undefined {
     if (this.sessions.size >= this.config.listen.maxClientConnections) {
       Metrics.clientConnectionsRejected.add(1, { reason: 'max_client_connections' });
       this.log.warn({ remote: transport.remote, limit: this.config.listen.maxClientConnections }, 'refusing client connection: limit reached');
       return undefined;
     }
-    const session = new ClientSession(transport, { config: this.config, router: this.router, cursors: this.cursors, servers: this.servers, log: this.log });
+    const session = new ClientSession(transport, {
+      config: this.config, router: this.router, cursors: this.cursors, servers: this.servers, presentation: this.presentation, log: this.log,
+    }, member);
     this.sessions.add(session);
     Metrics.clientConnectionsAccepted.add(1);
     return session;
@@ -102,12 +131,16 @@ export class Proxy {
       clientBufferedBytes: this.bufferedBytes(),
       pools: this.servers.all().map((p) => p.stats()),
       cursorRoutes: this.cursors.size,
+      ...(this.monitor ? {
+        topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
+      } : {}),
       counters: Object.fromEntries(Object.values(Metrics).filter((m) => 'snapshot' in m).map((m) => [m.name, (m as { snapshot(): Record<string, number> }).snapshot()])),
     };
   }
 
   async stop(): Promise<void> {
     this.janitor.stop();
+    this.monitor?.stop();
     for (const s of [...this.sessions]) s.close('shutdown');
     this.sessions.clear();
     this.servers.close();

@@ -4,6 +4,7 @@ import { createLogger, type Logger } from './log';
 import { Proxy } from './proxy';
 import { TcpIngress } from './ingress/tcp';
 import { ExtProcIngress } from './ingress/ext-proc';
+import { MemberListeners } from './ingress/member-listeners';
 import { AdminServer } from './admin/http';
 
 /** A running mongoplex: the engine, its TCP ingress and its admin endpoint. */
@@ -22,7 +23,13 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   proxy.start();
   let ingress: TcpIngress | undefined;
   let tcp: AddressInfo | undefined;
-  if (config.listen.port !== null) {
+  let members: MemberListeners | undefined;
+  if (proxy.monitor && proxy.addresses) {
+    // Replset mode: one listener per member instead of the single TCP listener.
+    members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host);
+    await proxy.monitor.ready(config.upstream.connectTimeoutMs);
+    await members.ready();
+  } else if (config.listen.port !== null) {
     ingress = new TcpIngress(proxy);
     tcp = await ingress.listen(config.listen.host, config.listen.port);
   }
@@ -45,7 +52,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     grpcPort,
     admin: adminAddress,
     async stop() {
-      await Promise.all([ingress?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
+      await Promise.all([ingress?.close(), members?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
     },
   };
 }

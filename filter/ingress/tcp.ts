@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import type { Proxy } from '../proxy';
 import type { ClientTransport } from '../session/transport';
+import type { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
 
 /** A client's TCP socket as a session transport. */
@@ -31,15 +32,17 @@ class SocketTransport implements ClientTransport {
 /** Plain TCP ingress: each accepted socket becomes one client session of the engine. */
 export class TcpIngress {
   private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
 
-  constructor(private readonly proxy: Proxy) {
+  /** `member`: in replset mode, the replica-set member this listener is the proxy address of. */
+  constructor(private readonly proxy: Proxy, private readonly member?: ServerAddress) {
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on('error', (err) => proxy.log.error({ err }, 'tcp ingress error'));
   }
 
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    const session = this.proxy.openSession(new SocketTransport(socket));
+    const session = this.proxy.openSession(new SocketTransport(socket), this.member);
     if (!session) {
       socket.destroy();
       return;
@@ -50,7 +53,11 @@ export class TcpIngress {
       reason = 'client_error';
       this.proxy.log.debug({ err: err.message, session: session.id }, 'client socket error');
     });
-    socket.on('close', () => this.proxy.endSession(session, reason));
+    this.sockets.add(socket);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.proxy.endSession(session, reason);
+    });
   }
 
   listen(host: string, port: number): Promise<net.AddressInfo> {
@@ -63,7 +70,9 @@ export class TcpIngress {
     });
   }
 
-  close(): Promise<void> {
+  /** Stops accepting; with `dropClients`, also closes the connections it accepted. */
+  close(dropClients = false): Promise<void> {
+    if (dropClients) for (const s of this.sockets) s.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -17,7 +17,9 @@ import type { CursorRoutes } from '../routing/cursor-routes';
 import type { ServerSet } from '../topology/server-set';
 import { CheckoutError } from '../upstream/pool';
 import type { UpstreamConnection } from '../upstream/connection';
-import { buildHelloReply, deserializeCommand, isHelloCommand } from './hello';
+import { deserializeCommand, isHelloCommand } from './hello';
+import type { Presentation } from '../topology/presentation';
+import type { ServerAddress } from '../upstream/address';
 import { encodeReply, errorDocument, failureLabels } from './error-reply';
 import type { ClientTransport } from './transport';
 
@@ -26,6 +28,7 @@ export interface SessionDeps {
   readonly router: Router;
   readonly cursors: CursorRoutes;
   readonly servers: ServerSet;
+  readonly presentation: Presentation;
   readonly log: Logger;
 }
 
@@ -61,9 +64,13 @@ export class ClientSession {
   private readonly log: Logger;
   lastActivityAt = Date.now();
 
-  constructor(private readonly transport: ClientTransport, private readonly deps: SessionDeps) {
+  /**
+   * `member`: in replset mode, the member whose proxy address this client connected to;
+   * undefined when the proxy presents a single mongos.
+   */
+  constructor(private readonly transport: ClientTransport, private readonly deps: SessionDeps, readonly member?: ServerAddress) {
     this.framer = new MessageFramer(deps.config.client.maxMessageSizeBytes);
-    this.log = deps.log.child({ session: this.id, remote: transport.remote });
+    this.log = deps.log.child({ session: this.id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
   }
 
   get bufferedBytes(): number {
@@ -212,21 +219,19 @@ export class ClientSession {
 
   private async answerHello(inbound: Inbound, request: Document): Promise<void> {
     Metrics.commands.add(1, { handling: 'answered', command: 'hello' });
-    let upstream;
-    try {
-      upstream = await this.deps.servers.writable().describe();
-    } catch (err) {
-      return this.refuse(inbound, undefined, ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
-    }
     if (Array.isArray(request.compression)) {
       this.compression = negotiateCompressor(request.compression, this.deps.config.client.compressors);
     }
-    const reply = buildHelloReply(request, {
-      upstream,
-      connectionId: this.id,
-      compression: this.compression,
-      maxMessageSizeBytes: this.deps.config.client.maxMessageSizeBytes,
-    });
+    let reply: Document;
+    try {
+      reply = await this.deps.presentation.hello(request, {
+        connectionId: this.id,
+        compression: this.compression,
+        maxMessageSizeBytes: this.deps.config.client.maxMessageSizeBytes,
+      }, this.member);
+    } catch (err) {
+      return this.refuse(inbound, undefined, ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
+    }
     await this.reply(inbound, reply, 'hello');
   }
 
@@ -253,7 +258,9 @@ export class ClientSession {
   /** Sends a request to the routed server over a pooled connection and relays the reply. */
   private async forward(inbound: Inbound, cmd: CommandInfo | undefined, bytes: Buffer, moreToCome: boolean): Promise<void> {
     const started = performance.now();
-    const route: Route = cmd ? this.deps.router.route(cmd) : { pool: this.deps.servers.writable(), reason: 'primary' };
+    const route: Route = cmd
+      ? this.deps.router.route(cmd, this.member)
+      : { pool: (this.member && this.deps.servers.pool(this.member)) || this.deps.servers.writable(), reason: this.member ? 'member' : 'primary' };
     const name = cmd?.name ?? opcodeName(inbound.message.header.opCode);
     const span = startCommandSpan({
       command: name,
@@ -294,10 +301,10 @@ export class ClientSession {
       span.end();
       return;
     }
-    if (cmd && reply.header.opCode === OpCode.MSG) this.trackCursors(cmd, reply, route, conn);
+    const out = cmd && reply.header.opCode === OpCode.MSG ? await this.observeReply(cmd, reply, route, conn) : reply.bytes;
     span.end();
     // A client that left mid-request: the reply is dropped, the pooled connection stays healthy.
-    await this.write(reply.bytes, compressible ? inbound.compressor : undefined);
+    await this.write(out, compressible ? inbound.compressor : undefined);
   }
 
   private dropUnanswerable(command: string, message: string): void {
@@ -305,27 +312,35 @@ export class ClientSession {
     this.log.warn({ command, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
   }
 
-  private trackCursors(cmd: CommandInfo, reply: WireMessage, route: Route, conn: UpstreamConnection): void {
+  /**
+   * Learns from a reply what routing needs (cursors opened and closed, a member's state
+   * change) and returns the bytes for the client: the server's own, unless the topology
+   * presentation must rewrite member addresses in them.
+   */
+  private async observeReply(cmd: CommandInfo, reply: WireMessage, route: Route, conn: UpstreamConnection): Promise<Buffer> {
     const lname = cmd.name.toLowerCase();
     if (lname === 'killcursors') {
       for (const id of cmd.killCursorIds ?? []) this.deps.cursors.forget(id, `${cmd.db}.${cmd.cursorCollection}`);
-      return;
+      return reply.bytes;
     }
+    let body: Buffer;
     let info;
     try {
-      info = readReply(parseOpMsg(reply).body);
+      body = parseOpMsg(reply).body;
+      info = readReply(body);
     } catch {
-      return; // the client receives the server's bytes as they are; routing just learns nothing
+      return reply.bytes; // the client receives the server's bytes as they are; routing learns nothing
     }
     if (lname === 'getmore') {
       if (cmd.cursorId !== undefined && (info.cursor?.id === 0n || info.code === ErrorCode.CursorNotFound.code)) {
         this.deps.cursors.forget(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
       }
-      return;
-    }
-    if (info.cursor && info.cursor.id !== 0n) {
+    } else if (info.cursor && info.cursor.id !== 0n) {
       const ns = info.cursor.ns ?? `${cmd.db}.${cmd.collection}`;
       this.deps.cursors.remember(info.cursor.id, ns, route.pool.address, conn);
     }
+    if (!info.ok && info.code !== undefined) await this.deps.presentation.replyError(info.code, route.pool.address);
+    const rewritten = info.ok ? this.deps.presentation.rewriteReply(cmd.name, body) : undefined;
+    return rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
   }
 }

@@ -2,18 +2,46 @@ import { ServerAddress } from '../upstream/address';
 import { UpstreamPool, type PoolOptions } from '../upstream/pool';
 
 /**
- * The upstream servers the proxy pools connections to, one pool each. Until replica-set
- * monitoring exists, the writable server is the first whose handshake said it is writable
- * (or the first configured, before any handshake).
+ * The upstream servers the proxy pools connections to, one pool each. Members discovered or
+ * removed at run time are added and closed here. The writable server is the monitored primary
+ * when there is one; otherwise the first server whose handshake said it is writable (or the
+ * first configured, before any handshake).
  */
 export class ServerSet {
   private readonly pools = new Map<string, UpstreamPool>();
+  private primary: () => ServerAddress | undefined = () => undefined;
+  private readonly onNewPool: Array<(p: UpstreamPool) => void> = [];
 
-  constructor(servers: readonly string[], options: PoolOptions) {
-    for (const s of servers) {
-      const address = ServerAddress.parse(s);
-      this.pools.set(address.toString(), new UpstreamPool(address, options));
+  constructor(servers: readonly string[], private readonly options: PoolOptions) {
+    for (const s of servers) this.add(ServerAddress.parse(s));
+  }
+
+  /** Where the primary comes from once the topology is monitored. */
+  followPrimary(primary: () => ServerAddress | undefined): void {
+    this.primary = primary;
+  }
+
+  /** Called for every pool, present and future. */
+  eachPool(f: (p: UpstreamPool) => void): void {
+    this.onNewPool.push(f);
+    for (const p of this.pools.values()) f(p);
+  }
+
+  add(address: ServerAddress): UpstreamPool {
+    const key = address.toString();
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = new UpstreamPool(address, this.options);
+      this.pools.set(key, pool);
+      for (const f of this.onNewPool) f(pool);
     }
+    return pool;
+  }
+
+  remove(address: ServerAddress): void {
+    const key = address.toString();
+    this.pools.get(key)?.close();
+    this.pools.delete(key);
   }
 
   all(): UpstreamPool[] {
@@ -25,8 +53,11 @@ export class ServerSet {
   }
 
   writable(): UpstreamPool {
+    const p = this.primary();
+    const monitored = p && this.pools.get(p.toString());
+    if (monitored) return monitored;
     const all = this.all();
-    return all.find((p) => p.description?.writable) ?? all[0]!;
+    return all.find((x) => x.description?.writable) ?? all[0]!;
   }
 
   sweep(now = Date.now()): void {

@@ -1,12 +1,12 @@
 import * as net from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { proxyV2Header } from './proxy-protocol';
-import { BSON } from 'bson';
+import { BSON, type Document } from 'bson';
 import { MessageFramer } from '../wire/framer';
 import { OpCode, stampIds, type WireMessage } from '../wire/header';
 import { Metrics } from '../telemetry/metrics';
 import { encodeOpQuery, parseOpReply } from '../wire/legacy';
-import { MsgFlag, opMsgFlags } from '../wire/opmsg';
+import { encodeOpMsg, MsgFlag, opMsgFlags, parseOpMsg } from '../wire/opmsg';
 import { compressMessage, decompressMessage, type CompressorName } from '../wire/compression';
 import type { ServerAddress } from './address';
 import { describeServer, type ServerDescription } from './server-description';
@@ -141,6 +141,14 @@ export class UpstreamConnection {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** A command the proxy itself sends (monitoring, cleanup), as OP_MSG on this connection. */
+  async command(db: string, command: Document): Promise<Document> {
+    const requestId = this.nextRequestId++ & 0x7fffffff;
+    const reply = await this.roundTrip(encodeOpMsg(requestId, 0, BSON.serialize({ ...command, $db: db })), requestId);
+    if (reply.header.opCode !== OpCode.MSG) throw new Error(`command answered with opcode ${reply.header.opCode}`);
+    return BSON.deserialize(parseOpMsg(reply).body, { promoteLongs: false });
   }
 
   get closed(): boolean {

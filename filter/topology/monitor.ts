@@ -1,0 +1,156 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log';
+import { UpstreamConnection, type ConnectOptions } from '../upstream/connection';
+import type { ServerAddress } from '../upstream/address';
+import { describeMember, unknownMember, type MemberDescription } from './member';
+
+export interface MonitorOptions extends ConnectOptions {
+  readonly heartbeatMs: number;
+}
+
+/** Heartbeats one server over its own connection (never a pooled one). */
+class MemberMonitor {
+  description: MemberDescription;
+  private conn: UpstreamConnection | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private checking: Promise<void> | undefined;
+
+  constructor(readonly address: ServerAddress, private readonly options: MonitorOptions, private readonly onDescription: (d: MemberDescription) => void) {
+    this.description = unknownMember(address);
+  }
+
+  start(): void {
+    void this.check();
+  }
+
+  /** Checks now (e.g. after a "not primary" error), unless a check is already running. */
+  checkNow(): Promise<void> {
+    return this.checking ?? this.check();
+  }
+
+  private check(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.checking = this.heartbeat().finally(() => {
+      this.checking = undefined;
+      if (!this.stopped) {
+        this.timer = setTimeout(() => void this.check(), this.options.heartbeatMs);
+        this.timer.unref();
+      }
+    });
+    return this.checking;
+  }
+
+  private async heartbeat(): Promise<void> {
+    let next: MemberDescription;
+    try {
+      this.conn ??= await UpstreamConnection.connect(this.address, this.options);
+      const started = performance.now();
+      const hello = await this.conn.command('admin', { hello: 1 });
+      next = describeMember(this.address, hello, performance.now() - started);
+    } catch (err) {
+      this.conn?.close('heartbeat failed');
+      this.conn = undefined;
+      next = unknownMember(this.address, (err as Error).message);
+    }
+    if (this.stopped) return;
+    this.description = next;
+    this.onDescription(next);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.conn?.close('monitor stopped');
+  }
+}
+
+/**
+ * Discovers and monitors the upstream deployment from a seed list (the SDAM model): one
+ * heartbeat connection per server; replica-set membership follows what the primary reports
+ * (or, without a primary, the union of what members report). Events: 'description'
+ * (MemberDescription, after every heartbeat), 'memberAdded' / 'memberRemoved' (ServerAddress),
+ * 'primaryChanged' (ServerAddress | undefined).
+ */
+export class TopologyMonitor extends EventEmitter {
+  private readonly monitors = new Map<string, MemberMonitor>();
+  private primaryKey: string | undefined;
+
+  constructor(private readonly seeds: readonly ServerAddress[], private readonly options: MonitorOptions, private readonly log: Logger) {
+    super();
+  }
+
+  start(): void {
+    for (const s of this.seeds) this.add(s);
+  }
+
+  members(): MemberDescription[] {
+    return [...this.monitors.values()].map((m) => m.description);
+  }
+
+  description(address: ServerAddress): MemberDescription | undefined {
+    return this.monitors.get(address.toString())?.description;
+  }
+
+  primary(): MemberDescription | undefined {
+    return this.primaryKey ? this.monitors.get(this.primaryKey)?.description : undefined;
+  }
+
+  /** Re-checks a server at once; resolves when its description is fresh. */
+  async recheck(address: ServerAddress): Promise<void> {
+    await this.monitors.get(address.toString())?.checkNow();
+  }
+
+  /** Resolves once every known server has been checked at least once. */
+  async ready(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.members().every((m) => m.type !== 'Unknown' || m.error !== undefined)) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private add(address: ServerAddress): void {
+    const key = address.toString();
+    if (this.monitors.has(key)) return;
+    const m = new MemberMonitor(address, this.options, (d) => this.onDescription(d));
+    this.monitors.set(key, m);
+    this.emit('memberAdded', address);
+    m.start();
+  }
+
+  private remove(key: string): void {
+    const m = this.monitors.get(key);
+    if (!m) return;
+    m.stop();
+    this.monitors.delete(key);
+    this.emit('memberRemoved', m.address);
+  }
+
+  private onDescription(d: MemberDescription): void {
+    this.emit('description', d);
+    const rs = this.members().filter((m) => m.type.startsWith('RS') && m.type !== 'RSGhost');
+    const primaries = rs.filter((m) => m.type === 'RSPrimary');
+    // Two members claiming primary: the newer election wins (higher setVersion/electionId).
+    primaries.sort((a, b) => (b.setVersion ?? 0) - (a.setVersion ?? 0) || (b.electionId ?? '').localeCompare(a.electionId ?? ''));
+    const primary = primaries[0];
+    const key = primary?.address.toString();
+    if (key !== this.primaryKey) {
+      this.log.info({ primary: key ?? null, previous: this.primaryKey ?? null }, 'primary changed');
+      this.primaryKey = key;
+      this.emit('primaryChanged', primary?.address);
+    }
+    if (rs.length === 0) return;
+    const reported = primary ? primary.reportedMembers : rs.flatMap((m) => m.reportedMembers);
+    for (const a of reported) this.add(a);
+    if (primary) {
+      const keep = new Set(reported.map((a) => a.toString()));
+      for (const k of [...this.monitors.keys()]) if (!keep.has(k)) this.remove(k);
+    }
+  }
+
+  stop(): void {
+    for (const m of this.monitors.values()) m.stop();
+    this.monitors.clear();
+  }
+}

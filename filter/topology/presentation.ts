@@ -1,0 +1,119 @@
+import { BSON, type Document } from 'bson';
+import type { ServerAddress } from '../upstream/address';
+import type { ServerSet } from './server-set';
+import type { TopologyMonitor } from './monitor';
+import type { AddressMap } from './address-map';
+import { buildHelloReply, PROXY_MAX_WIRE_VERSION } from '../session/hello';
+import type { CompressorName } from '../wire/compression';
+
+/** Per-connection facts every hello reply carries. */
+export interface HelloFacts {
+  readonly connectionId: number;
+  readonly compression: readonly CompressorName[];
+  readonly maxMessageSizeBytes: number;
+}
+
+/** Error codes after which the member's state is re-checked at once (state change suspected). */
+const STATE_CHANGE_CODES: ReadonlySet<number> = new Set([10107, 13435, 13436, 11600, 11602, 189, 91]);
+
+/**
+ * What clients are told about the deployment, per topology mode: the hello reply, and the
+ * rewriting of replies that name members.
+ */
+export interface Presentation {
+  hello(request: Document, facts: HelloFacts, member: ServerAddress | undefined): Promise<Document>;
+  /** Rewrites a forwarded reply body that names members (replSetGetStatus); undefined: unchanged. */
+  rewriteReply(command: string, body: Buffer): Buffer | undefined;
+  /** A forwarded command failed with this code on this server. */
+  replyError(code: number, server: ServerAddress): Promise<void>;
+}
+
+/** Single upstream (or a fleet of mongos): the proxy presents itself as one mongos. */
+export class MongosPresentation implements Presentation {
+  constructor(private readonly servers: ServerSet) {}
+
+  async hello(request: Document, facts: HelloFacts): Promise<Document> {
+    const upstream = await this.servers.writable().describe();
+    return buildHelloReply(request, { upstream, ...facts });
+  }
+
+  rewriteReply(): Buffer | undefined {
+    return undefined;
+  }
+
+  async replyError(): Promise<void> {}
+}
+
+function mapList(v: unknown, map: (a: string) => string | undefined): unknown {
+  if (!Array.isArray(v)) return v;
+  return v.map((h) => (typeof h === 'string' ? map(h) : undefined)).filter((h) => h !== undefined);
+}
+
+/**
+ * Replica set (dvara model): one proxy address per member. hello is answered from the
+ * monitored member's own reply with every member address replaced by its proxy address, so
+ * drivers do their own server selection and only ever dial the proxy.
+ */
+export class ReplicaSetPresentation implements Presentation {
+  constructor(private readonly monitor: TopologyMonitor, private readonly addresses: AddressMap) {}
+
+  private map = (real: string): string | undefined => this.addresses.proxyAddressOf(real);
+
+  async hello(request: Document, facts: HelloFacts, member: ServerAddress | undefined): Promise<Document> {
+    const d = member && this.monitor.description(member);
+    if (!d?.hello) throw new Error(`member ${member ?? '(none)'} has not answered its monitor yet${d?.error ? `: ${d.error}` : ''}`);
+    const src = d.hello;
+    const legacy = Object.keys(request)[0]?.toLowerCase() === 'ismaster';
+    const writable = src.isWritablePrimary === true || src.ismaster === true;
+    const reply: Document = {};
+    if (request.helloOk === true) reply.helloOk = true;
+    if (legacy) reply.ismaster = writable;
+    else reply.isWritablePrimary = writable;
+    for (const [k, v] of Object.entries(src)) {
+      switch (k) {
+        case 'ismaster': case 'isWritablePrimary': case 'helloOk': case 'topologyVersion': case 'connectionId':
+        case 'localTime': case 'compression': case 'saslSupportedMechs': case 'speculativeAuthenticate': case 'ok':
+        case '$clusterTime': case 'operationTime':
+          break;
+        case 'hosts': case 'passives': case 'arbiters':
+          reply[k] = mapList(v, this.map);
+          break;
+        case 'primary': case 'me':
+          if (typeof v === 'string' && this.map(v)) reply[k] = this.map(v);
+          break;
+        case 'maxWireVersion': case 'minWireVersion':
+          reply[k] = Math.min(Number(v), PROXY_MAX_WIRE_VERSION);
+          break;
+        case 'maxMessageSizeBytes':
+          reply[k] = Math.min(Number(v), facts.maxMessageSizeBytes);
+          break;
+        default:
+          reply[k] = v;
+      }
+    }
+    reply.localTime = new Date();
+    reply.connectionId = facts.connectionId;
+    if (facts.compression.length > 0) reply.compression = [...facts.compression];
+    reply.ok = 1;
+    return reply;
+  }
+
+  rewriteReply(command: string, body: Buffer): Buffer | undefined {
+    if (command.toLowerCase() !== 'replsetgetstatus') return undefined;
+    const doc = BSON.deserialize(body, { promoteLongs: false, promoteValues: false });
+    const fix = (v: unknown): unknown => (typeof v === 'string' ? (this.map(v) ?? v) : v);
+    for (const k of ['syncSourceHost', 'syncingTo']) if (k in doc) doc[k] = fix(doc[k]);
+    if (Array.isArray(doc.members)) {
+      for (const m of doc.members as Document[]) {
+        for (const k of ['name', 'syncSourceHost', 'syncingTo']) if (k in m) m[k] = fix(m[k]);
+      }
+    }
+    return Buffer.from(BSON.serialize(doc));
+  }
+
+  async replyError(code: number, server: ServerAddress): Promise<void> {
+    // Refresh before the client sees the error: its driver re-checks at once and must be told
+    // the new state, not the one from the last heartbeat.
+    if (STATE_CHANGE_CODES.has(code)) await this.monitor.recheck(server);
+  }
+}

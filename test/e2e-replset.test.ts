@@ -1,0 +1,140 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { MongoClient } from 'mongodb';
+import { FerretDB } from '../scripts/ferretdb';
+import { waitFor } from '../scripts/ports';
+import { loadConfig } from '../filter/config';
+import { createLogger } from '../filter/log';
+import { startServer, type RunningServer } from '../filter/server';
+import { ReplicaSetFixture } from './support/replica-set-fixture';
+
+describe('replset mode: one proxy address per member, driver uses replicaSet=', () => {
+  let db: FerretDB;
+  let rs: ReplicaSetFixture;
+  let proxy: RunningServer;
+  let uri: string;
+  let proxyAddresses: string[];
+
+  before(async () => {
+    db = await FerretDB.start();
+    rs = new ReplicaSetFixture(db);
+    await rs.start();
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        upstream: { servers: [rs.addresses[2]!], maxPoolSize: 4 },
+        topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 300 },
+        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
+      },
+    });
+    proxy = await startServer(config, createLogger(config.log.level));
+    await waitFor('all three members to have proxy addresses', async () => (proxy.proxy.addresses!.entries().length === 3 ? true : undefined));
+    proxyAddresses = proxy.proxy.addresses!.entries().map(([, p]) => p);
+    uri = `mongodb://${proxyAddresses[0]}/?replicaSet=rs0&heartbeatFrequencyMS=500`;
+  });
+  after(async () => {
+    await proxy?.stop();
+    await rs?.stop();
+    await db?.stop();
+  });
+
+  it('discovery yields only proxy addresses, and the driver never dials a backend address', async () => {
+    const client = new MongoClient(uri);
+    const dialed = new Set<string>();
+    client.on('serverOpening', (e) => dialed.add(e.address));
+    client.on('connectionCreated', (e) => dialed.add(e.address));
+    await client.connect();
+    try {
+      const hello = await client.db('admin').command({ hello: 1 });
+      assert.deepEqual([...hello.hosts].sort(), [...proxyAddresses].sort());
+      assert.ok(proxyAddresses.includes(hello.primary));
+      assert.ok(proxyAddresses.includes(hello.me));
+      assert.equal(hello.setName, 'rs0');
+      await client.db('rs').collection('c').insertOne({ x: 1 });
+      await client.db('rs').collection('c').find({}, { readPreference: 'secondary' }).toArray();
+      assert.ok(dialed.size >= 3);
+      for (const a of dialed) assert.ok(proxyAddresses.includes(a), `driver dialed ${a}, not a proxy address`);
+      for (const real of rs.addresses) assert.ok(!dialed.has(real));
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('reads honour read preference: primary reads on the primary, secondary reads on a secondary', async () => {
+    const client = await new MongoClient(uri).connect();
+    try {
+      const col = client.db('rs').collection('prefs');
+      await col.insertOne({ _id: 'p' } as never);
+      const mark = rs.executed.length;
+      await col.findOne({ _id: 'p' } as never);
+      await col.findOne({ _id: 'p' } as never, { readPreference: 'secondary' });
+      await col.findOne({ _id: 'p' } as never, { readPreference: 'secondaryPreferred' });
+      const finds = rs.executed.slice(mark).filter((e) => e.command === 'find');
+      assert.equal(finds.length, 3);
+      assert.equal(finds[0]!.member, rs.primary);
+      assert.notEqual(finds[1]!.member, rs.primary);
+      assert.notEqual(finds[2]!.member, rs.primary);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('replSetGetStatus names members by their proxy addresses', async () => {
+    const client = await new MongoClient(uri).connect();
+    try {
+      const status = await client.db('admin').command({ replSetGetStatus: 1 });
+      assert.deepEqual(status.members.map((m: { name: string }) => m.name).sort(), [...proxyAddresses].sort());
+      for (const m of status.members as Array<{ syncSourceHost: string }>) assert.ok(m.syncSourceHost === '' || proxyAddresses.includes(m.syncSourceHost));
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('cursors on secondaries and the primary survive pooling across members', async () => {
+    const seed = await new MongoClient(uri).connect();
+    await seed.db('rs').collection('cur').insertMany(Array.from({ length: 120 }, (_, i) => ({ _id: i })) as never);
+    await seed.close();
+    const clients = await Promise.all(Array.from({ length: 8 }, () => new MongoClient(uri, { maxPoolSize: 2 }).connect()));
+    try {
+      const mark = rs.executed.length;
+      const results = await Promise.all(clients.flatMap((c, i) => ['primary', 'secondary'].map((rp) =>
+        c.db('rs').collection('cur').find({}, { batchSize: 9 + i, sort: { _id: 1 }, readPreference: rp as 'primary' }).toArray())));
+      for (const docs of results) assert.equal(docs.length, 120);
+      const getMores = rs.executed.slice(mark).filter((e) => e.command === 'getMore');
+      assert.ok(getMores.some((g) => g.member === rs.primary) && getMores.some((g) => g.member !== rs.primary));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+
+  it('a step-down mid-workload ends with every retryable write acknowledged exactly once', async () => {
+    const client = await new MongoClient(uri, { retryWrites: true }).connect();
+    try {
+      const col = client.db('rs').collection('failover');
+      const before = rs.primary;
+      let acknowledged = 0;
+      let atStepDown = -1;
+      const writers = Array.from({ length: 4 }, (_, w) => (async () => {
+        for (let i = 0; i < 40; i++) {
+          await col.insertOne({ _id: `${w}-${i}` } as never);
+          acknowledged++;
+          if (w === 0 && i === 10) {
+            atStepDown = rs.executed.length;
+            rs.stepDown();
+          }
+        }
+      })());
+      await Promise.all(writers);
+      assert.notEqual(rs.primary, before);
+      assert.equal(acknowledged, 160);
+      assert.equal(await col.countDocuments({}), 160, 'each write stored exactly once');
+      // The writes that still reached the former primary were refused (NotWritablePrimary) and retried.
+      const refused = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === before);
+      assert.ok(refused.length >= 1, 'the workload really hit the former primary after the step-down');
+      const hello = await client.db('admin').command({ hello: 1 });
+      assert.equal(hello.primary, proxy.proxy.addresses!.proxyAddressOf(rs.addresses[rs.primary]!));
+    } finally {
+      await client.close();
+    }
+  });
+});
