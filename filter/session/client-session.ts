@@ -174,6 +174,7 @@ export class ClientSession {
       if (raw.header.opCode === OpCode.COMPRESSED) {
         const d = await decompressMessage(raw, this.deps.config.client.maxMessageSizeBytes);
         inbound = { message: d.message, compressor: d.compressor };
+        Metrics.clientCompressedMessages.add(1, { compressor: d.compressor });
       }
       const op = inbound.message.header.opCode;
       if (op === OpCode.MSG) await this.handleOpMsg(inbound);

@@ -1,0 +1,69 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BSON, Long } from 'bson';
+import { MongoClient } from 'mongodb';
+import { FerretDB } from '../scripts/ferretdb';
+import { startMongoplex } from './support/mongoplex';
+import { RawClient, decodeReply } from './support/raw-client';
+import { Metrics } from '../filter/telemetry/metrics';
+import { compressMessage } from '../filter/wire/compression';
+import { encodeOpMsg, MsgFlag, opMsgFlags } from '../filter/wire/opmsg';
+import { OpCode, readHeader } from '../filter/wire/header';
+
+describe('compression and exhaust between clients and mongoplex', () => {
+  let db: FerretDB;
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    db = await FerretDB.start();
+    // FerretDB closes connections on OP_COMPRESSED: the upstream leg negotiates none, the
+    // client leg negotiates its own.
+    proxy = await startMongoplex(db.address, { upstream: { compressors: ['snappy', 'zlib', 'zstd'] } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await db?.stop();
+  });
+
+  for (const compressor of ['snappy', 'zlib', 'zstd'] as const) {
+    it(`round-trips documents with the driver set to compressors=${compressor}`, async () => {
+      const before = Metrics.clientCompressedMessages.value({ compressor });
+      const client = await new MongoClient(`${proxy.uri}?compressors=${compressor}`).connect();
+      try {
+        const hello = await client.db('admin').command({ hello: 1 });
+        assert.deepEqual(hello.compression, [compressor]);
+        const col = client.db('zip').collection(compressor);
+        const docs = Array.from({ length: 200 }, (_, i) => ({ i, text: `compressible ${'text '.repeat(50)}` }));
+        await col.insertMany(docs.map((d) => ({ ...d })));
+        const back = await col.find({}, { batchSize: 30, projection: { _id: 0 }, sort: { i: 1 } }).toArray();
+        assert.ok(back.length === docs.length && back.every((d, i) => d.i === i && d.text === docs[i]!.text), 'every document came back intact');
+      } finally {
+        await client.close();
+      }
+      assert.ok(Metrics.clientCompressedMessages.value({ compressor }) - before > 0, `requests arrived ${compressor}-compressed`);
+    });
+  }
+
+  it('answers a compressed request with a reply compressed the same way', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ hello: 1, compression: ['zstd'], $db: 'admin' });
+    c.send(await compressMessage(encodeOpMsg(5, 0, BSON.serialize({ ping: 1, $db: 'admin' })), 'zstd'));
+    const reply = (await c.next())!;
+    assert.equal(reply.header.opCode, OpCode.COMPRESSED);
+    c.destroy();
+  });
+
+  it('never leaves a pooled connection streaming: exhaustAllowed is cleared, so the reply is a single one', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ insert: 'ex', documents: Array.from({ length: 30 }, (_, i) => ({ i })), $db: 'zip' });
+    const first = await c.command({ find: 'ex', batchSize: 5, $db: 'zip' });
+    const id = (first.cursor as { id: Long }).id;
+    c.send(encodeOpMsg(77, 0, BSON.serialize({ getMore: id, collection: 'ex', batchSize: 5, $db: 'zip' }), MsgFlag.exhaustAllowed));
+    const reply = (await c.next())!;
+    assert.equal(readHeader(reply.bytes).responseTo, 77);
+    assert.equal(opMsgFlags(reply) & MsgFlag.moreToCome, 0);
+    assert.equal(decodeReply(reply).cursor.nextBatch.length, 5);
+    assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1, 'the connection is in step: no stray streamed replies');
+    c.destroy();
+  });
+});
