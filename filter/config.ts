@@ -53,6 +53,8 @@ export const ConfigSchema = z.strictObject({
     maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
     /** Requests read from one client and not yet answered (pipelining bound). */
     maxPendingRequests: z.number().int().min(1).default(64),
+    /** How long an unacknowledged write keeps its upstream connection for a following getLastError. */
+    lastErrorPinMs: z.number().int().min(1).default(5000),
     /** Close a client connection idle this long (0: never). */
     idleTimeoutMs: ms.default(0),
   }).prefault({}),

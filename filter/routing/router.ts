@@ -5,7 +5,7 @@ import type { ServerAddress } from '../upstream/address';
 import type { CursorRoutes } from './cursor-routes';
 
 /** Why a message goes where it goes (recorded on spans and in metrics). */
-export type RouteReason = 'primary' | 'member' | 'cursor' | 'cursor_unknown';
+export type RouteReason = 'primary' | 'member' | 'cursor' | 'cursor_unknown' | 'pinned';
 
 export interface Route {
   readonly pool: UpstreamPool;

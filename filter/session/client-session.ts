@@ -6,7 +6,7 @@ import { endSpanWithError, startCommandSpan } from '../telemetry/tracing';
 import { FramingError, MessageFramer } from '../wire/framer';
 import { LEGACY_OPCODES, OpCode, opcodeName, type WireMessage } from '../wire/header';
 import { clearOpMsgFlags, encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
-import { parseOpQuery } from '../wire/legacy';
+import { parseOpQuery, parseOpReply } from '../wire/legacy';
 import { readCommand, readReply, type CommandInfo } from '../wire/peek';
 import { compressMessage, decompressMessage, negotiateCompressor, UNCOMPRESSIBLE_COMMANDS, type CompressorName } from '../wire/compression';
 import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
@@ -18,6 +18,7 @@ import type { ServerSet } from '../topology/server-set';
 import { CheckoutError } from '../upstream/pool';
 import type { UpstreamConnection } from '../upstream/connection';
 import { deserializeCommand, isHelloCommand } from './hello';
+import { isLastErrorCommand, LastErrorPin } from './last-error-pin';
 import type { Presentation } from '../topology/presentation';
 import type { ServerAddress } from '../upstream/address';
 import { encodeReply, errorDocument, failureLabels } from './error-reply';
@@ -34,6 +35,9 @@ export interface SessionDeps {
 
 /** Authentication is connection state: a pooled connection cannot carry one client's identity. */
 const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'authenticate', 'getnonce', 'logout']);
+
+/** What a forwarded request is, for getLastError pinning. */
+type Purpose = 'command' | 'unacknowledged_write' | 'last_error';
 
 /** How one request reached the client-facing wire, so its reply can mirror it. */
 interface Inbound {
@@ -62,6 +66,7 @@ export class ClientSession {
   private inputEnded = false;
   private compression: CompressorName[] = [];
   private readonly log: Logger;
+  private readonly lastError: LastErrorPin;
   lastActivityAt = Date.now();
 
   /**
@@ -71,6 +76,7 @@ export class ClientSession {
   constructor(private readonly transport: ClientTransport, private readonly deps: SessionDeps, readonly member?: ServerAddress) {
     this.framer = new MessageFramer(deps.config.client.maxMessageSizeBytes);
     this.log = deps.log.child({ session: this.id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
+    this.lastError = new LastErrorPin(deps.config.client.lastErrorPinMs);
   }
 
   get bufferedBytes(): number {
@@ -115,6 +121,7 @@ export class ClientSession {
   transportClosed(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.lastError.release();
     this.queue.length = 0;
     this.queuedBytes = 0;
     Metrics.clientConnectionsClosed.add(1, { reason });
@@ -179,7 +186,11 @@ export class ClientSession {
       const op = inbound.message.header.opCode;
       if (op === OpCode.MSG) await this.handleOpMsg(inbound);
       else if (op === OpCode.QUERY) await this.handleOpQuery(inbound);
-      else if (LEGACY_OPCODES.has(op)) await this.forward(inbound, undefined, inbound.message.bytes, op !== OpCode.GET_MORE);
+      else if (LEGACY_OPCODES.has(op)) {
+        // OP_INSERT/UPDATE/DELETE/KILL_CURSORS expect no reply; the writes may be followed by getLastError.
+        const noReply = op !== OpCode.GET_MORE;
+        await this.forward(inbound, undefined, inbound.message.bytes, noReply, noReply && op !== OpCode.KILL_CURSORS ? 'unacknowledged_write' : 'command');
+      }
       else throw new ProtocolError(`mongoplex does not accept ${opcodeName(op)} from clients`, ErrorCode.ProtocolError.code, ErrorCode.ProtocolError.codeName);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
@@ -199,7 +210,8 @@ export class ClientSession {
     // Exhaust replies would hold a pooled connection for a whole stream: clearing
     // exhaustAllowed makes the client fall back to ordinary getMore round trips.
     const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
-    await this.forward(inbound, cmd, bytes, moreToCome);
+    if (isLastErrorCommand(cmd.name)) return this.forwardLastError(inbound, cmd, bytes);
+    await this.forward(inbound, cmd, bytes, moreToCome, moreToCome ? 'unacknowledged_write' : 'command');
   }
 
   private async handleOpQuery(inbound: Inbound): Promise<void> {
@@ -209,13 +221,14 @@ export class ClientSession {
       const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
       const name = Object.keys(command)[0] ?? '';
       if (isHelloCommand(name)) return this.answerHello(inbound, command);
+      if (isLastErrorCommand(name)) return this.forwardLastError(inbound, undefined, inbound.message.bytes);
       if (AUTH_COMMANDS.has(name.toLowerCase())) {
         return this.refuse(inbound, undefined, ErrorCode.AuthenticationFailed, `mongoplex authenticates its pooled upstream connections itself; '${name}' from clients is not supported, connect without credentials`);
       }
     }
     // Anything else on OP_QUERY is the server's business: a modern server refuses it itself,
     // a legacy one answers it.
-    await this.forward(inbound, undefined, inbound.message.bytes, false);
+    await this.forward(inbound, undefined, inbound.message.bytes, false, 'command');
   }
 
   private async answerHello(inbound: Inbound, request: Document): Promise<void> {
@@ -256,12 +269,28 @@ export class ClientSession {
     if (!this.transport.write(out)) await this.transport.waitForDrain();
   }
 
+  /**
+   * getLastError: on the connection pinned by the last unacknowledged write; without one (or
+   * repeated), the last answer, or "no error" — never another client's connection state.
+   */
+  private async forwardLastError(inbound: Inbound, cmd: CommandInfo | undefined, bytes: Buffer): Promise<void> {
+    if (this.lastError.hasPin()) return this.forward(inbound, cmd, bytes, false, 'last_error');
+    Metrics.commands.add(1, { handling: 'answered', command: 'getLastError' });
+    await this.reply(inbound, this.lastError.lastAnswer ?? { ok: 1, err: null, n: 0 }, 'getLastError');
+  }
+
   /** Sends a request to the routed server over a pooled connection and relays the reply. */
-  private async forward(inbound: Inbound, cmd: CommandInfo | undefined, bytes: Buffer, moreToCome: boolean): Promise<void> {
+  private async forward(inbound: Inbound, cmd: CommandInfo | undefined, bytes: Buffer, moreToCome: boolean, purpose: Purpose): Promise<void> {
     const started = performance.now();
-    const route: Route = cmd
-      ? this.deps.router.route(cmd, this.member)
-      : { pool: (this.member && this.deps.servers.pool(this.member)) || this.deps.servers.writable(), reason: this.member ? 'member' : 'primary' };
+    const pinned = this.lastError.take();
+    if (purpose !== 'last_error') this.lastError.lastAnswer = undefined;
+    const usePin = pinned && purpose !== 'command';
+    if (pinned && !usePin) pinned.pool.checkIn(pinned.conn);
+    const route: Route = usePin
+      ? { pool: pinned.pool, reason: 'pinned' }
+      : cmd
+        ? this.deps.router.route(cmd, this.member)
+        : { pool: (this.member && this.deps.servers.pool(this.member)) || this.deps.servers.writable(), reason: this.member ? 'member' : 'primary' };
     const name = cmd?.name ?? opcodeName(inbound.message.header.opCode);
     const span = startCommandSpan({
       command: name,
@@ -274,7 +303,7 @@ export class ClientSession {
     const compressible = !UNCOMPRESSIBLE_COMMANDS.has(name.toLowerCase());
     let conn: UpstreamConnection;
     try {
-      conn = await route.pool.checkOut();
+      conn = usePin ? pinned.conn : await route.pool.checkOut();
     } catch (err) {
       const e = err as CheckoutError;
       const kind = e.reason === 'timeout' ? ErrorCode.NetworkInterfaceExceededTimeLimit
@@ -295,13 +324,16 @@ export class ClientSession {
       if (moreToCome) return this.dropUnanswerable(name, message);
       return this.refuse(inbound, cmd, ErrorCode.HostUnreachable, `mongoplex: ${message}`, failureLabels(cmd));
     }
-    route.pool.checkIn(conn);
+    // An unacknowledged write keeps its connection for the getLastError that may follow.
+    if (purpose === 'unacknowledged_write') this.lastError.hold(route.pool, conn);
+    else route.pool.checkIn(conn);
     Metrics.commands.add(1, { handling: 'forwarded', route: route.reason });
     Metrics.commandDuration.record(performance.now() - started, { command: name });
     if (!reply) {
       span.end();
       return;
     }
+    if (purpose === 'last_error') this.lastError.lastAnswer = decodeReplyDocument(reply);
     const out = cmd && reply.header.opCode === OpCode.MSG ? await this.observeReply(cmd, reply, route, conn) : reply.bytes;
     span.end();
     // A client that left mid-request: the reply is dropped, the pooled connection stays healthy.
@@ -344,4 +376,18 @@ export class ClientSession {
     const rewritten = info.ok ? this.deps.presentation.rewriteReply(cmd.name, body) : undefined;
     return rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
   }
+}
+
+/** The document of a command reply (OP_MSG body or first OP_REPLY document), if readable. */
+function decodeReplyDocument(reply: WireMessage): Document | undefined {
+  try {
+    if (reply.header.opCode === OpCode.MSG) return deserializeCommand(parseOpMsg(reply).body);
+    if (reply.header.opCode === OpCode.REPLY) {
+      const first = parseOpReply(reply).documents[0];
+      return first ? deserializeCommand(first) : undefined;
+    }
+  } catch {
+    // unreadable: nothing cached, the client still gets the server's bytes
+  }
+  return undefined;
 }
