@@ -194,3 +194,39 @@ describe('an upstream that vanishes mid-reply', () => {
     }
   });
 });
+
+describe('connection-scoped commands are handled by the proxy, not by whichever pooled connection is free', () => {
+  let db: FerretDB;
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    db = await FerretDB.start();
+    proxy = await startMongoplex(db.address);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await db?.stop();
+  });
+
+  it('whatsmyuri names the client\'s own connection to the proxy', async () => {
+    const c = await RawClient.connect(proxy.port);
+    const r = await c.command({ whatsmyuri: 1, $db: 'admin' });
+    assert.equal(r.you, `127.0.0.1:${c.socket.localPort}`);
+    c.destroy();
+  });
+
+  it('connectionStatus reports an unauthenticated client, not the proxy\'s upstream identity', async () => {
+    const c = await RawClient.connect(proxy.port);
+    const r = await c.command({ connectionStatus: 1, $db: 'admin' });
+    assert.deepEqual(r.authInfo, { authenticatedUsers: [], authenticatedUserRoles: [] });
+    c.destroy();
+  });
+
+  it('killAllSessions is refused: on shared connections it would end every client\'s sessions', async () => {
+    const c = await RawClient.connect(proxy.port);
+    const r = await c.command({ killAllSessions: [], $db: 'admin' });
+    assert.equal(r.codeName, 'Unauthorized');
+    assert.match(r.errmsg, /use killSessions/);
+    c.destroy();
+  });
+});

@@ -19,6 +19,7 @@ import { CheckoutError } from '../upstream/pool';
 import type { UpstreamConnection } from '../upstream/connection';
 import { deserializeCommand, isHelloCommand } from './hello';
 import { isLastErrorCommand, LastErrorPin } from './last-error-pin';
+import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import type { Presentation } from '../topology/presentation';
 import type { ServerAddress } from '../upstream/address';
 import { encodeReply, errorDocument, failureLabels } from './error-reply';
@@ -32,9 +33,6 @@ export interface SessionDeps {
   readonly presentation: Presentation;
   readonly log: Logger;
 }
-
-/** Authentication is connection state: a pooled connection cannot carry one client's identity. */
-const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'authenticate', 'getnonce', 'logout']);
 
 /** What a forwarded request is, for getLastError pinning. */
 type Purpose = 'command' | 'unacknowledged_write' | 'last_error';
@@ -203,10 +201,10 @@ export class ClientSession {
   private async handleOpMsg(inbound: Inbound): Promise<void> {
     const msg = parseOpMsg(inbound.message);
     const cmd = readCommand(msg.body);
-    const lname = cmd.name.toLowerCase();
     const moreToCome = (msg.flagBits & MsgFlag.moreToCome) !== 0;
     if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
-    if (AUTH_COMMANDS.has(lname)) return this.refuse(inbound, cmd, ErrorCode.AuthenticationFailed, `mongoplex authenticates its pooled upstream connections itself; '${cmd.name}' from clients is not supported, connect without credentials`);
+    const scoped = connectionScopedHandling(cmd.name);
+    if (scoped) return this.handleConnectionScoped(inbound, cmd, scoped);
     // Exhaust replies would hold a pooled connection for a whole stream: clearing
     // exhaustAllowed makes the client fall back to ordinary getMore round trips.
     const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
@@ -222,9 +220,8 @@ export class ClientSession {
       const name = Object.keys(command)[0] ?? '';
       if (isHelloCommand(name)) return this.answerHello(inbound, command);
       if (isLastErrorCommand(name)) return this.forwardLastError(inbound, undefined, inbound.message.bytes);
-      if (AUTH_COMMANDS.has(name.toLowerCase())) {
-        return this.refuse(inbound, undefined, ErrorCode.AuthenticationFailed, `mongoplex authenticates its pooled upstream connections itself; '${name}' from clients is not supported, connect without credentials`);
-      }
+      const scoped = connectionScopedHandling(name);
+      if (scoped) return this.handleConnectionScoped(inbound, undefined, scoped);
     }
     // Anything else on OP_QUERY is the server's business: a modern server refuses it itself,
     // a legacy one answers it.
@@ -247,6 +244,12 @@ export class ClientSession {
       return this.refuse(inbound, undefined, ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
     await this.reply(inbound, reply, 'hello');
+  }
+
+  private async handleConnectionScoped(inbound: Inbound, cmd: CommandInfo | undefined, h: ConnectionScoped): Promise<void> {
+    if (h.kind === 'refuse') return this.refuse(inbound, cmd, h.error, h.message);
+    Metrics.commands.add(1, { handling: 'answered', command: cmd?.name ?? 'legacy' });
+    await this.reply(inbound, h.reply({ remote: this.transport.remote }), 'answered');
   }
 
   private async refuse(inbound: Inbound, cmd: CommandInfo | undefined, kind: KnownError, message: string, labels: readonly string[] = []): Promise<void> {

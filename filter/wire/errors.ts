@@ -19,6 +19,7 @@ export const ErrorCode = {
   FailedToParse: { code: 9, codeName: 'FailedToParse' },
   AuthenticationFailed: { code: 18, codeName: 'AuthenticationFailed' },
   InvalidBSON: { code: 22, codeName: 'InvalidBSON' },
+  Unauthorized: { code: 13, codeName: 'Unauthorized' },
   ProtocolError: { code: 17, codeName: 'ProtocolError' },
   CursorNotFound: { code: 43, codeName: 'CursorNotFound' },
   ExceededTimeLimit: { code: 50, codeName: 'ExceededTimeLimit' },
