@@ -60,11 +60,13 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   topology: z.strictObject({
     /**
-     * single: one upstream server (or a fleet of mongos), presented to clients as one mongos;
+     * single: one upstream server, presented to clients as one mongos;
+     * mongos: one address presented as a mongos; the proxy monitors the upstream (a replica
+     * set or a fleet of mongos) and selects servers from $readPreference, pinning transactions;
      * replset: one proxy address per replica-set member, hello rewritten (listen.port unused).
      */
-    mode: z.enum(['single', 'replset']).default('single'),
-    /** How often each upstream server is checked (replset mode). */
+    mode: z.enum(['single', 'mongos', 'replset']).default('single'),
+    /** How often each upstream server is checked (mongos and replset modes). */
     heartbeatMs: z.number().int().min(100).default(2000),
     /** The host clients are told to dial for each member's proxy address. */
     advertiseHost: z.string().min(1).default('127.0.0.1'),

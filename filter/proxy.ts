@@ -2,7 +2,8 @@ import type { Config } from './config';
 import type { Logger } from './log';
 import { Janitor } from './janitor';
 import { CursorRoutes } from './routing/cursor-routes';
-import { Router } from './routing/router';
+import { Router, type Selection } from './routing/router';
+import { TransactionRoutes } from './routing/transaction-routes';
 import { ClientSession } from './session/client-session';
 import type { ClientTransport } from './session/transport';
 import { observeGauge, Metrics } from './telemetry/metrics';
@@ -21,6 +22,7 @@ export class Proxy {
   readonly servers: ServerSet;
   readonly cursors: CursorRoutes;
   readonly router: Router;
+  readonly transactions: TransactionRoutes;
   readonly presentation: Presentation;
   /** Replset mode: the monitored deployment and the members' proxy addresses. */
   readonly monitor: TopologyMonitor | undefined;
@@ -36,7 +38,7 @@ export class Proxy {
       maxMessageSizeBytes: 48_000_000,
     });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
-    this.router = new Router(this.servers, this.cursors);
+    this.transactions = new TransactionRoutes(config.cursors.maxRoutes, 2 * 60_000);
     this.servers.eachPool((pool) => {
       pool.on('connectionClosed', (conn: UpstreamConnection, reason: string) => {
         this.cursors.forgetConnection(conn);
@@ -44,7 +46,8 @@ export class Proxy {
       });
       pool.on('connectFailed', (err: Error) => log.warn({ server: pool.address.toString(), err: err.message }, 'upstream connect failed'));
     });
-    if (config.topology.mode === 'replset') {
+    let selection: Selection | undefined;
+    if (config.topology.mode !== 'single') {
       const t = config.topology;
       const monitor = new TopologyMonitor(up.servers.map((s) => ServerAddress.parse(s)), {
         heartbeatMs: t.heartbeatMs,
@@ -58,14 +61,21 @@ export class Proxy {
       monitor.on('memberRemoved', (a: ServerAddress) => this.servers.remove(a));
       this.servers.followPrimary(() => monitor.primary()?.address);
       this.monitor = monitor;
-      this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1]);
-      this.presentation = new ReplicaSetPresentation(monitor, this.addresses);
+      if (t.mode === 'replset') {
+        this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1]);
+        this.presentation = new ReplicaSetPresentation(monitor, this.addresses);
+      } else {
+        selection = { monitor, heartbeatMs: t.heartbeatMs };
+        this.presentation = new MongosPresentation(this.servers);
+      }
     } else {
       this.presentation = new MongosPresentation(this.servers);
     }
+    this.router = new Router(this.servers, this.cursors, this.transactions, selection);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
+    this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
     observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
     observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);

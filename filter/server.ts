@@ -30,6 +30,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     await proxy.monitor.ready(config.upstream.connectTimeoutMs);
     await members.ready();
   } else if (config.listen.port !== null) {
+    await proxy.monitor?.ready(config.upstream.connectTimeoutMs);
     ingress = new TcpIngress(proxy);
     tcp = await ingress.listen(config.listen.host, config.listen.port);
   }

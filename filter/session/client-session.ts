@@ -18,7 +18,7 @@ import type { ServerSet } from '../topology/server-set';
 import { CheckoutError } from '../upstream/pool';
 import type { UpstreamConnection } from '../upstream/connection';
 import { deserializeCommand, isHelloCommand } from './hello';
-import { isLastErrorCommand, LastErrorPin } from './last-error-pin';
+import { isLastErrorCommand, isWriteCommand, LastErrorPin } from './last-error-pin';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import type { Presentation } from '../topology/presentation';
 import type { ServerAddress } from '../upstream/address';
@@ -209,7 +209,8 @@ export class ClientSession {
     // exhaustAllowed makes the client fall back to ordinary getMore round trips.
     const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
     if (isLastErrorCommand(cmd.name)) return this.forwardLastError(inbound, cmd, bytes);
-    await this.forward(inbound, cmd, bytes, moreToCome, moreToCome ? 'unacknowledged_write' : 'command');
+    // Only a fire-and-forget write leaves an outcome a getLastError could ask about.
+    await this.forward(inbound, cmd, bytes, moreToCome, moreToCome && isWriteCommand(cmd.name) ? 'unacknowledged_write' : 'command');
   }
 
   private async handleOpQuery(inbound: Inbound): Promise<void> {
@@ -328,7 +329,7 @@ export class ClientSession {
       return this.refuse(inbound, cmd, ErrorCode.HostUnreachable, `mongoplex: ${message}`, failureLabels(cmd));
     }
     // An unacknowledged write keeps its connection for the getLastError that may follow.
-    if (purpose === 'unacknowledged_write') this.lastError.hold(route.pool, conn);
+    if (purpose === 'unacknowledged_write' && !this.closed) this.lastError.hold(route.pool, conn);
     else route.pool.checkIn(conn);
     Metrics.commands.add(1, { handling: 'forwarded', route: route.reason });
     Metrics.commandDuration.record(performance.now() - started, { command: name });

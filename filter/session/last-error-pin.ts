@@ -8,6 +8,13 @@ export function isLastErrorCommand(name: string): boolean {
   return n === 'getlasterror' || n === 'getpreverror';
 }
 
+const WRITE_COMMANDS: ReadonlySet<string> = new Set(['insert', 'update', 'delete']);
+
+/** Commands whose unacknowledged (w:0) form leaves an outcome for getLastError. */
+export function isWriteCommand(name: string): boolean {
+  return WRITE_COMMANDS.has(name.toLowerCase());
+}
+
 /**
  * getLastError is connection state on servers ≤ 5.0: after an unacknowledged write, the
  * client's next getLastError must run on the upstream connection that carried the write

@@ -69,5 +69,6 @@ export const Metrics = {
   poolWaitTimeouts: new Counter('mongoplex.pool.wait_timeouts', 'Checkouts that timed out in the wait queue'),
   poolWaitQueueFull: new Counter('mongoplex.pool.wait_queue_full', 'Checkouts refused because the wait queue was full'),
   poolCheckoutDuration: new Histogram('mongoplex.pool.checkout.duration', 'Time to obtain a pooled connection', 'ms'),
+  transactionRoutesEvicted: new Counter('mongoplex.transaction_routes.evicted', 'Transaction pins dropped by the size bound or TTL, by reason'),
   cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
 } as const;

@@ -42,6 +42,14 @@ function toBigInt(v: number | bigint | undefined): bigint | undefined {
   return Number.isInteger(v) ? BigInt(v) : undefined;
 }
 
+/** The client's `$readPreference`, as sent. */
+export interface ReadPreference {
+  readonly mode: string;
+  /** Tag sets in order of preference (an empty set matches any server). */
+  readonly tags: ReadonlyArray<Record<string, string>>;
+  readonly maxStalenessSeconds: number | undefined;
+}
+
 /** What the proxy needs to know about a command request. */
 export interface CommandInfo {
   /** The command name as sent (first key of the body). */
@@ -63,6 +71,32 @@ export interface CommandInfo {
   readonly killCursorIds: bigint[] | undefined;
   /** The write concern asks for no acknowledgement (`w: 0`). */
   readonly unacknowledged: boolean;
+  readonly readPreference: ReadPreference | undefined;
+}
+
+function readPreferenceOf(body: Buffer, e: Element): ReadPreference | undefined {
+  if (e[0] !== T_DOCUMENT) return undefined;
+  let mode = 'primary';
+  let maxStalenessSeconds: number | undefined;
+  let tags: Array<Record<string, string>> = [];
+  for (const s of elements(body, e[3])) {
+    const k = nameOf(body, s);
+    if (k === 'mode') mode = stringOf(body, s) ?? mode;
+    else if (k === 'maxStalenessSeconds') {
+      const v = numberOf(body, s);
+      maxStalenessSeconds = v === undefined ? undefined : Number(v);
+    } else if (k === 'tags' && s[0] === T_ARRAY) {
+      tags = elements(body, s[3]).filter((t) => t[0] === T_DOCUMENT).map((t) => {
+        const set: Record<string, string> = {};
+        for (const kv of elements(body, t[3])) {
+          const v = stringOf(body, kv);
+          if (v !== undefined) set[nameOf(body, kv)] = v;
+        }
+        return set;
+      });
+    }
+  }
+  return { mode, tags, maxStalenessSeconds };
 }
 
 export function readCommand(body: Buffer): CommandInfo {
@@ -78,6 +112,7 @@ export function readCommand(body: Buffer): CommandInfo {
   let cursorCollection: string | undefined;
   let killCursorIds: bigint[] | undefined;
   let unacknowledged = false;
+  let readPreference: ReadPreference | undefined;
   const lname = name.toLowerCase();
   for (let i = 1; i < els.length; i++) {
     const e = els[i]!;
@@ -104,6 +139,7 @@ export function readCommand(body: Buffer): CommandInfo {
           }
         }
         break;
+      case '$readPreference': readPreference = readPreferenceOf(body, e); break;
       case 'writeConcern':
         if (e[0] === T_DOCUMENT) {
           for (const s of elements(body, e[3])) {
@@ -118,7 +154,7 @@ export function readCommand(body: Buffer): CommandInfo {
   const cursorId = lname === 'getmore' ? toBigInt(numberOf(body, first)) : undefined;
   return {
     name, db, collection, hasTxnNumber, inTransaction, startTransaction, lsid,
-    cursorId, cursorCollection, killCursorIds, unacknowledged,
+    cursorId, cursorCollection, killCursorIds, unacknowledged, readPreference,
   };
 }
 

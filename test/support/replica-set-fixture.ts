@@ -95,7 +95,7 @@ class Member {
       this.set.stepDown();
       return reply({ ok: 1 });
     }
-    const isPrimary = this.index === this.set.primary;
+    const isPrimary = this.set.flavor === 'mongos' || this.index === this.set.primary;
     if (!isPrimary && WRITE_COMMANDS.has(lname)) {
       return reply({ ok: 0, errmsg: 'not primary', code: 10107, codeName: 'NotWritablePrimary', ...(txnNumber !== undefined ? { errorLabels: ['RetryableWriteError'] } : {}) });
     }
@@ -104,6 +104,14 @@ class Member {
       return reply({ ok: 0, errmsg: 'not primary and secondaryOk=false', code: 13435, codeName: 'NotPrimaryNoSecondaryOk' });
     }
     if (lname === 'committransaction' || lname === 'aborttransaction') return reply({ ok: 1 });
+    // Cursors live in one server process: another member (or router) does not know them.
+    if (lname === 'getmore') {
+      const owner = this.set.cursorOwners.get(String(doc.getMore));
+      if (owner !== undefined && owner !== this.index) {
+        this.set.misroutedGetMores++;
+        return reply({ ok: 0, errmsg: `cursor id ${String(doc.getMore)} not found`, code: 43, codeName: 'CursorNotFound' });
+      }
+    }
     // FerretDB has no transactions or replication: strip what it cannot take, forward the rest.
     const forward: Document = { ...doc };
     for (const f of TXN_FIELDS) delete forward[f];
@@ -112,6 +120,8 @@ class Member {
     const sequences = msg.sequences;
     const out = await toBackend(encodeOpMsg(newRequestId(), 0, BSON.serialize(forward), msg.flagBits & ~(1 | 2 | (1 << 16)), sequences));
     const back = BSON.deserialize(parseOpMsg(out).body, { promoteLongs: false });
+    const cursorId = (back.cursor as Document | undefined)?.id;
+    if (cursorId !== undefined && String(cursorId) !== '0') this.set.cursorOwners.set(String(cursorId), this.index);
     reply(back);
   }
 }
@@ -121,12 +131,19 @@ export class ReplicaSetFixture {
   readonly executed: Executed[] = [];
   readonly sockets = new Set<net.Socket>();
   readonly connectionsAccepted: number[];
+  /** cursor id → the member that created it; getMore elsewhere gets CursorNotFound. */
+  readonly cursorOwners = new Map<string, number>();
+  misroutedGetMores = 0;
   primary = 0;
   setVersion = 1;
   electionId = new ObjectId();
   term = 1;
 
-  constructor(readonly storage: FerretDB, readonly setName = 'rs0', size = 3) {
+  /**
+   * flavor 'mongos': the same endpoints present themselves as a fleet of mongos routers over
+   * the shared storage (every one writable; hello says msg: "isdbgrid").
+   */
+  constructor(readonly storage: FerretDB, readonly setName = 'rs0', size = 3, readonly flavor: 'replset' | 'mongos' = 'replset') {
     this.members = Array.from({ length: size }, (_, i) => new Member(i, this));
     this.connectionsAccepted = Array(size).fill(0);
   }
@@ -148,6 +165,9 @@ export class ReplicaSetFixture {
   }
 
   hello(index: number, spelling: string): Document {
+    if (this.flavor === 'mongos') {
+      return { [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: true, msg: 'isdbgrid', maxBsonObjectSize: 16777216, maxMessageSizeBytes: 48000000, maxWriteBatchSize: 100000, localTime: new Date(), logicalSessionTimeoutMinutes: 30, connectionId: 7, minWireVersion: 0, maxWireVersion: 21, ok: 1 };
+    }
     const isPrimary = index === this.primary;
     const d: Document = {
       hosts: this.addresses,
