@@ -66,7 +66,7 @@ export class Proxy {
         this.presentation = new ReplicaSetPresentation(monitor, this.addresses);
       } else {
         selection = { monitor, heartbeatMs: t.heartbeatMs };
-        this.presentation = new MongosPresentation(this.servers);
+        this.presentation = new MongosPresentation(this.servers, monitor);
       }
     } else {
       this.presentation = new MongosPresentation(this.servers);

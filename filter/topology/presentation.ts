@@ -13,7 +13,7 @@ export interface HelloFacts {
   readonly maxMessageSizeBytes: number;
 }
 
-/** Error codes after which the member's state is re-checked at once (state change suspected). */
+/** "Not primary" class codes: the member's state probably changed. */
 const STATE_CHANGE_CODES: ReadonlySet<number> = new Set([10107, 13435, 13436, 11600, 11602, 189, 91]);
 
 /**
@@ -28,9 +28,20 @@ export interface Presentation {
   replyError(code: number, server: ServerAddress): Promise<void>;
 }
 
-/** Single upstream (or a fleet of mongos): the proxy presents itself as one mongos. */
+/** Re-checks a server whose reply suggests its state changed. */
+async function recheckOnStateChange(monitor: TopologyMonitor | undefined, code: number, server: ServerAddress): Promise<void> {
+  // Refresh before the client sees the error: its retry (or its driver's immediate re-check)
+  // must meet the new state, not the one from the last heartbeat.
+  if (monitor && STATE_CHANGE_CODES.has(code)) await monitor.recheck(server);
+}
+
+/**
+ * single and mongos modes: the proxy presents itself as one mongos. In mongos mode the
+ * deployment behind it is monitored, and re-checked after "not primary" class errors so a
+ * retried write is routed to the new primary.
+ */
 export class MongosPresentation implements Presentation {
-  constructor(private readonly servers: ServerSet) {}
+  constructor(private readonly servers: ServerSet, private readonly monitor?: TopologyMonitor) {}
 
   async hello(request: Document, facts: HelloFacts): Promise<Document> {
     const upstream = await this.servers.writable().describe();
@@ -41,7 +52,9 @@ export class MongosPresentation implements Presentation {
     return undefined;
   }
 
-  async replyError(): Promise<void> {}
+  replyError(code: number, server: ServerAddress): Promise<void> {
+    return recheckOnStateChange(this.monitor, code, server);
+  }
 }
 
 function mapList(v: unknown, map: (a: string) => string | undefined): unknown {
@@ -111,9 +124,7 @@ export class ReplicaSetPresentation implements Presentation {
     return Buffer.from(BSON.serialize(doc));
   }
 
-  async replyError(code: number, server: ServerAddress): Promise<void> {
-    // Refresh before the client sees the error: its driver re-checks at once and must be told
-    // the new state, not the one from the last heartbeat.
-    if (STATE_CHANGE_CODES.has(code)) await this.monitor.recheck(server);
+  replyError(code: number, server: ServerAddress): Promise<void> {
+    return recheckOnStateChange(this.monitor, code, server);
   }
 }
