@@ -20,6 +20,8 @@ import type { UpstreamConnection } from '../upstream/connection';
 import { deserializeCommand, isHelloCommand } from './hello';
 import { isLastErrorCommand, isWriteCommand, LastErrorPin } from './last-error-pin';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
+import { ClientResources } from './client-resources';
+import { ObjectId } from 'bson';
 import type { Presentation } from '../topology/presentation';
 import type { ServerAddress } from '../upstream/address';
 import { encodeReply, errorDocument, failureLabels } from './error-reply';
@@ -47,6 +49,9 @@ interface Inbound {
 
 let nextSessionId = 1;
 
+/** The serviceId load-balanced clients see: one per proxy process. */
+const SERVICE_ID = new ObjectId();
+
 /**
  * One client connection: reassembles its messages, answers the handshake itself, and sends
  * every other command through routing to a pooled upstream connection, one request at a time
@@ -65,6 +70,8 @@ export class ClientSession {
   private compression: CompressorName[] = [];
   private readonly log: Logger;
   private readonly lastError: LastErrorPin;
+  /** Set by a hello with `loadBalanced: true`: the client expects its cursors and transactions to die with it. */
+  private loadBalanced: ClientResources | undefined;
   lastActivityAt = Date.now();
 
   /**
@@ -120,6 +127,7 @@ export class ClientSession {
     if (this.closed) return;
     this.closed = true;
     this.lastError.release();
+    if (this.loadBalanced) void this.loadBalanced.release(this.deps.servers, this.log);
     this.queue.length = 0;
     this.queuedBytes = 0;
     Metrics.clientConnectionsClosed.add(1, { reason });
@@ -231,6 +239,12 @@ export class ClientSession {
 
   private async answerHello(inbound: Inbound, request: Document): Promise<void> {
     Metrics.commands.add(1, { handling: 'answered', command: 'hello' });
+    if (request.loadBalanced === true) {
+      if (this.member) {
+        return this.refuse(inbound, undefined, ErrorCode.BadValue, 'mongoplex: loadBalanced clients need topology.mode single or mongos (this is a replica-set member address)');
+      }
+      this.loadBalanced ??= new ClientResources();
+    }
     if (Array.isArray(request.compression)) {
       this.compression = negotiateCompressor(request.compression, this.deps.config.client.compressors);
     }
@@ -244,6 +258,7 @@ export class ClientSession {
     } catch (err) {
       return this.refuse(inbound, undefined, ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
+    if (this.loadBalanced) reply.serviceId = SERVICE_ID;
     await this.reply(inbound, reply, 'hello');
   }
 
@@ -357,8 +372,16 @@ export class ClientSession {
   private async observeReply(cmd: CommandInfo, reply: WireMessage, route: Route, conn: UpstreamConnection): Promise<Buffer> {
     const lname = cmd.name.toLowerCase();
     if (lname === 'killcursors') {
-      for (const id of cmd.killCursorIds ?? []) this.deps.cursors.forget(id, `${cmd.db}.${cmd.cursorCollection}`);
+      for (const id of cmd.killCursorIds ?? []) {
+        this.deps.cursors.forget(id, `${cmd.db}.${cmd.cursorCollection}`);
+        this.loadBalanced?.cursorClosed(id, `${cmd.db}.${cmd.cursorCollection}`);
+      }
       return reply.bytes;
+    }
+    if (this.loadBalanced && cmd.lsid) {
+      if (cmd.startTransaction && cmd.lsidDocument && cmd.txnNumber !== undefined) {
+        this.loadBalanced.transactionStarted(cmd.lsid, cmd.lsidDocument, cmd.txnNumber, route.pool.address);
+      } else if (lname === 'committransaction' || lname === 'aborttransaction') this.loadBalanced.transactionEnded(cmd.lsid);
     }
     let body: Buffer;
     let info;
@@ -371,10 +394,12 @@ export class ClientSession {
     if (lname === 'getmore') {
       if (cmd.cursorId !== undefined && (info.cursor?.id === 0n || info.code === ErrorCode.CursorNotFound.code)) {
         this.deps.cursors.forget(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
+        this.loadBalanced?.cursorClosed(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
       }
     } else if (info.cursor && info.cursor.id !== 0n) {
       const ns = info.cursor.ns ?? `${cmd.db}.${cmd.collection}`;
       this.deps.cursors.remember(info.cursor.id, ns, route.pool.address, conn);
+      this.loadBalanced?.cursorOpened(info.cursor.id, ns, route.pool.address);
     }
     if (!info.ok && info.code !== undefined) await this.deps.presentation.replyError(info.code, route.pool.address);
     const rewritten = info.ok ? this.deps.presentation.rewriteReply(cmd.name, body) : undefined;

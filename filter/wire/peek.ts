@@ -63,6 +63,9 @@ export interface CommandInfo {
   readonly startTransaction: boolean;
   /** Raw bytes of `lsid.id`, hex, when present. */
   readonly lsid: string | undefined;
+  /** The whole `lsid` document's BSON, to speak for the session later (e.g. abortTransaction). */
+  readonly lsidDocument: Buffer | undefined;
+  readonly txnNumber: bigint | undefined;
   /** getMore's cursor id. */
   readonly cursorId: bigint | undefined;
   /** getMore's `collection` / killCursors's collection. */
@@ -106,6 +109,8 @@ export function readCommand(body: Buffer): CommandInfo {
   const name = nameOf(body, first);
   let db: string | undefined;
   let hasTxnNumber = false;
+  let txnNumber: bigint | undefined;
+  let lsidDocument: Buffer | undefined;
   let inTransaction = false;
   let startTransaction = false;
   let lsid: string | undefined;
@@ -119,11 +124,15 @@ export function readCommand(body: Buffer): CommandInfo {
     const key = nameOf(body, e);
     switch (key) {
       case '$db': db = stringOf(body, e); break;
-      case 'txnNumber': hasTxnNumber = true; break;
+      case 'txnNumber':
+        hasTxnNumber = true;
+        txnNumber = toBigInt(numberOf(body, e));
+        break;
       case 'autocommit': inTransaction = e[0] === T_BOOL && body[e[3]] === 0; break;
       case 'startTransaction': startTransaction = e[0] === T_BOOL && body[e[3]] === 1; break;
       case 'lsid':
         if (e[0] === T_DOCUMENT) {
+          lsidDocument = body.subarray(e[3], e[3] + e[4]);
           for (const s of elements(body, e[3])) {
             if (nameOf(body, s) === 'id') lsid = body.toString('hex', s[3], s[3] + s[4]);
           }
@@ -153,7 +162,7 @@ export function readCommand(body: Buffer): CommandInfo {
   if (lname === 'killcursors') cursorCollection = collection;
   const cursorId = lname === 'getmore' ? toBigInt(numberOf(body, first)) : undefined;
   return {
-    name, db, collection, hasTxnNumber, inTransaction, startTransaction, lsid,
+    name, db, collection, hasTxnNumber, txnNumber, inTransaction, startTransaction, lsid, lsidDocument,
     cursorId, cursorCollection, killCursorIds, unacknowledged, readPreference,
   };
 }
