@@ -138,3 +138,58 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
     }
   });
 });
+
+describe('replset mode: members joining and leaving', () => {
+  let db: FerretDB;
+  let rs: ReplicaSetFixture;
+  let proxy: RunningServer;
+
+  before(async () => {
+    db = await FerretDB.start();
+    rs = new ReplicaSetFixture(db);
+    await rs.start();
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        upstream: { servers: [rs.addresses[0]!] },
+        topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 200 },
+        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
+      },
+    });
+    proxy = await startServer(config, createLogger(config.log.level));
+    await waitFor('three proxy addresses', async () => (proxy.proxy.addresses!.entries().length === 3 ? true : undefined));
+  });
+  after(async () => {
+    await proxy?.stop();
+    await rs?.stop();
+    await db?.stop();
+  });
+
+  it('a new member gets a proxy address and a departed one loses its own, without a restart or dropping other clients', async () => {
+    const map = proxy.proxy.addresses!;
+    const primaryProxy = map.proxyAddressOf(rs.addresses[rs.primary]!)!;
+    const client = await new MongoClient(`mongodb://${primaryProxy}/?replicaSet=rs0&heartbeatFrequencyMS=500`).connect();
+    try {
+      await client.db('rs').collection('members').insertOne({ before: true });
+      const joined = await rs.addMember();
+      const joinedReal = rs.members[joined]!.address;
+      const joinedProxy = await waitFor('a proxy address for the new member', async () => map.proxyAddressOf(joinedReal));
+      await waitFor('the driver to see four members', async () => {
+        const hello = await client.db('admin').command({ hello: 1 });
+        return (hello.hosts as string[]).length === 4 && (hello.hosts as string[]).includes(joinedProxy) ? true : undefined;
+      });
+      const leaving = [0, 1, 2].find((i) => i !== rs.primary)!;
+      const leavingProxy = map.proxyAddressOf(rs.members[leaving]!.address)!;
+      await rs.removeMember(leaving);
+      await waitFor('the departed member to lose its proxy address', async () => {
+        const hello = await client.db('admin').command({ hello: 1 });
+        return (hello.hosts as string[]).includes(leavingProxy) ? undefined : true;
+      });
+      // The client on the primary's proxy address was never disconnected.
+      await client.db('rs').collection('members').insertOne({ after: true });
+      assert.equal(await client.db('rs').collection('members').countDocuments({}), 2);
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -134,6 +134,7 @@ export class ReplicaSetFixture {
   /** cursor id → the member that created it; getMore elsewhere gets CursorNotFound. */
   readonly cursorOwners = new Map<string, number>();
   misroutedGetMores = 0;
+  private readonly removed = new Set<number>();
   primary = 0;
   setVersion = 1;
   electionId = new ObjectId();
@@ -155,8 +156,29 @@ export class ReplicaSetFixture {
     }
   }
 
+  /** Addresses of the current members (removed ones excluded). */
   get addresses(): string[] {
-    return this.members.map((m) => m.address);
+    return this.members.filter((m) => !this.removed.has(m.index)).map((m) => m.address);
+  }
+
+  /** A new member joins the set (as a secondary); returns its index. */
+  async addMember(): Promise<number> {
+    const m = new Member(this.members.length, this);
+    await new Promise<void>((r) => m.server.listen(0, '127.0.0.1', r));
+    m.port = (m.server.address() as net.AddressInfo).port;
+    this.members.push(m);
+    this.connectionsAccepted.push(0);
+    this.setVersion++;
+    return m.index;
+  }
+
+  /** A (secondary) member leaves the set: it stops answering and is no longer reported. */
+  async removeMember(index: number): Promise<void> {
+    if (index === this.primary) throw new Error('step the primary down before removing it');
+    this.removed.add(index);
+    this.setVersion++;
+    const m = this.members[index]!;
+    await new Promise((r) => m.server.close(r));
   }
 
   /** Every address any client connected from, per member: proves who dialed the backends. */
@@ -175,8 +197,8 @@ export class ReplicaSetFixture {
       setVersion: this.setVersion,
       [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: isPrimary,
       secondary: !isPrimary,
-      primary: this.addresses[this.primary],
-      me: this.addresses[index],
+      primary: this.members[this.primary]!.address,
+      me: this.members[index]!.address,
       ...(isPrimary ? { electionId: this.electionId } : {}),
       lastWrite: { lastWriteDate: new Date(), opTime: { ts: new BSON.Timestamp({ t: Math.floor(Date.now() / 1000), i: 1 }), t: BSON.Long.fromNumber(this.term) } },
       maxBsonObjectSize: 16777216,
@@ -200,15 +222,15 @@ export class ReplicaSetFixture {
       date: new Date(),
       myState: index === this.primary ? 1 : 2,
       term: BSON.Long.fromNumber(this.term),
-      syncSourceHost: index === this.primary ? '' : this.addresses[this.primary],
-      members: this.members.map((m, i) => ({
-        _id: i,
+      syncSourceHost: index === this.primary ? '' : this.members[this.primary]!.address,
+      members: this.members.filter((m) => !this.removed.has(m.index)).map((m) => ({
+        _id: m.index,
         name: m.address,
         health: 1,
-        state: i === this.primary ? 1 : 2,
-        stateStr: i === this.primary ? 'PRIMARY' : 'SECONDARY',
-        self: i === index,
-        syncSourceHost: i === this.primary ? '' : this.addresses[this.primary],
+        state: m.index === this.primary ? 1 : 2,
+        stateStr: m.index === this.primary ? 'PRIMARY' : 'SECONDARY',
+        self: m.index === index,
+        syncSourceHost: m.index === this.primary ? '' : this.members[this.primary]!.address,
       })),
       ok: 1,
     };
@@ -216,7 +238,8 @@ export class ReplicaSetFixture {
 
   /** The primary steps down; the next member is elected. Existing connections stay open. */
   stepDown(): void {
-    this.primary = (this.primary + 1) % this.members.length;
+    do this.primary = (this.primary + 1) % this.members.length;
+    while (this.removed.has(this.primary));
     this.term++;
     this.electionId = new ObjectId();
   }
