@@ -72,6 +72,11 @@ export const ConfigSchema = z.strictObject({
     advertiseHost: z.string().min(1).default('127.0.0.1'),
     /** Ports for the members' proxy addresses, [first, last], in discovery order; [0, 0]: any free port. */
     memberPorts: z.tuple([port, port]).default([27017, 27031]),
+    /**
+     * Members advertised at fixed addresses instead of proxy ports: real host:port → the address
+     * clients are told (e.g. the Envoy listener whose ext_proc metadata names that member).
+     */
+    advertise: z.record(hostPort, hostPort).default({}),
   }).prefault({}),
   cursors: z.strictObject({
     /** Cursor routes remembered at once (cursor id + namespace → server); the oldest is evicted. */

@@ -23,7 +23,10 @@ export class Proxy {
   readonly cursors: CursorRoutes;
   readonly router: Router;
   readonly transactions: TransactionRoutes;
+  /** What clients of a plain listener are told (a mongos). */
   readonly presentation: Presentation;
+  /** replset mode: what clients of a member's proxy address are told. */
+  readonly memberPresentation: Presentation | undefined;
   /** Replset mode: the monitored deployment and the members' proxy addresses. */
   readonly monitor: TopologyMonitor | undefined;
   readonly addresses: AddressMap | undefined;
@@ -61,12 +64,13 @@ export class Proxy {
       monitor.on('memberRemoved', (a: ServerAddress) => this.servers.remove(a));
       this.servers.followPrimary(() => monitor.primary()?.address);
       this.monitor = monitor;
+      // The mode is chosen per listener: member addresses get the replica-set view, any other
+      // listener the mongos view with the proxy selecting servers.
+      selection = { monitor, heartbeatMs: t.heartbeatMs };
+      this.presentation = new MongosPresentation(this.servers, monitor);
       if (t.mode === 'replset') {
-        this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1]);
-        this.presentation = new ReplicaSetPresentation(monitor, this.addresses);
-      } else {
-        selection = { monitor, heartbeatMs: t.heartbeatMs };
-        this.presentation = new MongosPresentation(this.servers, monitor);
+        this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1], t.advertise);
+        this.memberPresentation = new ReplicaSetPresentation(monitor, this.addresses);
       }
     } else {
       this.presentation = new MongosPresentation(this.servers);
@@ -111,7 +115,8 @@ export class Proxy {
       return undefined;
     }
     const session = new ClientSession(transport, {
-      config: this.config, router: this.router, cursors: this.cursors, servers: this.servers, presentation: this.presentation, log: this.log,
+      config: this.config, router: this.router, cursors: this.cursors, servers: this.servers,
+      presentation: member ? (this.memberPresentation ?? this.presentation) : this.presentation, log: this.log,
     }, member);
     this.sessions.add(session);
     Metrics.clientConnectionsAccepted.add(1);

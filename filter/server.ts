@@ -24,13 +24,14 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   let ingress: TcpIngress | undefined;
   let tcp: AddressInfo | undefined;
   let members: MemberListeners | undefined;
+  await proxy.monitor?.ready(config.upstream.connectTimeoutMs);
   if (proxy.monitor && proxy.addresses) {
-    // Replset mode: one listener per member instead of the single TCP listener.
+    // Replset mode: one listener per member (replica-set view)...
     members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host);
-    await proxy.monitor.ready(config.upstream.connectTimeoutMs);
     await members.ready();
-  } else if (config.listen.port !== null) {
-    await proxy.monitor?.ready(config.upstream.connectTimeoutMs);
+  }
+  // ...and the plain listener, a mongos view of the same deployment.
+  if (config.listen.port !== null) {
     ingress = new TcpIngress(proxy);
     tcp = await ingress.listen(config.listen.host, config.listen.port);
   }

@@ -7,6 +7,9 @@ import { loadConfig } from '../filter/config';
 import { createLogger } from '../filter/log';
 import { startServer, type RunningServer } from '../filter/server';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
+import { Envoy } from '../scripts/envoy';
+import { freePort } from '../scripts/ports';
+import { buildBootstrap } from '../filter/envoy/bootstrap';
 
 describe('replset mode: one proxy address per member, driver uses replicaSet=', () => {
   let db: FerretDB;
@@ -22,6 +25,7 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
     const config = loadConfig({
       env: {},
       overrides: {
+        listen: { port: 0 },
         upstream: { servers: [rs.addresses[2]!], maxPoolSize: 4 },
         topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 300 },
         log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
@@ -107,6 +111,23 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
     }
   });
 
+  it('modes are chosen per listener: the plain listener presents a mongos over the same set', async () => {
+    const client = await new MongoClient(`mongodb://127.0.0.1:${proxy.tcp!.port}/`).connect();
+    try {
+      const hello = await client.db('admin').command({ hello: 1 });
+      assert.equal(hello.msg, 'isdbgrid');
+      assert.equal(hello.hosts, undefined);
+      const mark = rs.executed.length;
+      await client.db('rs').collection('plain').insertOne({ via: 'mongos view' });
+      await client.db('rs').collection('plain').findOne({}, { readPreference: 'secondary' });
+      const ran = rs.executed.slice(mark).filter((e) => e.command === 'insert' || e.command === 'find');
+      assert.equal(ran[0]!.member, rs.primary);
+      assert.notEqual(ran[1]!.member, rs.primary);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a step-down mid-workload ends with every retryable write acknowledged exactly once', async () => {
     const client = await new MongoClient(uri, { retryWrites: true }).connect();
     try {
@@ -151,6 +172,7 @@ describe('replset mode: members joining and leaving', () => {
     const config = loadConfig({
       env: {},
       overrides: {
+        listen: { port: null },
         upstream: { servers: [rs.addresses[0]!] },
         topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 200 },
         log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
@@ -188,6 +210,69 @@ describe('replset mode: members joining and leaving', () => {
       // The client on the primary's proxy address was never disconnected.
       await client.db('rs').collection('members').insertOne({ after: true });
       assert.equal(await client.db('rs').collection('members').countDocuments({}), 2);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('replset mode through Envoy: one Envoy listener per member (ext_proc metadata names the member)', () => {
+  let db: FerretDB;
+  let rs: ReplicaSetFixture;
+  let proxy: RunningServer;
+  let envoy: Envoy;
+  let listeners: number[];
+
+  before(async () => {
+    db = await FerretDB.start();
+    rs = new ReplicaSetFixture(db);
+    await rs.start();
+    const grpc = await freePort();
+    listeners = [await freePort(), await freePort(), await freePort()];
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        listen: { port: null, grpc: `127.0.0.1:${grpc}` },
+        upstream: { servers: [rs.addresses[0]!] },
+        topology: {
+          mode: 'replset',
+          heartbeatMs: 300,
+          advertise: Object.fromEntries(rs.addresses.map((a, i) => [a, `127.0.0.1:${listeners[i]}`])),
+        },
+        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
+      },
+    });
+    proxy = await startServer(config, createLogger(config.log.level));
+    const admin = await freePort();
+    envoy = await Envoy.start(buildBootstrap({
+      admin: { host: '127.0.0.1', port: admin },
+      listeners: rs.addresses.map((member, i) => ({ name: `rs${i}`, host: '127.0.0.1', port: listeners[i]!, member })),
+      ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } },
+    }), admin);
+  });
+  after(async () => {
+    await envoy?.stop();
+    await proxy?.stop();
+    await rs?.stop();
+    await db?.stop();
+  });
+
+  it('the driver discovers only Envoy addresses and its reads and writes reach the right members', async () => {
+    const envoyAddresses = listeners.map((p) => `127.0.0.1:${p}`);
+    const client = new MongoClient(`mongodb://${envoyAddresses[1]}/?replicaSet=rs0`);
+    const dialed = new Set<string>();
+    client.on('connectionCreated', (e) => dialed.add(e.address));
+    await client.connect();
+    try {
+      const hello = await client.db('admin').command({ hello: 1 });
+      assert.deepEqual([...hello.hosts].sort(), [...envoyAddresses].sort());
+      const mark = rs.executed.length;
+      await client.db('rs').collection('envoy').insertOne({ x: 1 });
+      await client.db('rs').collection('envoy').findOne({}, { readPreference: 'secondary' });
+      const ran = rs.executed.slice(mark).filter((e) => e.command === 'insert' || e.command === 'find');
+      assert.equal(ran[0]!.member, rs.primary);
+      assert.notEqual(ran[1]!.member, rs.primary);
+      for (const a of dialed) assert.ok(envoyAddresses.includes(a), `driver dialed ${a}`);
     } finally {
       await client.close();
     }

@@ -13,6 +13,8 @@ export interface HostPort {
 /** A client-facing Envoy listener (e.g. one per replica-set member in replset mode). */
 export interface ClientListener extends HostPort {
   readonly name: string;
+  /** replset mode: the real member (host:port) this listener stands for. */
+  readonly member?: string;
 }
 
 export interface EgressOptions extends HostPort {
@@ -87,7 +89,10 @@ function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): J
               envoy_grpc: { cluster_name: 'mongoplex_ext_proc' },
               // Which listener this stream came through: the per-listener fact mongoplex needs
               // (in replset mode, the member this address stands for).
-              initial_metadata: [{ key: 'x-mongoplex-listener', value: l.name }],
+              initial_metadata: [
+                { key: 'x-mongoplex-listener', value: l.name },
+                ...(l.member ? [{ key: 'x-mongoplex-member', value: l.member }] : []),
+              ],
             },
             // Replies are injected by mongoplex as write_data; Envoy never needs to ask.
             processing_mode: { process_read: 'STREAMED', process_write: 'SKIP' },

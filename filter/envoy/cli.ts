@@ -6,8 +6,10 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
 
   --mode ext_proc|sidecar|none   how client connections reach mongoplex (default ext_proc);
                                  none: only the egress listener
-  --listen NAME=HOST:PORT        a client-facing listener (repeatable; default main=0.0.0.0:27017);
-                                 NAME reaches mongoplex as x-mongoplex-listener
+  --listen NAME=HOST:PORT[@MEMBER] a client-facing listener (repeatable; default main=0.0.0.0:27017);
+                                 NAME reaches mongoplex as x-mongoplex-listener; with @MEMBER
+                                 (a replica-set member's real host:port) the listener stands for
+                                 that member (set topology.advertise to match)
   --filter-grpc HOST:PORT        mongoplex's ext_proc gRPC address (default 127.0.0.1:50051)
   --filter-tcp HOST:PORT         mongoplex's TCP listener, for --mode sidecar (default 127.0.0.1:27016)
   --egress HOST:PORT             add the egress listener mongoplex dials with upstream.via
@@ -43,7 +45,9 @@ export function envoyConfigCommand(argv: string[]): string {
     if (eq <= 0) throw new Error(`--listen: expected NAME=HOST:PORT, got '${l}'`);
     const name = l.slice(0, eq);
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`--listen: listener name '${name}' may only use letters, digits, _ and -`);
-    return { name, ...hostPort(l.slice(eq + 1), '--listen') };
+    const [addr = '', member] = l.slice(eq + 1).split('@');
+    if (member !== undefined) hostPort(member, '--listen member');
+    return { name, ...hostPort(addr, '--listen'), ...(member ? { member } : {}) };
   });
   let ingress: IngressMode | undefined;
   if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc') };

@@ -5,6 +5,7 @@ import type { Proxy } from '../proxy';
 import type { ClientSession } from '../session/client-session';
 import type { ClientTransport } from '../session/transport';
 import { Metrics } from '../telemetry/metrics';
+import { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
 
 /**
@@ -107,7 +108,17 @@ export class ExtProcIngress {
   private onStream(call: ProcessCall): void {
     const listener = call.metadata.get('x-mongoplex-listener')[0]?.toString() ?? 'default';
     const transport = new ExtProcTransport(call, `envoy:${listener}:${call.getPeer()}`);
-    const session = this.proxy.openSession(transport);
+    // A listener that stands for one replica-set member names it (replset mode).
+    const memberName = call.metadata.get('x-mongoplex-member')[0]?.toString();
+    let member: ServerAddress | undefined;
+    try {
+      member = memberName ? ServerAddress.parse(memberName) : undefined;
+    } catch {
+      this.proxy.log.error({ listener, member: memberName }, 'invalid x-mongoplex-member metadata: expected host:port');
+      transport.close();
+      return;
+    }
+    const session = this.proxy.openSession(transport, member);
     if (!session) {
       transport.close();
       return;

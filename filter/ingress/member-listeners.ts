@@ -20,6 +20,8 @@ export class MemberListeners {
     const key = member.toString();
     const existing = this.listeners.get(key);
     if (existing) return existing;
+    // A member advertised at a fixed address (an Envoy listener) needs no proxy port.
+    if (this.addresses.isFixed(member)) return Promise.resolve(undefined);
     const opening = (async () => {
       const ingress = new TcpIngress(this.proxy, member);
       try {

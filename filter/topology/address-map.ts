@@ -9,8 +9,17 @@ export class AddressMap {
   private readonly byMember = new Map<string, number>();
   private next: number;
 
-  constructor(private readonly advertiseHost: string, private readonly first: number, private readonly last: number) {
+  /**
+   * `fixed`: real member → the address clients must be told for it, when something else
+   * (an Envoy listener per member) stands for it; such members get no proxy port.
+   */
+  constructor(private readonly advertiseHost: string, private readonly first: number, private readonly last: number, private readonly fixed: Readonly<Record<string, string>> = {}) {
     this.next = first;
+  }
+
+  /** The member is advertised at a fixed address served by someone else (e.g. Envoy). */
+  isFixed(member: ServerAddress): boolean {
+    return member.toString() in this.fixed;
   }
 
   /** Allocates (or returns) the proxy port for a member; 0 means "let the OS pick" (tests). */
@@ -32,11 +41,13 @@ export class AddressMap {
 
   /** The proxy address for a real member address string, or undefined if it has none yet. */
   proxyAddressOf(real: string): string | undefined {
+    const fixed = this.fixed[real.toLowerCase()];
+    if (fixed) return fixed;
     const port = this.byMember.get(real.toLowerCase());
     return port === undefined ? undefined : `${this.advertiseHost}:${port}`;
   }
 
   entries(): Array<[string, string]> {
-    return [...this.byMember.entries()].map(([m, p]) => [m, `${this.advertiseHost}:${p}`]);
+    return [...Object.entries(this.fixed), ...[...this.byMember.entries()].map(([m, p]): [string, string] => [m, `${this.advertiseHost}:${p}`])];
   }
 }
