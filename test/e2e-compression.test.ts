@@ -9,6 +9,7 @@ import { Metrics } from '../filter/telemetry/metrics';
 import { compressMessage } from '../filter/wire/compression';
 import { encodeOpMsg, MsgFlag, opMsgFlags } from '../filter/wire/opmsg';
 import { OpCode, readHeader } from '../filter/wire/header';
+import { ReplicaSetFixture } from './support/replica-set-fixture';
 
 describe('compression and exhaust between clients and mongoplex', () => {
   let db: FerretDB;
@@ -65,5 +66,37 @@ describe('compression and exhaust between clients and mongoplex', () => {
     assert.equal(decodeReply(reply).cursor.nextBatch.length, 5);
     assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1, 'the connection is in step: no stray streamed replies');
     c.destroy();
+  });
+});
+
+describe('compression on the upstream leg, negotiated separately', () => {
+  let db: FerretDB;
+  let rs: ReplicaSetFixture;
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    db = await FerretDB.start();
+    rs = new ReplicaSetFixture(db, 'fleet', 1, 'mongos');
+    rs.compressors = ['zlib', 'zstd'];
+    await rs.start();
+    proxy = await startMongoplex(rs.addresses[0]!, { upstream: { compressors: ['zstd', 'snappy'] }, client: { compressors: ['snappy'] } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await rs?.stop();
+    await db?.stop();
+  });
+
+  it('uncompressed clients, zstd upstream (the one both sides allow); handshakes never compressed', async () => {
+    const client = await new MongoClient(proxy.uri).connect();
+    try {
+      const col = client.db('zip').collection('up');
+      await col.insertMany(Array.from({ length: 50 }, (_, i) => ({ i, pad: 'p'.repeat(500) })));
+      assert.equal((await col.find({}, { batchSize: 7 }).toArray()).length, 50);
+    } finally {
+      await client.close();
+    }
+    assert.ok(rs.compressedRequests > 0, `the server received ${rs.compressedRequests} compressed requests`);
+    assert.equal(rs.compressedHandshakes, 0);
   });
 });

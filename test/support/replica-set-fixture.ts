@@ -5,6 +5,7 @@ import { newRequestId, OpCode, type WireMessage } from '../../filter/wire/header
 import { encodeOpMsg, parseOpMsg } from '../../filter/wire/opmsg';
 import { encodeOpReply, parseOpQuery } from '../../filter/wire/legacy';
 import type { FerretDB } from '../../scripts/ferretdb';
+import { compressMessage, decompressMessage, type CompressorName } from '../../filter/wire/compression';
 
 /**
  * A three-member replica set for tests, over real FerretDB storage (which has no replica
@@ -65,12 +66,22 @@ class Member {
     this.set.sockets.add(socket);
   }
 
-  private async handle(m: WireMessage, socket: net.Socket, toBackend: (b: Buffer) => Promise<WireMessage>): Promise<void> {
+  private async handle(raw: WireMessage, socket: net.Socket, toBackend: (b: Buffer) => Promise<WireMessage>): Promise<void> {
+    // Compression (as mongod): requests may come compressed; replies go back the same way.
+    let m = raw;
+    let compressor: CompressorName | 'noop' | undefined;
+    if (raw.header.opCode === OpCode.COMPRESSED) {
+      ({ message: m, compressor } = await decompressMessage(raw, 64 * 1024 * 1024));
+      this.set.compressedRequests++;
+    }
+    const send = async (bytes: Buffer): Promise<void> => {
+      socket.write(compressor ? await compressMessage(bytes, compressor) : bytes);
+    };
     if (m.header.opCode === OpCode.QUERY) {
       const q = parseOpQuery(m);
       const doc = BSON.deserialize(q.query);
       const name = Object.keys(doc)[0]!.toLowerCase();
-      const reply = name === 'ismaster' || name === 'hello' ? this.set.hello(this.index, name) : { ok: 0, errmsg: 'fixture: only the handshake on OP_QUERY', code: 352 };
+      const reply = name === 'ismaster' || name === 'hello' ? this.set.hello(this.index, name, doc.compression) : { ok: 0, errmsg: 'fixture: only the handshake on OP_QUERY', code: 352 };
       socket.write(encodeOpReply(newRequestId(), m.header.requestId, [BSON.serialize(reply)]));
       return;
     }
@@ -86,9 +97,12 @@ class Member {
     const txnNumber = doc.txnNumber === undefined ? undefined : Number(doc.txnNumber);
     this.set.executed.push({ member: this.index, command: name, db: doc.$db as string | undefined, lsid, txnNumber, doc });
     const reply = (d: Document): void => {
-      if (!(msg.flagBits & 2)) socket.write(encodeOpMsg(newRequestId(), m.header.requestId, BSON.serialize(d)));
+      if (!(msg.flagBits & 2)) void send(encodeOpMsg(newRequestId(), m.header.requestId, BSON.serialize(d)));
     };
-    if (lname === 'hello' || lname === 'ismaster') return reply(this.set.hello(this.index, lname));
+    if (lname === 'hello' || lname === 'ismaster') {
+      if (compressor) this.set.compressedHandshakes++;
+      return reply(this.set.hello(this.index, lname, doc.compression));
+    }
     if (lname === 'replsetgetstatus') return reply(this.set.status(this.index));
     if (lname === 'replsetstepdown') {
       if (this.index !== this.set.primary) return reply({ ok: 0, errmsg: 'not primary so can\'t step down', code: 10107, codeName: 'NotWritablePrimary' });
@@ -134,6 +148,10 @@ export class ReplicaSetFixture {
   /** cursor id → the member that created it; getMore elsewhere gets CursorNotFound. */
   readonly cursorOwners = new Map<string, number>();
   misroutedGetMores = 0;
+  /** Compressors the members accept (as mongod's net.compression.compressors). */
+  compressors: string[] = ['snappy', 'zstd', 'zlib'];
+  compressedRequests = 0;
+  compressedHandshakes = 0;
   private readonly removed = new Set<number>();
   primary = 0;
   setVersion = 1;
@@ -186,7 +204,14 @@ export class ReplicaSetFixture {
     return this.members[index]!.clientAddresses;
   }
 
-  hello(index: number, spelling: string): Document {
+  hello(index: number, spelling: string, offered?: unknown): Document {
+    const d = this.helloDocument(index, spelling);
+    const accepted = Array.isArray(offered) ? offered.filter((c) => this.compressors.includes(c)) : [];
+    if (accepted.length > 0) d.compression = accepted;
+    return d;
+  }
+
+  private helloDocument(index: number, spelling: string): Document {
     if (this.flavor === 'mongos') {
       return { [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: true, msg: 'isdbgrid', maxBsonObjectSize: 16777216, maxMessageSizeBytes: 48000000, maxWriteBatchSize: 100000, localTime: new Date(), logicalSessionTimeoutMinutes: 30, connectionId: 7, minWireVersion: 0, maxWireVersion: 21, ok: 1 };
     }
