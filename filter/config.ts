@@ -111,7 +111,8 @@ function envName(path: readonly string[]): string {
 function leafPaths(obj: Record<string, unknown>, prefix: string[] = []): string[][] {
   const out: string[][] = [];
   for (const [k, v] of Object.entries(obj)) {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) out.push(...leafPaths(v as Record<string, unknown>, [...prefix, k]));
+    // A nested section recurses; an empty mapping by default is a map-valued setting (a leaf).
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) out.push(...leafPaths(v as Record<string, unknown>, [...prefix, k]));
     else out.push([...prefix, k]);
   }
   return out;

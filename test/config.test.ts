@@ -70,3 +70,11 @@ describe('documentation', () => {
     }
   });
 });
+
+describe('map-valued settings', () => {
+  it('topology.advertise takes a JSON object from MONGOPLEX_TOPOLOGY_ADVERTISE and checks its addresses', () => {
+    const c = loadConfig({ env: { MONGOPLEX_TOPOLOGY_ADVERTISE: '{"db0:27017":"lb.example:27017"}' } });
+    assert.deepEqual(c.topology.advertise, { 'db0:27017': 'lb.example:27017' });
+    assert.throws(() => loadConfig({ env: { MONGOPLEX_TOPOLOGY_ADVERTISE: '{"db0":"x:1"}' } }), /topology\.advertise/);
+  });
+});
