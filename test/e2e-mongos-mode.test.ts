@@ -4,10 +4,11 @@ import { MongoClient } from 'mongodb';
 import { FerretDB } from '../scripts/ferretdb';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { startMongoplex } from './support/mongoplex';
+import { insertsAcrossStepDown } from './support/driver-scenarios';
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 
-describe('mongos mode over a replica set: the proxy selects servers from $readPreference', () => {
+describe('mongos mode over a replica set: the proxy selects servers from $readPreference and follows failover', () => {
   let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: Running;
@@ -56,45 +57,12 @@ describe('mongos mode over a replica set: the proxy selects servers from $readPr
       await client.close();
     }
   });
-});
-
-describe('mongos mode: a step-down behind the proxy', () => {
-  let db: FerretDB;
-  let rs: ReplicaSetFixture;
-  let proxy: Running;
-
-  before(async () => {
-    db = await FerretDB.start();
-    rs = new ReplicaSetFixture(db);
-    await rs.start();
-    proxy = await startMongoplex(rs.addresses[0]!, { topology: { mode: 'mongos', heartbeatMs: 300 } });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await rs?.stop();
-    await db?.stop();
-  });
 
   it('retryable writes that hit the former primary are retried onto the new one, each stored exactly once', async () => {
     const client = await new MongoClient(proxy.uri, { retryWrites: true }).connect();
     try {
-      const col = client.db('ms').collection('failover');
-      const before = rs.primary;
-      let atStepDown = -1;
-      await Promise.all(Array.from({ length: 4 }, (_, w) => (async () => {
-        for (let i = 0; i < 30; i++) {
-          await col.insertOne({ _id: `${w}-${i}` } as never);
-          if (w === 0 && i === 8) {
-            atStepDown = rs.executed.length;
-            rs.stepDown();
-          }
-        }
-      })()));
-      assert.equal(await col.countDocuments({}), 120);
-      const refused = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === before);
-      assert.ok(refused.length >= 1, 'some writes reached the former primary and were refused');
-      const after = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === rs.primary);
-      assert.ok(after.length >= 1);
+      const { refusedByFormerPrimary } = await insertsAcrossStepDown(client, rs, 'failover', 4, 30);
+      assert.ok(refusedByFormerPrimary >= 1, 'some writes reached the former primary and were refused');
     } finally {
       await client.close();
     }

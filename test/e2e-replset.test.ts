@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { FerretDB } from '../scripts/ferretdb';
 import { waitFor } from '../scripts/ports';
-import { loadConfig } from '../filter/config';
-import { createLogger } from '../filter/log';
-import { startServer, type RunningServer } from '../filter/server';
+import type { RunningServer } from '../filter/server';
+import { startConfigured } from './support/mongoplex';
+import { insertsAcrossStepDown } from './support/driver-scenarios';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { Envoy } from '../scripts/envoy';
 import { freePort } from '../scripts/ports';
@@ -22,16 +22,11 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
     db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        listen: { port: 0 },
-        upstream: { servers: [rs.addresses[2]!], maxPoolSize: 4 },
-        topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 300 },
-        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
-      },
+    proxy = await startConfigured({
+      listen: { port: 0 },
+      upstream: { servers: [rs.addresses[2]!], maxPoolSize: 4 },
+      topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 300 },
     });
-    proxy = await startServer(config, createLogger(config.log.level));
     await waitFor('all three members to have proxy addresses', async () => (proxy.proxy.addresses!.entries().length === 3 ? true : undefined));
     proxyAddresses = proxy.proxy.addresses!.entries().map(([, p]) => p);
     uri = `mongodb://${proxyAddresses[0]}/?replicaSet=rs0&heartbeatFrequencyMS=500`;
@@ -131,27 +126,9 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
   it('a step-down mid-workload ends with every retryable write acknowledged exactly once', async () => {
     const client = await new MongoClient(uri, { retryWrites: true }).connect();
     try {
-      const col = client.db('rs').collection('failover');
-      const before = rs.primary;
-      let acknowledged = 0;
-      let atStepDown = -1;
-      const writers = Array.from({ length: 4 }, (_, w) => (async () => {
-        for (let i = 0; i < 40; i++) {
-          await col.insertOne({ _id: `${w}-${i}` } as never);
-          acknowledged++;
-          if (w === 0 && i === 10) {
-            atStepDown = rs.executed.length;
-            rs.stepDown();
-          }
-        }
-      })());
-      await Promise.all(writers);
-      assert.notEqual(rs.primary, before);
-      assert.equal(acknowledged, 160);
-      assert.equal(await col.countDocuments({}), 160, 'each write stored exactly once');
+      const { refusedByFormerPrimary } = await insertsAcrossStepDown(client, rs, 'failover', 4, 40);
       // The writes that still reached the former primary were refused (NotWritablePrimary) and retried.
-      const refused = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === before);
-      assert.ok(refused.length >= 1, 'the workload really hit the former primary after the step-down');
+      assert.ok(refusedByFormerPrimary >= 1, 'the workload really hit the former primary after the step-down');
       const hello = await client.db('admin').command({ hello: 1 });
       assert.equal(hello.primary, proxy.proxy.addresses!.proxyAddressOf(rs.addresses[rs.primary]!));
     } finally {
@@ -169,16 +146,11 @@ describe('replset mode: members joining and leaving', () => {
     db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        listen: { port: null },
-        upstream: { servers: [rs.addresses[0]!] },
-        topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 200 },
-        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
-      },
+    proxy = await startConfigured({
+      listen: { port: null },
+      upstream: { servers: [rs.addresses[0]!] },
+      topology: { mode: 'replset', memberPorts: [0, 0], heartbeatMs: 200 },
     });
-    proxy = await startServer(config, createLogger(config.log.level));
     await waitFor('three proxy addresses', async () => (proxy.proxy.addresses!.entries().length === 3 ? true : undefined));
   });
   after(async () => {
@@ -229,20 +201,15 @@ describe('replset mode through Envoy: one Envoy listener per member (ext_proc me
     await rs.start();
     const grpc = await freePort();
     listeners = [await freePort(), await freePort(), await freePort()];
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        listen: { port: null, grpc: `127.0.0.1:${grpc}` },
-        upstream: { servers: [rs.addresses[0]!] },
-        topology: {
-          mode: 'replset',
-          heartbeatMs: 300,
-          advertise: Object.fromEntries(rs.addresses.map((a, i) => [a, `127.0.0.1:${listeners[i]}`])),
-        },
-        log: { level: (process.env.MONGOPLEX_TEST_LOG ?? 'silent') as 'silent' },
+    proxy = await startConfigured({
+      listen: { port: null, grpc: `127.0.0.1:${grpc}` },
+      upstream: { servers: [rs.addresses[0]!] },
+      topology: {
+        mode: 'replset',
+        heartbeatMs: 300,
+        advertise: Object.fromEntries(rs.addresses.map((a, i) => [a, `127.0.0.1:${listeners[i]}`])),
       },
     });
-    proxy = await startServer(config, createLogger(config.log.level));
     const admin = await freePort();
     envoy = await Envoy.start(buildBootstrap({
       admin: { host: '127.0.0.1', port: admin },

@@ -1,5 +1,6 @@
 import type { ServerAddress } from '../upstream/address';
 import { Metrics } from '../telemetry/metrics';
+import { LruTtlMap } from './lru-ttl-map';
 
 interface TransactionRoute {
   readonly server: ServerAddress;
@@ -12,41 +13,25 @@ interface TransactionRoute {
  * (oldest evicted) and in idle time (a transaction left open expires on the server too).
  */
 export class TransactionRoutes {
-  private readonly routes = new Map<string, TransactionRoute>();
+  private readonly routes: LruTtlMap<TransactionRoute>;
 
-  constructor(private readonly maxRoutes: number, private readonly idleTtlMs: number) {}
+  constructor(maxRoutes: number, idleTtlMs: number) {
+    this.routes = new LruTtlMap(maxRoutes, idleTtlMs, (_k, _v, reason) => Metrics.transactionRoutesEvicted.add(1, { reason }));
+  }
 
   get size(): number {
     return this.routes.size;
   }
 
   pin(lsid: string, server: ServerAddress): void {
-    this.routes.delete(lsid);
-    while (this.routes.size >= this.maxRoutes) {
-      this.routes.delete(this.routes.keys().next().value as string);
-      Metrics.transactionRoutesEvicted.add(1, { reason: 'size_limit' });
-    }
     this.routes.set(lsid, { server, lastUsedAt: Date.now() });
   }
 
   lookup(lsid: string): ServerAddress | undefined {
-    const r = this.routes.get(lsid);
-    if (!r) return undefined;
-    r.lastUsedAt = Date.now();
-    this.routes.delete(lsid);
-    this.routes.set(lsid, r);
-    return r.server;
-  }
-
-  unpin(lsid: string): void {
-    this.routes.delete(lsid);
+    return this.routes.get(lsid)?.server;
   }
 
   sweep(now = Date.now()): void {
-    for (const [k, r] of this.routes) {
-      if (now - r.lastUsedAt < this.idleTtlMs) break;
-      this.routes.delete(k);
-      Metrics.transactionRoutesEvicted.add(1, { reason: 'idle_ttl' });
-    }
+    this.routes.sweep(now);
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { MongoClient, MongoServerError } from 'mongodb';
+import type { ReplicaSetFixture } from './replica-set-fixture';
 
 /**
  * Application-level scenarios shared by every path into mongoplex (TCP, Envoy ext_proc,
@@ -58,4 +59,27 @@ export async function manyClientConnections(uri: string, db: string, clients: nu
     await Promise.all(all.map((c) => c.close()));
   }
   return ops;
+}
+
+/**
+ * Concurrent retryable inserts with a step-down in the middle; returns the former primary and
+ * the inserts that still reached it afterwards (refused by it, then retried by the driver).
+ */
+export async function insertsAcrossStepDown(client: MongoClient, rs: ReplicaSetFixture, collection: string, writers: number, perWriter: number): Promise<{ formerPrimary: number; refusedByFormerPrimary: number }> {
+  const col = client.db('rs').collection(collection);
+  const formerPrimary = rs.primary;
+  let atStepDown = -1;
+  await Promise.all(Array.from({ length: writers }, (_, w) => (async () => {
+    for (let i = 0; i < perWriter; i++) {
+      await col.insertOne({ _id: `${w}-${i}` } as never);
+      if (w === 0 && i === Math.floor(perWriter / 4)) {
+        atStepDown = rs.executed.length;
+        rs.stepDown();
+      }
+    }
+  })()));
+  assert.notEqual(rs.primary, formerPrimary);
+  assert.equal(await col.countDocuments({}), writers * perWriter, 'every write stored exactly once');
+  const refusedByFormerPrimary = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === formerPrimary).length;
+  return { formerPrimary, refusedByFormerPrimary };
 }
