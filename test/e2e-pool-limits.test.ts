@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
+import type { Long } from 'bson';
 import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
@@ -47,6 +48,27 @@ describe('pool limits end in clear Mongo errors', () => {
     relay.release();
     assert.equal((await slow).ok, 1, 'the held request completes once the server answers');
     for (const x of [a, b, c]) x!.destroy();
+  });
+
+  it('a getMore the proxy fails itself (no connection in time) kills its cursor upstream instead of leaving it open', async () => {
+    const [a, b] = await Promise.all([0, 1].map(() => RawClient.connect(proxy.port)));
+    await a!.command({ insert: 'abandon', documents: Array.from({ length: 10 }, (_, i) => ({ i })), $db: 'limits' });
+    const first = await a!.command({ find: 'abandon', batchSize: 2, $db: 'limits' });
+    const cursorId = (first.cursor as { id: Long }).id;
+    assert.equal(proxy.proxy.cursors.size, 1);
+    const killsBefore = await db.metricSum('ferretdb_client_requests_total{command="killCursors"');
+    relay.hold();
+    const slow = b!.command({ ping: 1, $db: 'admin' });
+    await waitFor('the only connection to be busy', async () => (poolOf(proxy).idle === 0 ? true : undefined));
+    const failed = await a!.command({ getMore: cursorId, collection: 'abandon', $db: 'limits' });
+    assert.equal(failed.codeName, 'NetworkInterfaceExceededTimeLimit');
+    assert.equal(proxy.proxy.cursors.size, 0, 'the route is forgotten');
+    relay.release();
+    await slow;
+    await waitFor('killCursors to reach the server', async () =>
+      ((await db.metricSum('ferretdb_client_requests_total{command="killCursors"')) > killsBefore ? true : undefined));
+    a!.destroy();
+    b!.destroy();
   });
 });
 

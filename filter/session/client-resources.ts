@@ -3,6 +3,7 @@ import type { Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
 import type { ServerSet } from '../topology/server-set';
 import type { ServerAddress } from '../upstream/address';
+import type { UpstreamPool } from '../upstream/pool';
 
 /** Most cursors / transactions remembered per client connection; the oldest are forgotten. */
 const MAX_PER_CLIENT = 10_000;
@@ -62,30 +63,33 @@ export class ClientResources {
     for (const group of byNamespace.values()) {
       const { server, ns } = group[0]!;
       const dot = ns.indexOf('.');
-      work.push(this.run(servers, server, ns.slice(0, dot), { killCursors: ns.slice(dot + 1), cursors: group.map((c) => Long.fromBigInt(c.id)) }, 'killCursors', log));
+      work.push(runCleanup(servers.pool(server), ns.slice(0, dot), { killCursors: ns.slice(dot + 1), cursors: group.map((c) => Long.fromBigInt(c.id)) }, 'killCursors', log));
     }
     for (const t of this.transactions.values()) {
-      work.push(this.run(servers, t.server, 'admin', { abortTransaction: 1, lsid: BSON.deserialize(t.lsid), txnNumber: Long.fromBigInt(t.txnNumber), autocommit: false }, 'abortTransaction', log));
+      work.push(runCleanup(servers.pool(t.server), 'admin', { abortTransaction: 1, lsid: BSON.deserialize(t.lsid), txnNumber: Long.fromBigInt(t.txnNumber), autocommit: false }, 'abortTransaction', log));
     }
     this.cursors.clear();
     this.transactions.clear();
     await Promise.all(work);
   }
+}
 
-  private async run(servers: ServerSet, server: ServerAddress, db: string, command: Record<string, unknown>, kind: string, log: Logger): Promise<void> {
-    const pool = servers.pool(server);
-    if (!pool) return;
+/**
+ * A cleanup command the proxy sends on a client's behalf (kill a cursor, abort a transaction),
+ * through the pool like any request; failures are logged and counted, never thrown.
+ */
+export async function runCleanup(pool: UpstreamPool | undefined, db: string, command: Record<string, unknown>, kind: string, log: Logger): Promise<void> {
+  if (!pool) return;
+  try {
+    const conn = await pool.checkOut();
     try {
-      const conn = await pool.checkOut();
-      try {
-        await conn.command(db, command);
-        Metrics.clientCleanup.add(1, { kind, result: 'ok' });
-      } finally {
-        pool.checkIn(conn);
-      }
-    } catch (err) {
-      Metrics.clientCleanup.add(1, { kind, result: 'failed' });
-      log.warn({ kind, server: server.toString(), err: (err as Error).message }, 'could not clean up after a load-balanced client');
+      await conn.command(db, command);
+      Metrics.clientCleanup.add(1, { kind, result: 'ok' });
+    } finally {
+      pool.checkIn(conn);
     }
+  } catch (err) {
+    Metrics.clientCleanup.add(1, { kind, result: 'failed' });
+    log.warn({ kind, server: pool.address.toString(), err: (err as Error).message }, 'cleanup command failed');
   }
 }

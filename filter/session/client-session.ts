@@ -1,4 +1,4 @@
-import { BSON, ObjectId, type Document } from 'bson';
+import { BSON, Long, ObjectId, type Document } from 'bson';
 import type { Logger } from '../log';
 import type { Config } from '../config';
 import { Metrics } from '../telemetry/metrics';
@@ -18,7 +18,7 @@ import type { UpstreamConnection } from '../upstream/connection';
 import { deserializeCommand, isHelloCommand } from './hello';
 import { isLastErrorCommand, isWriteCommand, LastErrorPin } from './last-error-pin';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
-import { ClientResources } from './client-resources';
+import { ClientResources, runCleanup } from './client-resources';
 import type { Presentation } from '../topology/presentation';
 import type { ServerAddress } from '../upstream/address';
 import { encodeReply, errorDocument, failureLabels } from './error-reply';
@@ -327,6 +327,7 @@ export class ClientSession {
           : ErrorCode.HostUnreachable;
       const labels = e.reason === 'queue_full' ? ['SystemOverloadedError', 'RetryableError'] : failureLabels(cmd);
       endSpanWithError(span, kind.code, e.message);
+      if (route.reason === 'cursor' && cmd?.cursorId !== undefined) this.abandonCursor(route, cmd);
       if (moreToCome) return this.dropUnanswerable(name, e.message);
       return this.refuse(inbound, cmd, kind, `mongoplex: ${e.message}`, labels);
     }
@@ -354,6 +355,18 @@ export class ClientSession {
     span.end();
     // A client that left mid-request: the reply is dropped, the pooled connection stays healthy.
     await this.write(out, compressible ? inbound.compressor : undefined);
+  }
+
+  /**
+   * The proxy failed a getMore itself (no pooled connection in time): the client will treat the
+   * cursor as dead, so kill it upstream rather than leave it holding server resources until
+   * its timeout (FerretDB even holds a SQLite connection per open cursor).
+   */
+  private abandonCursor(route: Route, cmd: CommandInfo): void {
+    const ns = `${cmd.db}.${cmd.cursorCollection}`;
+    this.deps.cursors.forget(cmd.cursorId!, ns);
+    this.loadBalanced?.cursorClosed(cmd.cursorId!, ns);
+    void runCleanup(route.pool, cmd.db ?? 'admin', { killCursors: cmd.cursorCollection, cursors: [Long.fromBigInt(cmd.cursorId!)] }, 'abandonedCursor', this.log);
   }
 
   private dropUnanswerable(command: string, message: string): void {
