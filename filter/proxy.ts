@@ -84,6 +84,7 @@ export class Proxy {
     observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
     observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
     observeGauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
+    observeGauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
     observeGauge('mongoplex.pool.connections', 'Pooled upstream connections by state', () =>
       this.servers.all().flatMap((p) => {
         const s = p.stats();
@@ -146,6 +147,7 @@ export class Proxy {
       clientBufferedBytes: this.bufferedBytes(),
       pools: this.servers.all().map((p) => p.stats()),
       cursorRoutes: this.cursors.size,
+      transactionRoutes: this.transactions.size,
       ...(this.monitor ? {
         topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
       } : {}),
