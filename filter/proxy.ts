@@ -35,11 +35,8 @@ export class Proxy {
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
-    this.servers = new ServerSet(up.servers, {
-      ...up,
-      via: up.via ? ServerAddress.parse(up.via) : undefined,
-      maxMessageSizeBytes: 48_000_000,
-    });
+    const via = up.via ? ServerAddress.parse(up.via) : undefined;
+    this.servers = new ServerSet(up.servers, { ...up, via, maxMessageSizeBytes: 48_000_000 });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.cursors.maxRoutes, 2 * 60_000);
     this.servers.eachPool((pool) => {
@@ -58,7 +55,7 @@ export class Proxy {
         appName: `${up.appName}-monitor`,
         compressors: [],
         maxMessageSizeBytes: 48_000_000,
-        via: up.via ? ServerAddress.parse(up.via) : undefined,
+        via,
       }, log);
       monitor.on('memberAdded', (a: ServerAddress) => this.servers.add(a));
       monitor.on('memberRemoved', (a: ServerAddress) => this.servers.remove(a));

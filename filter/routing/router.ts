@@ -39,8 +39,7 @@ export class Router {
     const lname = cmd.name.toLowerCase();
     if (lname === 'getmore' || lname === 'killcursors') {
       const id = lname === 'getmore' ? cmd.cursorId : cmd.killCursorIds?.[0];
-      const ns = `${cmd.db}.${cmd.cursorCollection}`;
-      const known = id !== undefined ? this.cursors.lookup(id, ns) : undefined;
+      const known = id !== undefined && cmd.cursorNs !== undefined ? this.cursors.lookup(id, cmd.cursorNs) : undefined;
       const pool = known && this.servers.pool(known.server);
       // An unknown cursor (evicted, or opened before a restart) is tried on the writable server:
       // at worst it answers CursorNotFound, exactly as it would for an expired cursor.

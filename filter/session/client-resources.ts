@@ -58,7 +58,9 @@ export class ClientResources {
     const byNamespace = new Map<string, OpenCursor[]>();
     for (const c of this.cursors.values()) {
       const key = `${c.server}|${c.ns}`;
-      byNamespace.set(key, [...(byNamespace.get(key) ?? []), c]);
+      const group = byNamespace.get(key);
+      if (group) group.push(c);
+      else byNamespace.set(key, [c]);
     }
     for (const group of byNamespace.values()) {
       const { server, ns } = group[0]!;

@@ -363,10 +363,15 @@ export class ClientSession {
    * its timeout (FerretDB even holds a SQLite connection per open cursor).
    */
   private abandonCursor(route: Route, cmd: CommandInfo): void {
-    const ns = `${cmd.db}.${cmd.cursorCollection}`;
-    this.deps.cursors.forget(cmd.cursorId!, ns);
-    this.loadBalanced?.cursorClosed(cmd.cursorId!, ns);
+    this.cursorGone(cmd.cursorId!, cmd.cursorNs);
     void runCleanup(route.pool, cmd.db ?? 'admin', { killCursors: cmd.cursorCollection, cursors: [Long.fromBigInt(cmd.cursorId!)] }, 'abandonedCursor', this.log);
+  }
+
+  /** A cursor is exhausted, killed or unknown to its server: no route, nothing to clean up. */
+  private cursorGone(id: bigint, ns: string | undefined): void {
+    if (ns === undefined) return; // no collection named: no route was ever keyed by it
+    this.deps.cursors.forget(id, ns);
+    this.loadBalanced?.cursorClosed(id, ns);
   }
 
   private dropUnanswerable(command: string, message: string): void {
@@ -382,10 +387,7 @@ export class ClientSession {
   private async observeReply(cmd: CommandInfo, reply: WireMessage, route: Route, conn: UpstreamConnection): Promise<Buffer> {
     const lname = cmd.name.toLowerCase();
     if (lname === 'killcursors') {
-      for (const id of cmd.killCursorIds ?? []) {
-        this.deps.cursors.forget(id, `${cmd.db}.${cmd.cursorCollection}`);
-        this.loadBalanced?.cursorClosed(id, `${cmd.db}.${cmd.cursorCollection}`);
-      }
+      for (const id of cmd.killCursorIds ?? []) this.cursorGone(id, cmd.cursorNs);
       return reply.bytes;
     }
     if (this.loadBalanced && cmd.lsid) {
@@ -403,8 +405,7 @@ export class ClientSession {
     }
     if (lname === 'getmore') {
       if (cmd.cursorId !== undefined && (info.cursor?.id === 0n || info.code === ErrorCode.CursorNotFound.code)) {
-        this.deps.cursors.forget(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
-        this.loadBalanced?.cursorClosed(cmd.cursorId, `${cmd.db}.${cmd.cursorCollection}`);
+        this.cursorGone(cmd.cursorId, cmd.cursorNs);
       }
     } else if (info.cursor && info.cursor.id !== 0n) {
       const ns = info.cursor.ns ?? `${cmd.db}.${cmd.collection}`;

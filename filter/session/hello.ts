@@ -12,11 +12,36 @@ export function isHelloCommand(name: string): boolean {
   return n === 'hello' || n === 'ismaster';
 }
 
-export interface HelloContext {
-  readonly upstream: ServerDescription;
+/** Per-connection facts every hello reply carries. */
+export interface HelloFacts {
   readonly connectionId: number;
   readonly compression: readonly CompressorName[];
   readonly maxMessageSizeBytes: number;
+}
+
+export interface HelloContext extends HelloFacts {
+  readonly upstream: ServerDescription;
+}
+
+/**
+ * The head of every hello reply: `helloOk` when asked, then the writable flag under the
+ * spelling the request used (`ismaster` for isMaster, `isWritablePrimary` for hello).
+ */
+export function helloReplyHead(request: Document, writable: boolean): Document {
+  const reply: Document = {};
+  if (request.helloOk === true) reply.helloOk = true;
+  if (Object.keys(request)[0]?.toLowerCase() === 'ismaster') reply.ismaster = writable;
+  else reply.isWritablePrimary = writable;
+  return reply;
+}
+
+/** The tail of every hello reply: what is true of this client connection to the proxy. */
+export function finishHelloReply(reply: Document, facts: HelloFacts): Document {
+  reply.localTime = new Date();
+  reply.connectionId = facts.connectionId;
+  if (facts.compression.length > 0) reply.compression = [...facts.compression];
+  reply.ok = 1;
+  return reply;
 }
 
 /**
@@ -25,25 +50,17 @@ export interface HelloContext {
  * topologyVersion: the proxy does not serve awaitable hello, so drivers poll.
  */
 export function buildHelloReply(request: Document, ctx: HelloContext): Document {
-  const legacy = Object.keys(request)[0]?.toLowerCase() === 'ismaster';
   const up = ctx.upstream;
-  const reply: Document = {};
-  if (request.helloOk === true) reply.helloOk = true;
-  if (legacy) reply.ismaster = true;
-  else reply.isWritablePrimary = true;
+  const reply = helloReplyHead(request, true);
   reply.msg = 'isdbgrid';
   reply.maxBsonObjectSize = up.maxBsonObjectSize;
   reply.maxMessageSizeBytes = Math.min(up.maxMessageSizeBytes, ctx.maxMessageSizeBytes);
   reply.maxWriteBatchSize = up.maxWriteBatchSize;
-  reply.localTime = new Date();
   if (up.logicalSessionTimeoutMinutes !== undefined) reply.logicalSessionTimeoutMinutes = up.logicalSessionTimeoutMinutes;
-  reply.connectionId = ctx.connectionId;
   reply.minWireVersion = Math.min(up.minWireVersion, PROXY_MAX_WIRE_VERSION);
   reply.maxWireVersion = Math.min(up.maxWireVersion, PROXY_MAX_WIRE_VERSION);
   reply.readOnly = false;
-  if (ctx.compression.length > 0) reply.compression = [...ctx.compression];
-  reply.ok = 1;
-  return reply;
+  return finishHelloReply(reply, ctx);
 }
 
 /** Full deserialization, for the few small documents the proxy answers itself. */

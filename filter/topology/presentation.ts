@@ -3,15 +3,7 @@ import type { ServerAddress } from '../upstream/address';
 import type { ServerSet } from './server-set';
 import type { TopologyMonitor } from './monitor';
 import type { AddressMap } from './address-map';
-import { buildHelloReply, PROXY_MAX_WIRE_VERSION } from '../session/hello';
-import type { CompressorName } from '../wire/compression';
-
-/** Per-connection facts every hello reply carries. */
-export interface HelloFacts {
-  readonly connectionId: number;
-  readonly compression: readonly CompressorName[];
-  readonly maxMessageSizeBytes: number;
-}
+import { buildHelloReply, finishHelloReply, helloReplyHead, PROXY_MAX_WIRE_VERSION, type HelloFacts } from '../session/hello';
 
 /** "Not primary" class codes: the member's state probably changed. */
 const STATE_CHANGE_CODES: ReadonlySet<number> = new Set([10107, 13435, 13436, 11600, 11602, 189, 91]);
@@ -76,12 +68,7 @@ export class ReplicaSetPresentation implements Presentation {
     const d = member && this.monitor.description(member);
     if (!d?.hello) throw new Error(`member ${member ?? '(none)'} has not answered its monitor yet${d?.error ? `: ${d.error}` : ''}`);
     const src = d.hello;
-    const legacy = Object.keys(request)[0]?.toLowerCase() === 'ismaster';
-    const writable = src.isWritablePrimary === true || src.ismaster === true;
-    const reply: Document = {};
-    if (request.helloOk === true) reply.helloOk = true;
-    if (legacy) reply.ismaster = writable;
-    else reply.isWritablePrimary = writable;
+    const reply = helloReplyHead(request, src.isWritablePrimary === true || src.ismaster === true);
     for (const [k, v] of Object.entries(src)) {
       switch (k) {
         case 'ismaster': case 'isWritablePrimary': case 'helloOk': case 'topologyVersion': case 'connectionId':
@@ -104,11 +91,7 @@ export class ReplicaSetPresentation implements Presentation {
           reply[k] = v;
       }
     }
-    reply.localTime = new Date();
-    reply.connectionId = facts.connectionId;
-    if (facts.compression.length > 0) reply.compression = [...facts.compression];
-    reply.ok = 1;
-    return reply;
+    return finishHelloReply(reply, facts);
   }
 
   rewriteReply(command: string, body: Buffer): Buffer | undefined {

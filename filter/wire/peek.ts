@@ -70,6 +70,8 @@ export interface CommandInfo {
   readonly cursorId: bigint | undefined;
   /** getMore's `collection` / killCursors's collection. */
   readonly cursorCollection: string | undefined;
+  /** `$db.cursorCollection`: the namespace a cursor route is keyed by. */
+  readonly cursorNs: string | undefined;
   /** killCursors's `cursors` array. */
   readonly killCursorIds: bigint[] | undefined;
   /** The write concern asks for no acknowledgement (`w: 0`). */
@@ -163,7 +165,8 @@ export function readCommand(body: Buffer): CommandInfo {
   const cursorId = lname === 'getmore' ? toBigInt(numberOf(body, first)) : undefined;
   return {
     name, db, collection, hasTxnNumber, txnNumber, inTransaction, startTransaction, lsid, lsidDocument,
-    cursorId, cursorCollection, killCursorIds, unacknowledged, readPreference,
+    cursorId, cursorCollection, cursorNs: cursorCollection === undefined ? undefined : `${db}.${cursorCollection}`,
+    killCursorIds, unacknowledged, readPreference,
   };
 }
 
