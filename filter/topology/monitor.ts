@@ -44,9 +44,17 @@ class MemberMonitor {
   private async heartbeat(): Promise<void> {
     let next: MemberDescription;
     try {
-      this.conn ??= await UpstreamConnection.connect(this.address, this.options);
+      const conn = (this.conn ??= await UpstreamConnection.connect(this.address, this.options));
       const started = performance.now();
-      const hello = await this.conn.command('admin', { hello: 1 });
+      // A server that stops answering must not stall the monitor: clients wait on re-checks.
+      const limit = this.options.connectTimeoutMs;
+      const timer = setTimeout(() => conn.close(`heartbeat timed out after ${limit} ms`), limit);
+      let hello;
+      try {
+        hello = await conn.command('admin', { hello: 1 });
+      } finally {
+        clearTimeout(timer);
+      }
       next = describeMember(this.address, hello, performance.now() - started);
     } catch (err) {
       this.conn?.close('heartbeat failed');
