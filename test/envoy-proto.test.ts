@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { envoyBinary } from '../scripts/envoy';
+import { PROTO_DIR } from '../filter/ingress/ext-proc';
 import { embeddedDescriptor, type DescribedMessage } from './support/envoy-descriptor';
 
-const PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
 
 function loadOurs(file: string): protobuf.Root {
   const root = new protobuf.Root();

@@ -45,7 +45,7 @@ type ProcessCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse
 
 const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
 
-export function loadExtProcService(): grpc.ServiceDefinition {
+function loadExtProcService(): grpc.ServiceDefinition {
   const def = protoLoader.loadSync(SERVICE_PROTO, { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     envoy: { service: { network_ext_proc: { v3: { NetworkExternalProcessor: grpc.ServiceClientConstructor } } } };
