@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { COMPRESSOR_NAMES } from './wire/compression';
+import { MAX_MESSAGE_SIZE_BYTES } from './wire/limits';
 
 /**
  * mongoplex configuration: one YAML/JSON file, validated at start, with every leaf setting
@@ -48,7 +49,7 @@ export const ConfigSchema = z.strictObject({
     /** Compressors the proxy accepts from clients, in order of preference. */
     compressors: z.array(z.enum(COMPRESSOR_NAMES)).default(['snappy', 'zstd', 'zlib']),
     /** Largest message accepted in either direction. */
-    maxMessageSizeBytes: z.number().int().min(1024).max(48_000_000).default(48_000_000),
+    maxMessageSizeBytes: z.number().int().min(1024).max(MAX_MESSAGE_SIZE_BYTES).default(MAX_MESSAGE_SIZE_BYTES),
     /** Bytes read from one client but not yet processed before its socket is paused. */
     maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
     /** Requests read from one client and not yet answered (pipelining bound). */
@@ -83,6 +84,12 @@ export const ConfigSchema = z.strictObject({
     maxRoutes: z.number().int().min(1).default(100_000),
     /** A cursor route unused this long is forgotten (mongod's own cursor timeout is 10 min). */
     idleTtlMs: z.number().int().min(1000).default(15 * 60_000),
+  }).prefault({}),
+  transactions: z.strictObject({
+    /** Transactions pinned to a server at once (lsid → server, mongos mode); the oldest is evicted. */
+    maxPins: z.number().int().min(1).default(100_000),
+    /** A pin unused this long is dropped (mongod aborts a transaction after transactionLifetimeLimitSeconds, 60 s by default). */
+    idleTimeoutMs: z.number().int().min(1000).default(2 * 60_000),
   }).prefault({}),
   admin: z.strictObject({
     /** HTTP admin endpoint (/healthz, /stats); port 0 picks a free port, null disables it. */

@@ -1,18 +1,44 @@
 import type { Config } from './config';
 import type { Logger } from './log';
 import { Janitor } from './janitor';
+import { ClientRoutes } from './routing/client-routes';
 import { CursorRoutes } from './routing/cursor-routes';
+import { ReplyObserver } from './routing/reply-observer';
 import { Router, type Selection } from './routing/router';
 import { TransactionRoutes } from './routing/transaction-routes';
 import { ClientSession } from './session/client-session';
+import { CommandHandler } from './session/command-handler';
 import type { ClientTransport } from './session/transport';
-import { observeGauge, Metrics } from './telemetry/metrics';
-import { ServerSet } from './topology/server-set';
-import type { UpstreamConnection } from './upstream/connection';
-import { ServerAddress } from './upstream/address';
-import { TopologyMonitor } from './topology/monitor';
+import { Counter, observeGauge, Metrics } from './telemetry/metrics';
 import { AddressMap } from './topology/address-map';
+import type { MemberType } from './topology/member';
+import { TopologyMonitor } from './topology/monitor';
 import { MongosPresentation, ReplicaSetPresentation, type Presentation } from './topology/presentation';
+import { ServerSet } from './topology/server-set';
+import { ServerAddress } from './upstream/address';
+import type { PoolStats } from './upstream/pool';
+
+/** One member of the monitored deployment, as `/stats` shows it. */
+export interface MemberStats {
+  readonly member: string;
+  readonly type: MemberType;
+  readonly rttMs: number | undefined;
+  readonly error: string | undefined;
+  readonly proxyAddress: string | undefined;
+}
+
+/** What `/stats` serves: the engine's state now, and every counter since start. */
+export interface ProxyStats {
+  readonly clients: number;
+  readonly clientBufferedBytes: number;
+  readonly pools: PoolStats[];
+  readonly cursorRoutes: number;
+  readonly transactionRoutes: number;
+  /** mongos and replset modes. */
+  readonly topology?: MemberStats[];
+  /** Counter name → attribute set (`k=v,…`) → value. */
+  readonly counters: Record<string, Record<string, number>>;
+}
 
 /**
  * The proxy engine shared by every ingress: owns the upstream pools, the routing state and
@@ -23,6 +49,7 @@ export class Proxy {
   readonly cursors: CursorRoutes;
   readonly router: Router;
   readonly transactions: TransactionRoutes;
+  private readonly observer: ReplyObserver;
   /** What clients of a plain listener are told (a mongos). */
   readonly presentation: Presentation;
   /** replset mode: what clients of a member's proxy address are told. */
@@ -32,19 +59,22 @@ export class Proxy {
   readonly addresses: AddressMap | undefined;
   private readonly sessions = new Set<ClientSession>();
   private readonly janitor: Janitor;
+  private nextClientId = 1;
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
-    this.servers = new ServerSet(up.servers, { ...up, via, maxMessageSizeBytes: 48_000_000 });
+    this.servers = new ServerSet(up.servers, { ...up, via });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
-    this.transactions = new TransactionRoutes(config.cursors.maxRoutes, 2 * 60_000);
+    this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
     this.servers.eachPool((pool) => {
-      pool.on('connectionClosed', (conn: UpstreamConnection, reason: string) => {
+      const server = pool.address.toString();
+      pool.on('connectionCreated', (conn) => log.debug({ server, connection: conn.id }, 'upstream connection opened'));
+      pool.on('connectionClosed', (conn, reason, detail) => {
         this.cursors.forgetConnection(conn);
-        log.debug({ server: pool.address.toString(), connection: conn.id, reason }, 'upstream connection closed');
+        log.debug({ server, connection: conn.id, reason, detail }, 'upstream connection closed');
       });
-      pool.on('connectFailed', (err: Error) => log.warn({ server: pool.address.toString(), err: err.message }, 'upstream connect failed'));
+      pool.on('connectFailed', (err) => log.warn({ server, err: err.message }, 'upstream connect failed'));
     });
     let selection: Selection | undefined;
     if (config.topology.mode !== 'single') {
@@ -54,25 +84,27 @@ export class Proxy {
         connectTimeoutMs: up.connectTimeoutMs,
         appName: `${up.appName}-monitor`,
         compressors: [],
-        maxMessageSizeBytes: 48_000_000,
         via,
-      }, log);
-      monitor.on('memberAdded', (a: ServerAddress) => this.servers.add(a));
-      monitor.on('memberRemoved', (a: ServerAddress) => this.servers.remove(a));
+      });
+      monitor.on('memberAdded', (a) => this.servers.add(a));
+      monitor.on('memberRemoved', (a) => this.servers.remove(a));
+      monitor.on('primaryChanged', (primary, previous) => {
+        Metrics.primaryChanges.add(1);
+        log.info({ primary: primary?.toString() ?? null, previous: previous?.toString() ?? null }, 'primary changed');
+      });
       this.servers.followPrimary(() => monitor.primary()?.address);
       this.monitor = monitor;
       // The mode is chosen per listener: member addresses get the replica-set view, any other
       // listener the mongos view with the proxy selecting servers.
       selection = { monitor, heartbeatMs: t.heartbeatMs };
-      this.presentation = new MongosPresentation(this.servers, monitor);
       if (t.mode === 'replset') {
         this.addresses = new AddressMap(t.advertiseHost, t.memberPorts[0], t.memberPorts[1], t.advertise);
         this.memberPresentation = new ReplicaSetPresentation(monitor, this.addresses);
       }
-    } else {
-      this.presentation = new MongosPresentation(this.servers);
     }
+    this.presentation = new MongosPresentation(this.servers);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection);
+    this.observer = new ReplyObserver(this.cursors, this.monitor, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
@@ -105,17 +137,22 @@ export class Proxy {
     return this.sessions.size;
   }
 
-  /** A new client connection, or undefined when the client limit is reached (the caller closes it). */
+  /**
+   * A new client connection, or undefined when the client limit is reached (the caller closes
+   * it). `member`: in replset mode, the member whose proxy address the client dialled.
+   */
   openSession(transport: ClientTransport, member?: ServerAddress): ClientSession | undefined {
     if (this.sessions.size >= this.config.listen.maxClientConnections) {
       Metrics.clientConnectionsRejected.add(1, { reason: 'max_client_connections' });
       this.log.warn({ remote: transport.remote, limit: this.config.listen.maxClientConnections }, 'refusing client connection: limit reached');
       return undefined;
     }
-    const session = new ClientSession(transport, {
-      config: this.config, router: this.router, cursors: this.cursors, servers: this.servers,
-      presentation: member ? (this.memberPresentation ?? this.presentation) : this.presentation, log: this.log,
-    }, member);
+    const id = this.nextClientId++;
+    const log = this.log.child({ session: id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
+    const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs);
+    const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation }, routes, { id, remote: transport.remote }, log);
+    const session = new ClientSession(id, transport, handler, this.config.client, log, () => routes.close(this.servers, log));
     this.sessions.add(session);
     Metrics.clientConnectionsAccepted.add(1);
     return session;
@@ -138,7 +175,7 @@ export class Proxy {
     for (const s of this.sessions) if (now - s.lastActivityAt > idle) s.close('idle_timeout');
   }
 
-  stats(): Record<string, unknown> {
+  stats(): ProxyStats {
     return {
       clients: this.sessions.size,
       clientBufferedBytes: this.bufferedBytes(),
@@ -148,7 +185,7 @@ export class Proxy {
       ...(this.monitor ? {
         topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
       } : {}),
-      counters: Object.fromEntries(Object.values(Metrics).filter((m) => 'snapshot' in m).map((m) => [m.name, (m as { snapshot(): Record<string, number> }).snapshot()])),
+      counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
     };
   }
 

@@ -8,7 +8,7 @@ import { parseOpQuery, parseOpReply } from '../filter/wire/legacy';
 import { readCommand } from '../filter/wire/peek';
 import { decompressMessage } from '../filter/wire/compression';
 import { ProtocolError } from '../filter/wire/errors';
-import { deserializeCommand } from '../filter/session/hello';
+import { deserializeCommand } from '../filter/wire/document';
 import { OpCode, readHeader, type WireMessage } from '../filter/wire/header';
 
 const MAX = 1 << 16;

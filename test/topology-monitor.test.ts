@@ -5,7 +5,6 @@ import { waitFor } from '../scripts/ports';
 import { FaultRelay } from './support/fault-relay';
 import { TopologyMonitor } from '../filter/topology/monitor';
 import { ServerAddress } from '../filter/upstream/address';
-import { createLogger } from '../filter/log';
 
 describe('topology monitor', () => {
   let db: FerretDB;
@@ -17,8 +16,8 @@ describe('topology monitor', () => {
     relay = new FaultRelay(db.host, db.port);
     await relay.listen();
     monitor = new TopologyMonitor([ServerAddress.parse(relay.address)], {
-      heartbeatMs: 60_000, connectTimeoutMs: 300, appName: 'test-monitor', compressors: [], maxMessageSizeBytes: 48_000_000,
-    }, createLogger('silent'));
+      heartbeatMs: 60_000, connectTimeoutMs: 300, appName: 'test-monitor', compressors: [],
+    });
     monitor.start();
     await monitor.ready(5000);
   });

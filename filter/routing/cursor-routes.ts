@@ -36,7 +36,7 @@ export class CursorRoutes {
   remember(cursorId: bigint, ns: string, server: ServerAddress, creator: UpstreamConnection): void {
     const key = CursorRoutes.key(cursorId, ns);
     if (this.routes.get(key)) return;
-    creator.openCursors++;
+    creator.cursorOpened();
     this.routes.set(key, { cursorId, ns, server, creator, lastUsedAt: Date.now() });
   }
 
@@ -65,7 +65,7 @@ export class CursorRoutes {
   }
 
   private released(r: CursorRoute, evictedBecause: string | undefined): void {
-    r.creator.openCursors = Math.max(0, r.creator.openCursors - 1);
+    r.creator.cursorClosed();
     if (evictedBecause) Metrics.cursorRoutesEvicted.add(1, { reason: evictedBecause });
   }
 }

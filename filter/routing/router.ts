@@ -1,20 +1,44 @@
+import type { Document } from 'bson';
+import { OpCode } from '../wire/header';
 import type { CommandInfo } from '../wire/peek';
 import type { ServerSet } from '../topology/server-set';
 import type { TopologyMonitor } from '../topology/monitor';
+import type { MemberDescription } from '../topology/member';
 import type { UpstreamPool } from '../upstream/pool';
-import type { ServerAddress } from '../upstream/address';
+import type { UpstreamConnection } from '../upstream/connection';
 import type { CursorRoutes } from './cursor-routes';
 import type { TransactionRoutes } from './transaction-routes';
+import type { ClientRoutes } from './client-routes';
+import { isLastErrorCommand, isWriteCommand } from './last-error-pin';
 import { selectServer } from './server-selection';
-import type { MemberDescription } from '../topology/member';
 
 /** Why a message goes where it goes (recorded on spans and in metrics). */
 export type RouteReason = 'primary' | 'member' | 'cursor' | 'cursor_unknown' | 'pinned' | 'transaction' | 'selected';
 
+/** A client request, as far as routing is concerned. */
+export interface RoutedRequest {
+  readonly opCode: number;
+  /** The command name (OP_MSG, OP_QUERY on `$cmd`), else the opcode's name. */
+  readonly name: string;
+  /** Routing facts read from an OP_MSG command; undefined for OP_QUERY and the legacy opcodes. */
+  readonly cmd: CommandInfo | undefined;
+  /** No reply will come (OP_MSG moreToCome, OP_INSERT/UPDATE/DELETE/KILL_CURSORS). */
+  readonly moreToCome: boolean;
+}
+
 export interface Route {
   readonly pool: UpstreamPool;
   readonly reason: RouteReason;
+  /** A connection routing already holds for this client (the getLastError pin); otherwise check one out. */
+  readonly connection: UpstreamConnection | undefined;
+  /** Gives the connection back once the reply is read: to the pool, or held for a following getLastError. */
+  release(conn: UpstreamConnection): void;
 }
+
+/** Where a request goes, or — when no server holds what it asks about — the answer itself. */
+export type RouteDecision =
+  | { readonly kind: 'forward'; readonly route: Route }
+  | { readonly kind: 'answer'; readonly reply: Document };
 
 /** mongos mode: the proxy selects servers itself from the monitored deployment. */
 export interface Selection {
@@ -22,7 +46,15 @@ export interface Selection {
   readonly heartbeatMs: number;
 }
 
-/** Decides which upstream server each command goes to. Knows nothing about sockets. */
+/** getLastError's answer when the client's last write left no connection to ask. */
+const NO_LAST_ERROR: Document = { ok: 1, err: null, n: 0 };
+
+/**
+ * Decides which upstream server (and, for getLastError, which connection) each request goes
+ * to. Every routing rule lives here: cursor and transaction pins, the getLastError pin,
+ * replica-set members, server selection, and the fallback for requests with no command to
+ * read. Knows nothing about sockets.
+ */
 export class Router {
   constructor(
     private readonly servers: ServerSet,
@@ -31,11 +63,39 @@ export class Router {
     private readonly selection?: Selection,
   ) {}
 
+  route(req: RoutedRequest, client: ClientRoutes): RouteDecision {
+    const lastError = isLastErrorCommand(req.name);
+    const pinned = client.lastError.take();
+    if (!lastError) client.lastError.lastAnswer = undefined;
+    const unacknowledgedWrite = isUnacknowledgedWrite(req);
+    if (pinned && (lastError || unacknowledgedWrite)) {
+      // The pinned connection carries the write's outcome: getLastError reads it there, and a
+      // further unacknowledged write keeps using it so getLastError reports the latest one.
+      return { kind: 'forward', route: this.routeTo(pinned.pool, 'pinned', client, unacknowledgedWrite, pinned.conn) };
+    }
+    if (pinned) pinned.pool.checkIn(pinned.conn);
+    // No connection holds an outcome: the last answer again, or "no error" — never another
+    // client's connection state.
+    if (lastError) return { kind: 'answer', reply: client.lastError.lastAnswer ?? NO_LAST_ERROR };
+    const { pool, reason } = req.cmd ? this.routeCommand(req.cmd, client) : this.fallback(client);
+    return { kind: 'forward', route: this.routeTo(pool, reason, client, unacknowledgedWrite) };
+  }
+
+  private routeTo(pool: UpstreamPool, reason: RouteReason, client: ClientRoutes, holdForLastError: boolean, connection?: UpstreamConnection): Route {
+    return {
+      pool,
+      reason,
+      connection,
+      // Only a fire-and-forget write leaves an outcome a getLastError could ask about.
+      release: holdForLastError ? (conn) => client.lastError.hold(pool, conn) : (conn) => pool.checkIn(conn),
+    };
+  }
+
   /**
-   * `member`: the replica-set member whose proxy address the client connected to (replset
-   * mode): the driver already selected that server, so its commands go there.
+   * `client.member`: the replica-set member whose proxy address the client connected to
+   * (replset mode): the driver already selected that server, so its commands go there.
    */
-  route(cmd: CommandInfo, member?: ServerAddress): Route {
+  private routeCommand(cmd: CommandInfo, client: ClientRoutes): { pool: UpstreamPool; reason: RouteReason } {
     const lname = cmd.name.toLowerCase();
     if (lname === 'getmore' || lname === 'killcursors') {
       const id = lname === 'getmore' ? cmd.cursorId : cmd.killCursorIds?.[0];
@@ -44,9 +104,9 @@ export class Router {
       // An unknown cursor (evicted, or opened before a restart) is tried on the writable server:
       // at worst it answers CursorNotFound, exactly as it would for an expired cursor.
       if (pool) return { pool, reason: 'cursor' };
-      return { pool: this.memberPool(member) ?? this.servers.writable(), reason: 'cursor_unknown' };
+      return { pool: this.memberPool(client) ?? this.servers.writable(), reason: 'cursor_unknown' };
     }
-    const memberPool = this.memberPool(member);
+    const memberPool = this.memberPool(client);
     if (memberPool) return { pool: memberPool, reason: 'member' };
     if (cmd.inTransaction && cmd.lsid) {
       // Every statement of a transaction goes where startTransaction went.
@@ -62,7 +122,17 @@ export class Router {
     return this.select(cmd);
   }
 
-  private select(cmd: CommandInfo): Route {
+  /**
+   * OP_QUERY and the legacy opcodes carry no command routing can read: they go to the member
+   * the client dialled, else the writable server (a modern server refuses them itself, a
+   * legacy one answers them).
+   */
+  private fallback(client: ClientRoutes): { pool: UpstreamPool; reason: RouteReason } {
+    const member = this.memberPool(client);
+    return member ? { pool: member, reason: 'member' } : { pool: this.servers.writable(), reason: 'primary' };
+  }
+
+  private select(cmd: CommandInfo): { pool: UpstreamPool; reason: RouteReason } {
     if (!this.selection) return { pool: this.servers.writable(), reason: 'primary' };
     const rp = cmd.inTransaction ? undefined : cmd.readPreference;
     const chosen = selectServer(this.selection.monitor.members(), rp, this.selection.heartbeatMs, (eligible) => this.leastBusy(eligible));
@@ -85,7 +155,15 @@ export class Router {
     return best[Math.floor(Math.random() * best.length)]!;
   }
 
-  private memberPool(member: ServerAddress | undefined): UpstreamPool | undefined {
-    return member && this.servers.pool(member);
+  private memberPool(client: ClientRoutes): UpstreamPool | undefined {
+    return client.member && this.servers.pool(client.member);
   }
+}
+
+const LEGACY_WRITES: ReadonlySet<number> = new Set([OpCode.INSERT, OpCode.UPDATE, OpCode.DELETE]);
+
+/** A write whose outcome only a following getLastError can learn. */
+function isUnacknowledgedWrite(req: RoutedRequest): boolean {
+  if (req.opCode === OpCode.MSG) return req.moreToCome && isWriteCommand(req.name);
+  return LEGACY_WRITES.has(req.opCode);
 }

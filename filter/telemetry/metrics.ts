@@ -71,5 +71,6 @@ export const Metrics = {
   poolWaitQueueFull: new Counter('mongoplex.pool.wait_queue_full', 'Checkouts refused because the wait queue was full'),
   poolCheckoutDuration: new Histogram('mongoplex.pool.checkout.duration', 'Time to obtain a pooled connection', 'ms'),
   transactionRoutesEvicted: new Counter('mongoplex.transaction_routes.evicted', 'Transaction pins dropped by the size bound or TTL, by reason'),
+  primaryChanges: new Counter('mongoplex.topology.primary_changes', 'Times the monitored primary changed (elections, step-downs, a primary lost)'),
   cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
 } as const;

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../log';
 import { UpstreamConnection, type ConnectOptions } from '../upstream/connection';
-import type { ServerAddress } from '../upstream/address';
+import { ServerAddress } from '../upstream/address';
 import { describeMember, unknownMember, type MemberDescription } from './member';
 
 export interface MonitorOptions extends ConnectOptions {
@@ -16,7 +15,7 @@ class MemberMonitor {
   private stopped = false;
   private checking: Promise<void> | undefined;
 
-  constructor(readonly address: ServerAddress, private readonly options: MonitorOptions, private readonly onDescription: (d: MemberDescription) => void) {
+  constructor(readonly address: ServerAddress, private readonly options: MonitorOptions, private readonly onHeartbeat: () => void) {
     this.description = unknownMember(address);
   }
 
@@ -48,7 +47,7 @@ class MemberMonitor {
       const started = performance.now();
       // A server that stops answering must not stall the monitor: clients wait on re-checks.
       const limit = this.options.connectTimeoutMs;
-      const timer = setTimeout(() => conn.close(`heartbeat timed out after ${limit} ms`), limit);
+      const timer = setTimeout(() => conn.close('timeout', `heartbeat timed out after ${limit} ms`), limit);
       let hello;
       try {
         hello = await conn.command('admin', { hello: 1 });
@@ -57,34 +56,39 @@ class MemberMonitor {
       }
       next = describeMember(this.address, hello, performance.now() - started);
     } catch (err) {
-      this.conn?.close('heartbeat failed');
+      this.conn?.close('socket_error', 'heartbeat failed');
       this.conn = undefined;
       next = unknownMember(this.address, (err as Error).message);
     }
     if (this.stopped) return;
     this.description = next;
-    this.onDescription(next);
+    this.onHeartbeat();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    this.conn?.close('monitor stopped');
+    this.conn?.close('monitor_stopped');
   }
+}
+
+/** What the monitor tells its listeners: membership (pools, member listeners) and elections (metrics). */
+export interface TopologyEvents {
+  memberAdded: [address: ServerAddress];
+  memberRemoved: [address: ServerAddress];
+  primaryChanged: [primary: ServerAddress | undefined, previous: ServerAddress | undefined];
 }
 
 /**
  * Discovers and monitors the upstream deployment from a seed list (the SDAM model): one
  * heartbeat connection per server; replica-set membership follows what the primary reports
- * (or, without a primary, the union of what members report). Events: 'description'
- * (MemberDescription, after every heartbeat), 'memberAdded' / 'memberRemoved' (ServerAddress),
- * 'primaryChanged' (ServerAddress | undefined).
+ * (or, without a primary, the union of what members report).
  */
-export class TopologyMonitor extends EventEmitter {
+export class TopologyMonitor extends EventEmitter<TopologyEvents> {
   private readonly monitors = new Map<string, MemberMonitor>();
   private primaryKey: string | undefined;
 
-  constructor(private readonly seeds: readonly ServerAddress[], private readonly options: MonitorOptions, private readonly log: Logger) {
+  constructor(private readonly seeds: readonly ServerAddress[], private readonly options: MonitorOptions) {
     super();
   }
 
@@ -121,7 +125,7 @@ export class TopologyMonitor extends EventEmitter {
   private add(address: ServerAddress): void {
     const key = address.toString();
     if (this.monitors.has(key)) return;
-    const m = new MemberMonitor(address, this.options, (d) => this.onDescription(d));
+    const m = new MemberMonitor(address, this.options, () => this.reconcile());
     this.monitors.set(key, m);
     this.emit('memberAdded', address);
     m.start();
@@ -135,8 +139,8 @@ export class TopologyMonitor extends EventEmitter {
     this.emit('memberRemoved', m.address);
   }
 
-  private onDescription(d: MemberDescription): void {
-    this.emit('description', d);
+  /** After any heartbeat: who is primary now, and which members the set reports. */
+  private reconcile(): void {
     const rs = this.members().filter((m) => m.type.startsWith('RS') && m.type !== 'RSGhost');
     const primaries = rs.filter((m) => m.type === 'RSPrimary');
     // Two members claiming primary: the newer election wins (higher setVersion/electionId).
@@ -144,9 +148,9 @@ export class TopologyMonitor extends EventEmitter {
     const primary = primaries[0];
     const key = primary?.address.toString();
     if (key !== this.primaryKey) {
-      this.log.info({ primary: key ?? null, previous: this.primaryKey ?? null }, 'primary changed');
+      const previous = this.primaryKey === undefined ? undefined : ServerAddress.parse(this.primaryKey);
       this.primaryKey = key;
-      this.emit('primaryChanged', primary?.address);
+      this.emit('primaryChanged', primary?.address, previous);
     }
     if (rs.length === 0) return;
     const reported = primary ? primary.reportedMembers : rs.flatMap((m) => m.reportedMembers);

@@ -3,10 +3,7 @@ import type { ServerAddress } from '../upstream/address';
 import type { ServerSet } from './server-set';
 import type { TopologyMonitor } from './monitor';
 import type { AddressMap } from './address-map';
-import { buildHelloReply, finishHelloReply, helloReplyHead, PROXY_MAX_WIRE_VERSION, type HelloFacts } from '../session/hello';
-
-/** "Not primary" class codes: the member's state probably changed. */
-const STATE_CHANGE_CODES: ReadonlySet<number> = new Set([10107, 13435, 13436, 11600, 11602, 189, 91]);
+import { buildHelloReply, finishHelloReply, helloReplyHead, PROXY_MAX_WIRE_VERSION, type HelloFacts } from './hello-reply';
 
 /**
  * What clients are told about the deployment, per topology mode: the hello reply, and the
@@ -16,24 +13,11 @@ export interface Presentation {
   hello(request: Document, facts: HelloFacts, member: ServerAddress | undefined): Promise<Document>;
   /** Rewrites a forwarded reply body that names members (replSetGetStatus); undefined: unchanged. */
   rewriteReply(command: string, body: Buffer): Buffer | undefined;
-  /** A forwarded command failed with this code on this server. */
-  replyError(code: number, server: ServerAddress): Promise<void>;
 }
 
-/** Re-checks a server whose reply suggests its state changed. */
-async function recheckOnStateChange(monitor: TopologyMonitor | undefined, code: number, server: ServerAddress): Promise<void> {
-  // Refresh before the client sees the error: its retry (or its driver's immediate re-check)
-  // must meet the new state, not the one from the last heartbeat.
-  if (monitor && STATE_CHANGE_CODES.has(code)) await monitor.recheck(server);
-}
-
-/**
- * single and mongos modes: the proxy presents itself as one mongos. In mongos mode the
- * deployment behind it is monitored, and re-checked after "not primary" class errors so a
- * retried write is routed to the new primary.
- */
+/** single and mongos modes: the proxy presents itself as one mongos. */
 export class MongosPresentation implements Presentation {
-  constructor(private readonly servers: ServerSet, private readonly monitor?: TopologyMonitor) {}
+  constructor(private readonly servers: ServerSet) {}
 
   async hello(request: Document, facts: HelloFacts): Promise<Document> {
     const upstream = await this.servers.writable().describe();
@@ -42,10 +26,6 @@ export class MongosPresentation implements Presentation {
 
   rewriteReply(): Buffer | undefined {
     return undefined;
-  }
-
-  replyError(code: number, server: ServerAddress): Promise<void> {
-    return recheckOnStateChange(this.monitor, code, server);
   }
 }
 
@@ -105,9 +85,5 @@ export class ReplicaSetPresentation implements Presentation {
       }
     }
     return Buffer.from(BSON.serialize(doc));
-  }
-
-  replyError(code: number, server: ServerAddress): Promise<void> {
-    return recheckOnStateChange(this.monitor, code, server);
   }
 }

@@ -8,6 +8,7 @@ import { Metrics } from '../telemetry/metrics';
 import { encodeOpQuery, parseOpReply } from '../wire/legacy';
 import { encodeOpMsg, MsgFlag, opMsgFlags, parseOpMsg } from '../wire/opmsg';
 import { compressMessage, decompressMessage, type CompressorName } from '../wire/compression';
+import { MAX_MESSAGE_SIZE_BYTES } from '../wire/limits';
 import type { ServerAddress } from './address';
 import { describeServer, type ServerDescription } from './server-description';
 
@@ -28,8 +29,15 @@ export interface ConnectOptions {
   readonly via?: { readonly host: string; readonly port: number } | undefined;
   readonly appName: string;
   readonly compressors: readonly CompressorName[];
-  readonly maxMessageSizeBytes: number;
 }
+
+/**
+ * Why an upstream connection closed: a small fixed set, so it can label a metric. The free
+ * text that goes with it (which timeout, which socket error) is for logs and error messages.
+ */
+export type CloseReason =
+  | 'pool_closed' | 'idle' | 'checked_in_busy' | 'handshake_failed' | 'timeout'
+  | 'server_closed' | 'socket_error' | 'protocol_error' | 'monitor_stopped';
 
 interface Pending {
   /** The id the proxy gave the request on this connection. */
@@ -51,8 +59,8 @@ export class UpstreamConnection {
   readonly id = nextConnectionId++;
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
-  /** Cursors this connection created that are still open (FerretDB kills them with the connection). */
-  openCursors = 0;
+  /** Cursors this connection created that are still open (some servers kill them with the connection). */
+  private openCursors = 0;
   description!: ServerDescription;
   private compressor: CompressorName | undefined;
   private readonly framer: MessageFramer;
@@ -65,15 +73,15 @@ export class UpstreamConnection {
    * for the answer to a later request.
    */
   private readonly unansweredIds: number[] = [];
-  private readonly closeListeners: Array<(reason: string) => void> = [];
+  private readonly closeListeners: Array<(reason: CloseReason, detail: string) => void> = [];
 
-  private constructor(private readonly socket: net.Socket, readonly address: ServerAddress, maxMessageSizeBytes: number) {
-    this.framer = new MessageFramer(maxMessageSizeBytes);
+  private constructor(private readonly socket: net.Socket, readonly address: ServerAddress) {
+    this.framer = new MessageFramer(MAX_MESSAGE_SIZE_BYTES);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(`socket error: ${err.message}`));
-    socket.on('close', () => this.fail('closed by server'));
+    socket.on('error', (err) => this.close('socket_error', `socket error: ${err.message}`));
+    socket.on('close', () => this.close('server_closed', 'closed by server'));
   }
 
   static async connect(address: ServerAddress, options: ConnectOptions): Promise<UpstreamConnection> {
@@ -106,11 +114,11 @@ export class UpstreamConnection {
     if (destinationIp !== undefined) {
       socket.write(proxyV2Header({ ip: socket.localAddress ?? '', port: socket.localPort ?? 0 }, { ip: destinationIp, port: address.port }));
     }
-    const conn = new UpstreamConnection(socket, address, options.maxMessageSizeBytes);
+    const conn = new UpstreamConnection(socket, address);
     try {
       await conn.handshake(options);
     } catch (err) {
-      conn.close('handshake failed');
+      conn.close('handshake_failed', 'handshake failed');
       throw err instanceof UpstreamNetworkError ? err : new UpstreamNetworkError(`handshake with ${address} failed: ${(err as Error).message}`, address, 'connect');
     }
     return conn;
@@ -130,7 +138,7 @@ export class UpstreamConnection {
       compression: [...options.compressors],
     });
     const requestId = this.nextRequestId++;
-    const timer = setTimeout(() => this.close(`handshake timed out after ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
+    const timer = setTimeout(() => this.close('timeout', `handshake timed out after ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
     try {
       const reply = await this.roundTrip(encodeOpQuery(requestId, 'admin.$cmd', cmd), requestId);
       if (reply.header.opCode !== OpCode.REPLY) throw new Error(`handshake answered with opcode ${reply.header.opCode}`);
@@ -159,7 +167,20 @@ export class UpstreamConnection {
     return this.pending !== undefined;
   }
 
-  onClose(listener: (reason: string) => void): void {
+  /** A cursor this connection created is remembered by the cursor routes (the pool never reaps such a connection). */
+  cursorOpened(): void {
+    this.openCursors++;
+  }
+
+  cursorClosed(): void {
+    this.openCursors = Math.max(0, this.openCursors - 1);
+  }
+
+  get holdsCursors(): boolean {
+    return this.openCursors > 0;
+  }
+
+  onClose(listener: (reason: CloseReason, detail: string) => void): void {
     this.closeListeners.push(listener);
   }
 
@@ -205,7 +226,7 @@ export class UpstreamConnection {
     try {
       messages = this.framer.push(chunk);
     } catch (err) {
-      this.fail(`bad frame from server: ${(err as Error).message}`);
+      this.close('protocol_error', `bad frame from server: ${(err as Error).message}`);
       return;
     }
     for (const m of messages) void this.deliver(m);
@@ -220,11 +241,11 @@ export class UpstreamConnection {
     }
     const p = this.pending;
     if (!p) {
-      this.fail('server sent a message with no request outstanding');
+      this.close('protocol_error', 'server sent a message with no request outstanding');
       return;
     }
     if (raw.header.responseTo !== p.requestId) {
-      this.fail(`server reply answers request ${raw.header.responseTo}, expected ${p.requestId}`);
+      this.close('protocol_error', `server reply answers request ${raw.header.responseTo}, expected ${p.requestId}`);
       return;
     }
     this.pending = undefined;
@@ -235,7 +256,7 @@ export class UpstreamConnection {
         msg = (await decompressMessage(raw, Number.MAX_SAFE_INTEGER)).message;
       } catch (err) {
         p.reject(new UpstreamNetworkError(`undecodable compressed reply: ${(err as Error).message}`, this.address, 'request'));
-        this.close('undecodable compressed reply');
+        this.close('protocol_error', 'undecodable compressed reply');
         return;
       }
     }
@@ -243,24 +264,21 @@ export class UpstreamConnection {
       // The proxy clears exhaustAllowed on every request, so a streamed reply means the
       // connection's state is unknown: never return it to the pool.
       p.reject(new UpstreamNetworkError('server streamed an exhaust reply that was not asked for', this.address, 'request'));
-      this.close('unexpected moreToCome reply');
+      this.close('protocol_error', 'unexpected moreToCome reply');
       return;
     }
     stampIds(msg.bytes, { responseTo: p.clientRequestId });
     p.resolve({ header: { ...msg.header, responseTo: p.clientRequestId }, bytes: msg.bytes });
   }
 
-  private fail(reason: string): void {
+  /** Closes the connection; a request in flight fails with `detail` (what happened, in words). */
+  close(reason: CloseReason, detail: string = reason): void {
     if (this.closedReason !== undefined) return;
-    this.closedReason = reason;
+    this.closedReason = detail;
     this.socket.destroy();
     const p = this.pending;
     this.pending = undefined;
-    p?.reject(new UpstreamNetworkError(`connection to ${this.address} lost: ${reason}`, this.address, 'request'));
-    for (const l of this.closeListeners) l(reason);
-  }
-
-  close(reason: string): void {
-    this.fail(reason);
+    p?.reject(new UpstreamNetworkError(`connection to ${this.address} lost: ${detail}`, this.address, 'request'));
+    for (const l of this.closeListeners) l(reason, detail);
   }
 }

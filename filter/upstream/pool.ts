@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Metrics } from '../telemetry/metrics';
 import type { ServerAddress } from './address';
-import { UpstreamConnection, type ConnectOptions } from './connection';
+import { UpstreamConnection, type CloseReason, type ConnectOptions } from './connection';
 import type { ServerDescription } from './server-description';
 
 export interface PoolOptions extends ConnectOptions {
@@ -38,13 +38,19 @@ export interface PoolStats {
   holdingCursors: number;
 }
 
+/** What a pool tells its listeners (the seam for logs, metrics and routing state). */
+export interface PoolEvents {
+  connectionCreated: [conn: UpstreamConnection];
+  connectionClosed: [conn: UpstreamConnection, reason: CloseReason, detail: string];
+  connectFailed: [err: Error];
+}
+
 /**
  * A bounded pool of connections to one server (modelled on the drivers' CMAP): at most
  * `maxPoolSize` connections, at most `maxConnecting` being opened at once, a FIFO wait queue
  * bounded in length and in time, idle connections reaped unless they hold open cursors.
- * Events: 'connectionCreated', 'connectionClosed' (connection, reason), 'described' (ServerDescription).
  */
-export class UpstreamPool extends EventEmitter {
+export class UpstreamPool extends EventEmitter<PoolEvents> {
   /** Idle connections, most recently used last (LIFO keeps the warm set small). */
   private readonly idle: UpstreamConnection[] = [];
   private readonly inUse = new Set<UpstreamConnection>();
@@ -67,7 +73,7 @@ export class UpstreamPool extends EventEmitter {
 
   stats(): PoolStats {
     let holdingCursors = 0;
-    for (const c of [...this.idle, ...this.inUse]) if (c.openCursors > 0) holdingCursors++;
+    for (const c of [...this.idle, ...this.inUse]) if (c.holdsCursors) holdingCursors++;
     return {
       address: this.address.toString(),
       total: this.size,
@@ -114,7 +120,7 @@ export class UpstreamPool extends EventEmitter {
   checkIn(conn: UpstreamConnection): void {
     if (!this.inUse.delete(conn)) return;
     if (conn.closed || conn.busy || this.closed) {
-      if (!conn.closed) conn.close(this.closed ? 'pool closed' : 'checked in busy');
+      if (!conn.closed) conn.close(this.closed ? 'pool_closed' : 'checked_in_busy');
       this.pump();
       return;
     }
@@ -171,18 +177,17 @@ export class UpstreamPool extends EventEmitter {
         this.connecting--;
         Metrics.upstreamConnectionsOpened.add(1, { server: this.address.toString() });
         this.lastDescription = conn.description;
-        this.emit('described', conn.description);
         this.emit('connectionCreated', conn);
-        conn.onClose((reason) => {
+        conn.onClose((reason, detail) => {
           const i = this.idle.indexOf(conn);
           if (i >= 0) this.idle.splice(i, 1);
           this.inUse.delete(conn);
-          Metrics.upstreamConnectionsClosed.add(1, { server: this.address.toString() });
-          this.emit('connectionClosed', conn, reason);
+          Metrics.upstreamConnectionsClosed.add(1, { server: this.address.toString(), reason });
+          this.emit('connectionClosed', conn, reason, detail);
           this.pump();
         });
         if (this.closed) {
-          conn.close('pool closed');
+          conn.close('pool_closed');
           return;
         }
         this.idle.push(conn);
@@ -212,7 +217,7 @@ export class UpstreamPool extends EventEmitter {
     if (maxIdleTimeMs > 0) {
       for (const c of [...this.idle]) {
         if (this.size <= minPoolSize) break;
-        if (c.openCursors > 0 || now - c.lastUsedAt < maxIdleTimeMs) continue;
+        if (c.holdsCursors || now - c.lastUsedAt < maxIdleTimeMs) continue;
         c.close('idle');
       }
     }
@@ -225,7 +230,7 @@ export class UpstreamPool extends EventEmitter {
       if (w.timer) clearTimeout(w.timer);
       w.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
     }
-    for (const c of [...this.idle, ...this.inUse]) c.close('pool closed');
+    for (const c of [...this.idle, ...this.inUse]) c.close('pool_closed');
     this.idle.length = 0;
   }
 }

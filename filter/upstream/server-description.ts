@@ -1,4 +1,5 @@
 import { BSON } from 'bson';
+import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES, MAX_WRITE_BATCH_SIZE } from '../wire/limits';
 
 /** What a server told the proxy about itself in its handshake reply. */
 export interface ServerDescription {
@@ -23,9 +24,9 @@ export function describeServer(reply: Buffer): ServerDescription {
   return {
     minWireVersion: num(d.minWireVersion, 0),
     maxWireVersion: num(d.maxWireVersion, 0),
-    maxBsonObjectSize: num(d.maxBsonObjectSize, 16 * 1024 * 1024),
-    maxMessageSizeBytes: num(d.maxMessageSizeBytes, 48_000_000),
-    maxWriteBatchSize: num(d.maxWriteBatchSize, 100_000),
+    maxBsonObjectSize: num(d.maxBsonObjectSize, MAX_BSON_OBJECT_SIZE),
+    maxMessageSizeBytes: num(d.maxMessageSizeBytes, MAX_MESSAGE_SIZE_BYTES),
+    maxWriteBatchSize: num(d.maxWriteBatchSize, MAX_WRITE_BATCH_SIZE),
     logicalSessionTimeoutMinutes: d.logicalSessionTimeoutMinutes == null ? undefined : num(d.logicalSessionTimeoutMinutes, 30),
     writable: d.isWritablePrimary === true || d.ismaster === true,
     compression: Array.isArray(d.compression) ? d.compression.filter((c: unknown): c is string => typeof c === 'string') : [],

@@ -15,10 +15,15 @@ const deflate = promisify(zlib.deflate);
 const COMPRESSED_PREFIX = HEADER_SIZE + 9;
 
 /** Commands whose messages must never be compressed (the compression spec's list). */
-export const UNCOMPRESSIBLE_COMMANDS: ReadonlySet<string> = new Set([
+const UNCOMPRESSIBLE_COMMANDS: ReadonlySet<string> = new Set([
   'hello', 'ismaster', 'saslstart', 'saslcontinue', 'getnonce', 'authenticate', 'createuser', 'updateuser',
   'copydbsaslstart', 'copydbgetnonce', 'copydb',
 ]);
+
+/** Whether a command's messages (request and reply) may travel compressed. */
+export function isCompressible(commandName: string): boolean {
+  return !UNCOMPRESSIBLE_COMMANDS.has(commandName.toLowerCase());
+}
 
 function nameOf(id: number): CompressorName | 'noop' | undefined {
   for (const [name, v] of Object.entries(CompressorId)) if (v === id) return name as CompressorName;

@@ -40,6 +40,11 @@ export const LEGACY_OPCODES: ReadonlySet<number> = new Set([
   OpCode.KILL_CURSORS,
 ]);
 
+/** Whether a client request with this opcode gets a reply (OP_INSERT/UPDATE/DELETE/KILL_CURSORS do not). */
+export function expectsReply(op: number): boolean {
+  return !LEGACY_OPCODES.has(op) || op === OpCode.GET_MORE;
+}
+
 export function opcodeName(op: number): string {
   return OPCODE_NAMES.get(op) ?? `unknown opcode ${op}`;
 }

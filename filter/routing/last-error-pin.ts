@@ -15,6 +15,12 @@ export function isWriteCommand(name: string): boolean {
   return WRITE_COMMANDS.has(name.toLowerCase());
 }
 
+/** A connection held for one client, and the pool it goes back to. */
+export interface HeldConnection {
+  readonly pool: UpstreamPool;
+  readonly conn: UpstreamConnection;
+}
+
 /**
  * getLastError is connection state on servers ≤ 5.0: after an unacknowledged write, the
  * client's next getLastError must run on the upstream connection that carried the write
@@ -23,7 +29,8 @@ export function isWriteCommand(name: string): boolean {
  * repeated getLastError answers the same way, as the server would.
  */
 export class LastErrorPin {
-  private held: { pool: UpstreamPool; conn: UpstreamConnection; timer: NodeJS.Timeout } | undefined;
+  private held: (HeldConnection & { timer: NodeJS.Timeout }) | undefined;
+  private closed = false;
   /** The last getLastError answer, until the next other command. */
   lastAnswer: Document | undefined;
 
@@ -33,15 +40,20 @@ export class LastErrorPin {
     return this.held !== undefined;
   }
 
+  /** Keeps the connection for this client; a closed client's connection goes straight back. */
   hold(pool: UpstreamPool, conn: UpstreamConnection): void {
     this.release();
+    if (this.closed) {
+      pool.checkIn(conn);
+      return;
+    }
     const timer = setTimeout(() => this.release(), this.timeoutMs);
     timer.unref();
     this.held = { pool, conn, timer };
   }
 
   /** Hands the pinned connection over (the caller checks it in or pins it again). */
-  take(): { pool: UpstreamPool; conn: UpstreamConnection } | undefined {
+  take(): HeldConnection | undefined {
     const h = this.held;
     if (!h) return undefined;
     clearTimeout(h.timer);
@@ -52,5 +64,11 @@ export class LastErrorPin {
   release(): void {
     const h = this.take();
     h?.pool.checkIn(h.conn);
+  }
+
+  /** The client is gone: give the connection back and never hold another. */
+  close(): void {
+    this.closed = true;
+    this.release();
   }
 }

@@ -1,7 +1,6 @@
-import { BSON, type Document } from 'bson';
+import type { Document } from 'bson';
 import type { ServerDescription } from '../upstream/server-description';
 import type { CompressorName } from '../wire/compression';
-import { ErrorCode, protocolError } from '../wire/errors';
 
 /** Highest wire version whose protocol mongoplex understands (MongoDB 8.0). */
 export const PROXY_MAX_WIRE_VERSION = 25;
@@ -45,7 +44,7 @@ export function finishHelloReply(reply: Document, facts: HelloFacts): Document {
 }
 
 /**
- * The proxy's answer to hello/isMaster: it presents itself as a mongos, so drivers route every
+ * The mongos view's answer to hello/isMaster: the proxy presents itself as a mongos, so drivers route every
  * operation through this one address and leave server selection to the proxy. No
  * topologyVersion: the proxy does not serve awaitable hello, so drivers poll.
  */
@@ -61,13 +60,4 @@ export function buildHelloReply(request: Document, ctx: HelloContext): Document 
   reply.maxWireVersion = Math.min(up.maxWireVersion, PROXY_MAX_WIRE_VERSION);
   reply.readOnly = false;
   return finishHelloReply(reply, ctx);
-}
-
-/** Full deserialization, for the few small documents the proxy answers itself. */
-export function deserializeCommand(body: Buffer): Document {
-  try {
-    return BSON.deserialize(body, { promoteLongs: false });
-  } catch (err) {
-    throw protocolError(`invalid BSON: ${(err as Error).message}`, ErrorCode.InvalidBSON);
-  }
 }

@@ -1,0 +1,181 @@
+import { ObjectId, type Document } from 'bson';
+import type { Config } from '../config';
+import type { Logger } from '../log';
+import type { ClientRoutes } from '../routing/client-routes';
+import type { ReplyObserver } from '../routing/reply-observer';
+import type { RoutedRequest, Router } from '../routing/router';
+import { Metrics } from '../telemetry/metrics';
+import { isHelloCommand } from '../topology/hello-reply';
+import type { Presentation } from '../topology/presentation';
+import { compressMessage, decompressMessage, isCompressible, negotiateCompressor, type CompressorName } from '../wire/compression';
+import { deserializeCommand } from '../wire/document';
+import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
+import { expectsReply, LEGACY_OPCODES, OpCode, opcodeName, type WireMessage } from '../wire/header';
+import { parseOpQuery } from '../wire/legacy';
+import { clearOpMsgFlags, encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
+import { readCommand } from '../wire/peek';
+import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
+import { encodeReply, errorDocument } from './error-reply';
+import { Forwarder } from './forwarder';
+
+export interface HandlerDeps {
+  readonly config: Config;
+  readonly router: Router;
+  readonly observer: ReplyObserver;
+  /** What this client's listener tells clients about the deployment. */
+  readonly presentation: Presentation;
+}
+
+/** How one request reached the client-facing wire, so its reply can mirror it. */
+interface Inbound {
+  /** The request after OP_COMPRESSED was unwrapped. */
+  readonly message: WireMessage;
+  /** The client's compressor when the request came compressed. */
+  readonly compressor: CompressorName | 'noop' | undefined;
+}
+
+/** The serviceId load-balanced clients see: one per proxy process. */
+const SERVICE_ID = new ObjectId();
+
+/**
+ * Decides, for each message of one client, whether the proxy answers it itself (the
+ * handshake, connection-scoped commands), refuses it (malformed, unsupported), or forwards it
+ * along the route the router picks; and produces the bytes the client gets back.
+ */
+export class CommandHandler {
+  private compression: CompressorName[] = [];
+  private readonly forwarder: Forwarder;
+
+  constructor(
+    private readonly deps: HandlerDeps,
+    private readonly client: ClientRoutes,
+    private readonly connection: { readonly id: number; readonly remote: string },
+    private readonly log: Logger,
+  ) {
+    this.forwarder = new Forwarder(connection.id, log);
+  }
+
+  /** Handles one client message; resolves with the bytes to send back, or undefined when no reply is due. */
+  async handle(raw: WireMessage): Promise<Buffer | undefined> {
+    let inbound: Inbound = { message: raw, compressor: undefined };
+    try {
+      if (raw.header.opCode === OpCode.COMPRESSED) {
+        const d = await decompressMessage(raw, this.deps.config.client.maxMessageSizeBytes);
+        inbound = { message: d.message, compressor: d.compressor };
+        Metrics.clientCompressedMessages.add(1, { compressor: d.compressor });
+      }
+      const op = inbound.message.header.opCode;
+      if (op === OpCode.MSG) return await this.handleOpMsg(inbound);
+      if (op === OpCode.QUERY) return await this.handleOpQuery(inbound);
+      if (LEGACY_OPCODES.has(op)) {
+        // Only a legacy server understands these; OP_INSERT/UPDATE/DELETE/KILL_CURSORS expect no reply.
+        return await this.forward(inbound, { opCode: op, name: opcodeName(op), cmd: undefined, moreToCome: !expectsReply(op) }, inbound.message.bytes);
+      }
+      throw new ProtocolError(`mongoplex does not accept ${opcodeName(op)} from clients`, ErrorCode.ProtocolError.code, ErrorCode.ProtocolError.codeName);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      Metrics.clientProtocolErrors.add(1, { reason: err.codeName });
+      this.log.info({ err: err.message, opCode: raw.header.opCode }, 'refused malformed client message');
+      return this.reply(inbound, { ok: 0, errmsg: `mongoplex: ${err.message}`, code: err.code, codeName: err.codeName }, true);
+    }
+  }
+
+  private async handleOpMsg(inbound: Inbound): Promise<Buffer | undefined> {
+    const msg = parseOpMsg(inbound.message);
+    const cmd = readCommand(msg.body);
+    if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
+    const scoped = connectionScopedHandling(cmd.name);
+    if (scoped) return this.handleConnectionScoped(inbound, cmd.name, scoped);
+    // Exhaust replies would hold a pooled connection for a whole stream: clearing
+    // exhaustAllowed makes the client fall back to ordinary getMore round trips.
+    const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
+    const moreToCome = (msg.flagBits & MsgFlag.moreToCome) !== 0;
+    return this.forward(inbound, { opCode: OpCode.MSG, name: cmd.name, cmd, moreToCome }, bytes);
+  }
+
+  private async handleOpQuery(inbound: Inbound): Promise<Buffer | undefined> {
+    const q = parseOpQuery(inbound.message);
+    let name = opcodeName(OpCode.QUERY);
+    if (q.fullCollectionName.endsWith('.$cmd')) {
+      const doc = deserializeCommand(q.query);
+      const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
+      name = Object.keys(command)[0] ?? name;
+      if (isHelloCommand(name)) return this.answerHello(inbound, command);
+      const scoped = connectionScopedHandling(name);
+      if (scoped) return this.handleConnectionScoped(inbound, name, scoped);
+    }
+    return this.forward(inbound, { opCode: OpCode.QUERY, name, cmd: undefined, moreToCome: false }, inbound.message.bytes);
+  }
+
+  private async answerHello(inbound: Inbound, request: Document): Promise<Buffer> {
+    Metrics.commands.add(1, { handling: 'answered', command: 'hello' });
+    if (request.loadBalanced === true) {
+      if (this.client.member) {
+        return this.refuse(inbound, 'hello', ErrorCode.BadValue, 'mongoplex: loadBalanced clients need topology.mode single or mongos (this is a replica-set member address)');
+      }
+      this.client.becomeLoadBalanced();
+    }
+    if (Array.isArray(request.compression)) {
+      this.compression = negotiateCompressor(request.compression, this.deps.config.client.compressors);
+    }
+    let reply: Document;
+    try {
+      reply = await this.deps.presentation.hello(request, {
+        connectionId: this.connection.id,
+        compression: this.compression,
+        maxMessageSizeBytes: this.deps.config.client.maxMessageSizeBytes,
+      }, this.client.member);
+    } catch (err) {
+      return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
+    }
+    if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
+    return this.reply(inbound, reply, false);
+  }
+
+  private handleConnectionScoped(inbound: Inbound, name: string, h: ConnectionScoped): Promise<Buffer> {
+    if (h.kind === 'refuse') return this.refuse(inbound, name, h.error, h.message);
+    Metrics.commands.add(1, { handling: 'answered', command: name });
+    return this.reply(inbound, h.reply({ remote: this.connection.remote }), true);
+  }
+
+  /** Routes the request, forwards it, and lets routing learn from the reply. */
+  private async forward(inbound: Inbound, req: RoutedRequest, bytes: Buffer): Promise<Buffer | undefined> {
+    const decision = this.deps.router.route(req, this.client);
+    if (decision.kind === 'answer') {
+      Metrics.commands.add(1, { handling: 'answered', command: req.name });
+      return this.reply(inbound, decision.reply, isCompressible(req.name));
+    }
+    const { route } = decision;
+    const outcome = await this.forwarder.forward({ req, route, bytes });
+    if (outcome.kind === 'no_reply') return undefined;
+    if (outcome.kind === 'failed') {
+      if (!outcome.delivered) this.deps.observer.notDelivered(req, route, this.client);
+      return this.refused(inbound, req.name, outcome.error);
+    }
+    const { reply, conn } = outcome;
+    const observed = await this.deps.observer.observe(req, reply, route, conn, this.client);
+    const rewritten = observed?.info.ok ? this.deps.presentation.rewriteReply(req.name, observed.body) : undefined;
+    const out = rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
+    return this.compress(out, isCompressible(req.name) ? inbound.compressor : undefined);
+  }
+
+  private refuse(inbound: Inbound, command: string, kind: KnownError, message: string): Promise<Buffer> {
+    return this.refused(inbound, command, errorDocument(kind, message));
+  }
+
+  private refused(inbound: Inbound, command: string, error: Document): Promise<Buffer> {
+    Metrics.commandErrors.add(1, { code: String(error.codeName) });
+    Metrics.commands.add(1, { handling: 'refused', command });
+    return this.reply(inbound, error, isCompressible(command));
+  }
+
+  /** A document the proxy produced itself, in the request's wire form. */
+  private reply(inbound: Inbound, doc: Document, compressible: boolean): Promise<Buffer> {
+    return this.compress(encodeReply(inbound.message, doc), compressible ? inbound.compressor : undefined);
+  }
+
+  /** Replies travel the way their request came: compressed with the client's compressor, or not. */
+  private async compress(bytes: Buffer, compressor: CompressorName | 'noop' | undefined): Promise<Buffer> {
+    return compressor ? compressMessage(bytes, compressor) : bytes;
+  }
+}
