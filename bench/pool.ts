@@ -2,9 +2,9 @@ import { parseArgs } from 'node:util';
 import { Long } from 'bson';
 import { FerretDB } from '../scripts/ferretdb';
 import { freePort } from '../scripts/ports';
-import { RawClient } from '../test/support/raw-client';
-import { MongoplexProcess } from '../test/support/mongoplex';
-import { startEnvoy } from '../test/support/envoy-stack';
+import { LoadClient } from './load-client';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { startEnvoyFront } from '../scripts/envoy';
 
 /**
  * `npm run bench -- pool`: the same workload against FerretDB directly and through
@@ -46,7 +46,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function op(c: RawClient, mix: Options['mix'], seq: number): Promise<void> {
+async function op(c: LoadClient, mix: Options['mix'], seq: number): Promise<void> {
   const check = (d: Record<string, unknown>): Record<string, unknown> => {
     if (d.ok !== 1) throw new Error(`${String(d.codeName)}: ${String(d.errmsg)}`);
     return d;
@@ -72,10 +72,10 @@ async function op(c: RawClient, mix: Options['mix'], seq: number): Promise<void>
 
 async function runMode(mode: string, port: number, db: FerretDB, o: Options): Promise<Result> {
   const before = await db.connections();
-  const clients: RawClient[] = [];
+  const clients: LoadClient[] = [];
   for (let i = 0; i < o.clients; i += 100) {
     const batch = await Promise.all(Array.from({ length: Math.min(100, o.clients - i) }, async () => {
-      const c = await RawClient.connect(port);
+      const c = await LoadClient.connect(port);
       await c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' });
       return c;
     }));
@@ -153,7 +153,7 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
   const db = await FerretDB.start();
   const stops: Array<() => Promise<void>> = [() => db.stop()];
   try {
-    const seed = await RawClient.connect(db.port);
+    const seed = await LoadClient.connect(db.port);
     for (let i = 0; i < DOCS; i += 500) {
       await seed.command({ insert: 'items', documents: Array.from({ length: 500 }, (_, k) => ({ _id: i + k, v: 'x'.repeat(100) })), $db: 'bench' });
     }
@@ -185,7 +185,7 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
 async function startMode(mode: Mode, db: FerretDB, o: Options, stops: Array<() => Promise<void>>): Promise<number> {
   if (mode === 'direct') return db.port;
   if (mode === 'envoy-tcp-proxy') {
-    const front = await startEnvoy({ ingress: { kind: 'tcp_proxy', upstream: { host: db.host, port: db.port } } });
+    const front = await startEnvoyFront({ ingress: { kind: 'tcp_proxy', upstream: { host: db.host, port: db.port } } });
     stops.push(() => front.envoy.stop());
     return front.port;
   }
@@ -199,7 +199,7 @@ async function startMode(mode: Mode, db: FerretDB, o: Options, stops: Array<() =
   });
   stops.push(() => proxy.stop());
   if (mode === 'mongoplex-tcp') return tcp;
-  const front = await startEnvoy({
+  const front = await startEnvoyFront({
     ingress: mode === 'mongoplex-envoy-sidecar' ? { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: tcp } } : { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } },
   });
   stops.push(() => front.envoy.stop());

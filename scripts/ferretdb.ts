@@ -19,20 +19,52 @@ export interface ServerConnections {
   open: number;
 }
 
+/** Where a FerretDB runs, once started. */
+interface Running {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly debugPort: number;
+  readonly dir: string;
+}
+
 /**
- * A real FerretDB v1 (SQLite backend) on a free loopback port with its own data directory.
- * Its debug address serves Prometheus metrics: the server's own view of how many connections
- * the proxy really holds.
+ * A real FerretDB v1 (SQLite backend) on a loopback port with its own data directory. Its
+ * debug address serves Prometheus metrics: the server's own view of how many connections the
+ * proxy really holds. Created first and started later, so a test file can declare its one
+ * FerretDB at the top and start it in a `before` hook.
  */
 export class FerretDB {
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly host: string,
-    readonly port: number,
-    readonly debugPort: number,
-    readonly dir: string,
-    private readonly keepData: boolean,
-  ) {}
+  readonly host = '127.0.0.1';
+  private running: Running | undefined;
+
+  /**
+   * Without options: free ports and a temporary data directory removed on stop (tests,
+   * benchmarks). With `dir`, the data is kept (the dev stack).
+   */
+  constructor(private readonly options: { dir?: string; port?: number; debugPort?: number } = {}) {}
+
+  static async start(options: { dir?: string; port?: number; debugPort?: number } = {}): Promise<FerretDB> {
+    const db = new FerretDB(options);
+    await db.start();
+    return db;
+  }
+
+  private get state(): Running {
+    if (!this.running) throw new Error('FerretDB is not started');
+    return this.running;
+  }
+
+  get port(): number {
+    return this.state.port;
+  }
+
+  get debugPort(): number {
+    return this.state.debugPort;
+  }
+
+  get dir(): string {
+    return this.state.dir;
+  }
 
   get address(): string {
     return `${this.host}:${this.port}`;
@@ -42,39 +74,34 @@ export class FerretDB {
     return `mongodb://${this.address}/?directConnection=true`;
   }
 
-  /**
-   * Starts FerretDB. Without options: free ports and a temporary data directory removed on
-   * stop (tests, benchmarks). With `dir`, the data is kept (the dev stack).
-   */
-  static async start(options: { dir?: string; port?: number; debugPort?: number } = {}): Promise<FerretDB> {
+  async start(): Promise<void> {
     const bin = ferretdbBinary();
-    const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'mongoplex-ferretdb-'));
+    const dir = this.options.dir ?? mkdtempSync(path.join(tmpdir(), 'mongoplex-ferretdb-'));
     mkdirSync(dir, { recursive: true });
-    const port = options.port ?? (await freePort());
-    const debugPort = options.debugPort ?? (await freePort());
+    const port = this.options.port ?? (await freePort());
+    const debugPort = this.options.debugPort ?? (await freePort());
     const log = createWriteStream(path.join(dir, 'ferretdb.log'));
     const child = spawn(bin, [
       '--handler=sqlite',
       `--sqlite-url=file:${dir}/`,
-      `--listen-addr=127.0.0.1:${port}`,
+      `--listen-addr=${this.host}:${port}`,
       `--state-dir=${dir}`,
       '--telemetry=disable',
-      `--debug-addr=127.0.0.1:${debugPort}`,
+      `--debug-addr=${this.host}:${debugPort}`,
       '--log-level=error',
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    const db = new FerretDB(child, '127.0.0.1', port, debugPort, dir, options.dir !== undefined);
+    this.running = { child, port, debugPort, dir };
     await waitFor('FerretDB readiness', async () => {
       if (child.exitCode !== null) throw new Error(`FerretDB exited with ${child.exitCode} (log: ${dir}/ferretdb.log)`);
-      const r = await fetch(`http://127.0.0.1:${debugPort}/debug/readyz`);
+      const r = await fetch(`http://${this.host}:${debugPort}/debug/readyz`);
       return r.ok ? true : undefined;
     });
-    return db;
   }
 
   async metrics(): Promise<string> {
-    const r = await fetch(`http://127.0.0.1:${this.debugPort}/debug/metrics`);
+    const r = await fetch(`http://${this.host}:${this.debugPort}/debug/metrics`);
     return r.text();
   }
 
@@ -95,7 +122,10 @@ export class FerretDB {
   }
 
   async stop(): Promise<void> {
-    await terminate(this.child);
-    if (!this.keepData) rmSync(this.dir, { recursive: true, force: true });
+    const r = this.running;
+    if (!r) return;
+    this.running = undefined;
+    await terminate(r.child);
+    if (this.options.dir === undefined) rmSync(r.dir, { recursive: true, force: true });
   }
 }

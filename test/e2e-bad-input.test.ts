@@ -2,13 +2,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON } from 'bson';
 import { MongoClient, MongoServerError } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
 import { FaultRelay } from './support/fault-relay';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { writeHeader } from '../filter/wire/header';
 import { Metrics } from '../filter/telemetry/metrics';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 function header(length: number, requestId: number, opCode: number): Buffer {
   const b = Buffer.alloc(16);
@@ -17,12 +20,10 @@ function header(length: number, requestId: number, opCode: number): Buffer {
 }
 
 describe('bad input gets a clear error and disturbs no one else', () => {
-  let db: FerretDB;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
   let bystander: MongoClient;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 2 }, client: { maxMessageSizeBytes: 1024 * 1024 } });
     bystander = await new MongoClient(proxy.uri, { maxPoolSize: 1 }).connect();
     await bystander.db('bad').collection('c').insertOne({ _id: 'still-here' } as never);
@@ -30,7 +31,6 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   after(async () => {
     await bystander?.close();
     await proxy?.stop();
-    await db?.stop();
   });
 
   async function bystanderStillServed(): Promise<void> {
@@ -126,12 +126,10 @@ describe('bad input gets a clear error and disturbs no one else', () => {
 });
 
 describe('an upstream that vanishes mid-reply', () => {
-  let db: FerretDB;
   let relay: FaultRelay;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     relay = new FaultRelay(db.host, db.port);
     await relay.listen();
     proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1 } });
@@ -139,7 +137,6 @@ describe('an upstream that vanishes mid-reply', () => {
   after(async () => {
     await proxy?.stop();
     await relay?.close();
-    await db?.stop();
   });
 
   it('gives the client a HostUnreachable error reply instead of a hang, and the next request works', async () => {
@@ -196,16 +193,13 @@ describe('an upstream that vanishes mid-reply', () => {
 });
 
 describe('connection-scoped commands are handled by the proxy, not by whichever pooled connection is free', () => {
-  let db: FerretDB;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address);
   });
   after(async () => {
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('whatsmyuri names the client\'s own connection to the proxy', async () => {

@@ -2,7 +2,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON, Long } from 'bson';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
 import { Metrics } from '../filter/telemetry/metrics';
@@ -10,20 +9,21 @@ import { compressMessage } from '../filter/wire/compression';
 import { encodeOpMsg, MsgFlag, opMsgFlags } from '../filter/wire/opmsg';
 import { OpCode, readHeader } from '../filter/wire/header';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('compression and exhaust between clients and mongoplex', () => {
-  let db: FerretDB;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     // FerretDB closes connections on OP_COMPRESSED: the upstream leg negotiates none, the
     // client leg negotiates its own.
     proxy = await startMongoplex(db.address, { upstream: { compressors: ['snappy', 'zlib', 'zstd'] } });
   });
   after(async () => {
     await proxy?.stop();
-    await db?.stop();
   });
 
   for (const compressor of ['snappy', 'zlib', 'zstd'] as const) {
@@ -70,12 +70,10 @@ describe('compression and exhaust between clients and mongoplex', () => {
 });
 
 describe('compression on the upstream leg, negotiated separately', () => {
-  let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     rs = new ReplicaSetFixture(db, 'fleet', 1, 'mongos');
     rs.compressors = ['zlib', 'zstd'];
     await rs.start();
@@ -84,7 +82,6 @@ describe('compression on the upstream leg, negotiated separately', () => {
   after(async () => {
     await proxy?.stop();
     await rs?.stop();
-    await db?.stop();
   });
 
   it('uncompressed clients, zstd upstream (the one both sides allow); handshakes never compressed', async () => {

@@ -1,25 +1,25 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient, MongoServerError } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { Metrics } from '../filter/telemetry/metrics';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 /** The official driver through mongoplex against real FerretDB: what an application sees. */
 describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', () => {
-  let db: FerretDB;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
   let client: MongoClient;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4 } });
     client = await new MongoClient(proxy.uri, { maxPoolSize: 5 }).connect();
   });
   after(async () => {
     await client?.close();
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('sees mongoplex as a mongos with the fields drivers require', async () => {
@@ -110,7 +110,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
         return docs.map((d) => d._id as unknown as number);
       })));
       for (const ids of results) assert.deepEqual(ids, Array.from({ length: 300 }, (_, i) => i));
-      const stats = proxy.proxy.stats() as { pools: Array<{ total: number }> };
+      const stats = proxy.proxy.stats();
       assert.ok(stats.pools[0]!.total <= 4, `pool stayed within maxPoolSize 4 (was ${stats.pools[0]!.total})`);
       assert.equal(proxy.proxy.cursors.size, 0, 'exhausted cursors leave no routes behind');
       // 40 cursors of 300 documents in batches of 7: 42 getMores each, all found by their route.

@@ -1,29 +1,30 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FerretDB } from '../scripts/ferretdb';
 import { freePort, waitFor } from '../scripts/ports';
 import { MongoClient } from 'mongodb';
-import { MongoplexProcess, startMongoplex } from './support/mongoplex';
-import { startEnvoy, type EnvoyFront } from './support/envoy-stack';
+import { startMongoplex } from './support/mongoplex';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { concurrentCursors, crudRoundTrip, manyClientConnections } from './support/driver-scenarios';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 
 describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () => {
-  let db: FerretDB;
   let proxy: Running;
   let front: EnvoyFront;
 
   before(async () => {
-    db = await FerretDB.start();
     const grpc = await freePort();
     proxy = await startMongoplex(db.address, { listen: { grpc: `127.0.0.1:${grpc}` }, upstream: { maxPoolSize: 6 } });
-    front = await startEnvoy({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
   });
   after(async () => {
     await front?.envoy.stop();
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('runs CRUD, aggregation, server errors and a 15 MB document through Envoy', async () => {
@@ -46,26 +47,23 @@ describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () =>
 });
 
 describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2 → ORIGINAL_DST)', () => {
-  let db: FerretDB;
   let proxy: Running;
   let egress: EnvoyFront;
 
   before(async () => {
-    db = await FerretDB.start();
-    egress = await startEnvoy({ egress: { maxConnectionsPerMember: 4 } });
+    egress = await startEnvoyFront({ egress: { maxConnectionsPerMember: 4 } });
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4, via: egress.egress } });
   });
   after(async () => {
     await proxy?.stop();
     await egress?.envoy.stop();
-    await db?.stop();
   });
 
   it('runs the same CRUD and cursor scenarios, every upstream connection made by Envoy', async () => {
     await crudRoundTrip(proxy.uri, 'egress_crud');
     await concurrentCursors(proxy.uri, 'egress_cursors', 10);
     const envoyMade = await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total');
-    const pool = (proxy.proxy.stats() as { pools: Array<{ total: number }> }).pools[0]!;
+    const pool = proxy.proxy.stats().pools[0]!;
     assert.ok(envoyMade >= 1 && envoyMade <= 4, `Envoy opened ${envoyMade} member connections`);
     assert.equal((await db.connections()).open, pool.total, 'FerretDB holds exactly the pooled connections, all via Envoy');
   });
@@ -88,19 +86,16 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
 });
 
 describe('client → Envoy tcp_proxy → mongoplex TCP listener (sidecar)', () => {
-  let db: FerretDB;
   let proxy: Running;
   let front: EnvoyFront;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4 } });
-    front = await startEnvoy({ ingress: { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: proxy.port } } });
+    front = await startEnvoyFront({ ingress: { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: proxy.port } } });
   });
   after(async () => {
     await front?.envoy.stop();
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('runs the same CRUD and cursor scenarios', async () => {
@@ -110,7 +105,6 @@ describe('client → Envoy tcp_proxy → mongoplex TCP listener (sidecar)', () =
 });
 
 describe('the filter process dies while clients are connected through Envoy', () => {
-  let db: FerretDB;
   let filter: MongoplexProcess;
   let front: EnvoyFront;
   let grpc: number;
@@ -122,15 +116,13 @@ describe('the filter process dies while clients are connected through Envoy', ()
   });
 
   before(async () => {
-    db = await FerretDB.start();
     grpc = await freePort();
     filter = await startFilter();
-    front = await startEnvoy({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
   });
   after(async () => {
     await filter?.stop();
     await front?.envoy.stop();
-    await db?.stop();
   });
 
   it('clients get errors promptly, Envoy keeps running, and clients reconnect once the filter is back', async () => {

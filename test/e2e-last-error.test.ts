@@ -1,13 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON } from 'bson';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
 import { LegacyServerFixture } from './support/legacy-server-fixture';
 import { encodeOpMsg, MsgFlag } from '../filter/wire/opmsg';
 import { encodeOpQuery } from '../filter/wire/legacy';
 import { HEADER_SIZE, OpCode, writeHeader } from '../filter/wire/header';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 function opInsert(requestId: number, ns: string, docs: object[]): Buffer {
   const body = Buffer.concat([Buffer.alloc(4), Buffer.from(ns + '\0'), ...docs.map((d) => Buffer.from(BSON.serialize(d)))]);
@@ -17,12 +20,10 @@ function opInsert(requestId: number, ns: string, docs: object[]): Buffer {
 }
 
 describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', () => {
-  let db: FerretDB;
   let legacy: LegacyServerFixture;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     legacy = new LegacyServerFixture(db);
     await legacy.start();
     proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 4 } });
@@ -30,7 +31,6 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
   after(async () => {
     await proxy?.stop();
     await legacy?.stop();
-    await db?.stop();
   });
 
   /** Busy neighbours keep every pooled connection in rotation while the test client works. */

@@ -2,19 +2,20 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON, Long } from 'bson';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { waitFor } from '../scripts/ports';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('load-balanced clients (loadBalanced=true)', () => {
-  let db: FerretDB;
   let fleet: ReplicaSetFixture;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     fleet = new ReplicaSetFixture(db, 'fleet', 2, 'mongos');
     await fleet.start();
     proxy = await startMongoplex(fleet.addresses[0]!, { topology: { mode: 'mongos', heartbeatMs: 300 }, upstream: { servers: fleet.addresses } });
@@ -22,7 +23,6 @@ describe('load-balanced clients (loadBalanced=true)', () => {
   after(async () => {
     await proxy?.stop();
     await fleet?.stop();
-    await db?.stop();
   });
 
   it('the official driver in load-balanced mode runs CRUD, cursors and a transaction', async () => {

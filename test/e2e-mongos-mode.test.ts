@@ -1,20 +1,21 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { startMongoplex } from './support/mongoplex';
 import { insertsAcrossStepDown } from './support/driver-scenarios';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 
 describe('mongos mode over a replica set: the proxy selects servers from $readPreference and follows failover', () => {
-  let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: Running;
 
   before(async () => {
-    db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
     proxy = await startMongoplex(rs.addresses[0]!, { topology: { mode: 'mongos', heartbeatMs: 300 }, upstream: { maxPoolSize: 4 } });
@@ -22,7 +23,6 @@ describe('mongos mode over a replica set: the proxy selects servers from $readPr
   after(async () => {
     await proxy?.stop();
     await rs?.stop();
-    await db?.stop();
   });
 
   it('presents one mongos address; writes go to the primary, secondary reads to secondaries', async () => {
@@ -70,12 +70,10 @@ describe('mongos mode over a replica set: the proxy selects servers from $readPr
 });
 
 describe('mongos mode over a fleet of mongos routers: transactions and cursors stay pinned', () => {
-  let db: FerretDB;
   let fleet: ReplicaSetFixture;
   let proxy: Running;
 
   before(async () => {
-    db = await FerretDB.start();
     fleet = new ReplicaSetFixture(db, 'fleet', 3, 'mongos');
     await fleet.start();
     proxy = await startMongoplex(fleet.addresses.join(','), { topology: { mode: 'mongos', heartbeatMs: 300 }, upstream: { servers: fleet.addresses, maxPoolSize: 3 } });
@@ -83,7 +81,6 @@ describe('mongos mode over a fleet of mongos routers: transactions and cursors s
   after(async () => {
     await proxy?.stop();
     await fleet?.stop();
-    await db?.stop();
   });
 
   it('spreads plain traffic over the routers, but runs every statement of each transaction on one router', async () => {

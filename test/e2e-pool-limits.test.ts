@@ -2,23 +2,24 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import type { Long } from 'bson';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
 import { FaultRelay } from './support/fault-relay';
 import { waitFor } from '../scripts/ports';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 type PoolStats = { total: number; idle: number; holdingCursors: number; waiting: number };
-const poolOf = (p: Running): PoolStats => (p.proxy.stats() as { pools: PoolStats[] }).pools[0]!;
+const poolOf = (p: Running): PoolStats => p.proxy.stats().pools[0]!;
 
 describe('pool limits end in clear Mongo errors', () => {
-  let db: FerretDB;
   let relay: FaultRelay;
   let proxy: Running;
 
   before(async () => {
-    db = await FerretDB.start();
     relay = new FaultRelay(db.host, db.port);
     await relay.listen();
     proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1, waitQueueTimeoutMs: 200, maxWaitQueueSize: 1 } });
@@ -27,7 +28,6 @@ describe('pool limits end in clear Mongo errors', () => {
     relay?.release();
     await proxy?.stop();
     await relay?.close();
-    await db?.stop();
   });
 
   it('a request that waits past waitQueueTimeoutMs gets NetworkInterfaceExceededTimeLimit, then a full queue gets a retryable overload error', async () => {
@@ -73,16 +73,13 @@ describe('pool limits end in clear Mongo errors', () => {
 });
 
 describe('pool reaping', () => {
-  let db: FerretDB;
   let proxy: Running;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 2, maxIdleTimeMs: 100 } });
   });
   after(async () => {
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('closes idle connections but keeps the one whose cursor is still open (FerretDB kills cursors with their connection)', async () => {

@@ -1,20 +1,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { startMongoplex } from './support/mongoplex';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('connection pooling', () => {
-  let db: FerretDB;
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    db = await FerretDB.start();
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 8, maxConnecting: 2, waitQueueTimeoutMs: 60_000 } });
   });
   after(async () => {
     await proxy?.stop();
-    await db?.stop();
   });
 
   it('serves 500 concurrent client connections over at most 8 server connections, with zero errors', async () => {
@@ -58,7 +58,7 @@ describe('connection pooling', () => {
     }
     const serverAfter = await db.connections();
     const opened = serverAfter.accepted - serverBefore.accepted;
-    const stats = proxy.proxy.stats() as { pools: Array<{ total: number }> };
+    const stats = proxy.proxy.stats();
     assert.equal(errors, 0);
     assert.equal(ops, 500 * 2 * 3);
     // The server's own accept counter: every connection it ever saw from the proxy during the

@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { waitFor } from '../scripts/ports';
 import type { RunningServer } from '../filter/server';
 import { startConfigured } from './support/mongoplex';
@@ -10,16 +9,18 @@ import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { Envoy } from '../scripts/envoy';
 import { freePort } from '../scripts/ports';
 import { buildBootstrap } from '../filter/envoy/bootstrap';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('replset mode: one proxy address per member, driver uses replicaSet=', () => {
-  let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: RunningServer;
   let uri: string;
   let proxyAddresses: string[];
 
   before(async () => {
-    db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
     proxy = await startConfigured({
@@ -34,7 +35,6 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
   after(async () => {
     await proxy?.stop();
     await rs?.stop();
-    await db?.stop();
   });
 
   it('discovery yields only proxy addresses, and the driver never dials a backend address', async () => {
@@ -138,12 +138,10 @@ describe('replset mode: one proxy address per member, driver uses replicaSet=', 
 });
 
 describe('replset mode: members joining and leaving', () => {
-  let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: RunningServer;
 
   before(async () => {
-    db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
     proxy = await startConfigured({
@@ -156,7 +154,6 @@ describe('replset mode: members joining and leaving', () => {
   after(async () => {
     await proxy?.stop();
     await rs?.stop();
-    await db?.stop();
   });
 
   it('a new member gets a proxy address and a departed one loses its own, without a restart or dropping other clients', async () => {
@@ -189,14 +186,12 @@ describe('replset mode: members joining and leaving', () => {
 });
 
 describe('replset mode through Envoy: one Envoy listener per member (ext_proc metadata names the member)', () => {
-  let db: FerretDB;
   let rs: ReplicaSetFixture;
   let proxy: RunningServer;
   let envoy: Envoy;
   let listeners: number[];
 
   before(async () => {
-    db = await FerretDB.start();
     rs = new ReplicaSetFixture(db);
     await rs.start();
     const grpc = await freePort();
@@ -221,7 +216,6 @@ describe('replset mode through Envoy: one Envoy listener per member (ext_proc me
     await envoy?.stop();
     await proxy?.stop();
     await rs?.stop();
-    await db?.stop();
   });
 
   it('the driver discovers only Envoy addresses and its reads and writes reach the right members', async () => {

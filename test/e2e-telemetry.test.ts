@@ -1,20 +1,21 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { FerretDB } from '../scripts/ferretdb';
 import { freePort, waitFor } from '../scripts/ports';
-import { MongoplexProcess } from './support/mongoplex';
-import { startEnvoy, type EnvoyFront } from './support/envoy-stack';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { OtlpReceiver } from './support/otlp-receiver';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('OpenTelemetry export over OTLP (standard OTEL_* environment)', () => {
-  let db: FerretDB;
   let receiver: OtlpReceiver;
   let filter: MongoplexProcess;
   let front: EnvoyFront;
 
   before(async () => {
-    db = await FerretDB.start();
     receiver = new OtlpReceiver();
     const endpoint = await receiver.listen();
     const grpc = await freePort();
@@ -28,13 +29,12 @@ describe('OpenTelemetry export over OTLP (standard OTEL_* environment)', () => {
       OTEL_BSP_SCHEDULE_DELAY: '100',
       OTEL_METRIC_EXPORT_INTERVAL: '500',
     });
-    front = await startEnvoy({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
   });
   after(async () => {
     await front?.envoy.stop();
     await filter?.stop();
     await receiver?.close();
-    await db?.stop();
   });
 
   it("a driver's find through Envoy produces a span with database, collection, command and upstream server", async () => {

@@ -4,7 +4,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { validateEnvoyConfig } from '../scripts/envoy';
+import { envoyBinary } from '../scripts/envoy';
+
+/** `envoy --mode validate`: undefined when the config is valid, else Envoy's complaint. */
+function validateEnvoyConfig(file: string): string | undefined {
+  const r = spawnSync(envoyBinary(), ['--mode', 'validate', '-c', file, '--log-level', 'error'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `${r.stdout}\n${r.stderr}`.trim();
+}
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ENVOY_DIR = path.join(ROOT, 'envoy');

@@ -1,18 +1,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FerretDB } from '../scripts/ferretdb';
 import { waitFor } from '../scripts/ports';
 import { FaultRelay } from './support/fault-relay';
 import { TopologyMonitor } from '../filter/topology/monitor';
 import { ServerAddress } from '../filter/upstream/address';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
 
 describe('topology monitor', () => {
-  let db: FerretDB;
   let relay: FaultRelay;
   let monitor: TopologyMonitor;
 
   before(async () => {
-    db = await FerretDB.start();
     relay = new FaultRelay(db.host, db.port);
     await relay.listen();
     monitor = new TopologyMonitor([ServerAddress.parse(relay.address)], {
@@ -25,7 +26,6 @@ describe('topology monitor', () => {
     monitor?.stop();
     relay?.release();
     await relay?.close();
-    await db?.stop();
   });
 
   it('a server that stops answering is marked Unknown within the timeout; a re-check never hangs (clients wait on it)', { timeout: 10_000 }, async () => {

@@ -1,11 +1,10 @@
-import * as net from 'node:net';
 import { BSON, ObjectId, type Document } from 'bson';
-import { MessageFramer } from '../../filter/wire/framer';
 import { newRequestId, OpCode, type WireMessage } from '../../filter/wire/header';
 import { encodeOpMsg, parseOpMsg } from '../../filter/wire/opmsg';
 import { encodeOpReply, parseOpQuery } from '../../filter/wire/legacy';
-import type { FerretDB } from '../../scripts/ferretdb';
+import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES, MAX_WRITE_BATCH_SIZE } from '../../filter/wire/limits';
 import { compressMessage, decompressMessage, type CompressorName } from '../../filter/wire/compression';
+import { WireEndpoint, type Storage, type WireConnection } from './wire-endpoint';
 
 /**
  * A three-member replica set for tests, over real FerretDB storage (which has no replica
@@ -28,50 +27,27 @@ export interface Executed {
 }
 
 class Member {
-  readonly server: net.Server;
-  port = 0;
+  readonly endpoint: WireEndpoint;
   readonly clientAddresses = new Set<string>();
   constructor(readonly index: number, readonly set: ReplicaSetFixture) {
-    this.server = net.createServer((s) => this.accept(s));
+    this.endpoint = new WireEndpoint(set.storage, (conn) => {
+      this.clientAddresses.add(conn.remote);
+      this.set.connectionsAccepted[this.index]!++;
+      return (m) => this.handle(m, conn);
+    });
   }
 
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return this.endpoint.address;
   }
 
-  private accept(socket: net.Socket): void {
-    this.clientAddresses.add(`${socket.remoteAddress}:${socket.remotePort}`);
-    this.set.connectionsAccepted[this.index]!++;
-    const framer = new MessageFramer(64 * 1024 * 1024);
-    const backend = net.connect({ host: this.set.storage.host, port: this.set.storage.port });
-    const backendFramer = new MessageFramer(64 * 1024 * 1024);
-    const waiting: Array<(m: WireMessage) => void> = [];
-    backend.on('data', (c: Buffer) => {
-      for (const m of backendFramer.push(c)) waiting.shift()?.(m);
-    });
-    const toBackend = (bytes: Buffer): Promise<WireMessage> => new Promise((resolve) => {
-      waiting.push(resolve);
-      backend.write(bytes);
-    });
-    let chain = Promise.resolve();
-    socket.on('data', (c: Buffer) => {
-      for (const m of framer.push(c)) chain = chain.then(() => this.handle(m, socket, toBackend)).catch(() => void socket.destroy());
-    });
-    const end = (): void => {
-      socket.destroy();
-      backend.destroy();
-    };
-    socket.on('close', end).on('error', end);
-    backend.on('close', end).on('error', end);
-    this.set.sockets.add(socket);
-  }
-
-  private async handle(raw: WireMessage, socket: net.Socket, toBackend: (b: Buffer) => Promise<WireMessage>): Promise<void> {
+  private async handle(raw: WireMessage, conn: WireConnection): Promise<void> {
+    const socket = conn.socket;
     // Compression (as mongod): requests may come compressed; replies go back the same way.
     let m = raw;
     let compressor: CompressorName | 'noop' | undefined;
     if (raw.header.opCode === OpCode.COMPRESSED) {
-      ({ message: m, compressor } = await decompressMessage(raw, 64 * 1024 * 1024));
+      ({ message: m, compressor } = await decompressMessage(raw, MAX_MESSAGE_SIZE_BYTES));
       this.set.compressedRequests++;
     }
     const send = async (bytes: Buffer): Promise<void> => {
@@ -132,7 +108,7 @@ class Member {
     delete forward.$readPreference;
     delete forward.$clusterTime;
     const sequences = msg.sequences;
-    const out = await toBackend(encodeOpMsg(newRequestId(), 0, BSON.serialize(forward), msg.flagBits & ~(1 | 2 | (1 << 16)), sequences));
+    const out = await conn.relay(encodeOpMsg(newRequestId(), 0, BSON.serialize(forward), msg.flagBits & ~(1 | 2 | (1 << 16)), sequences));
     const back = BSON.deserialize(parseOpMsg(out).body, { promoteLongs: false });
     const cursorId = (back.cursor as Document | undefined)?.id;
     if (cursorId !== undefined && String(cursorId) !== '0') this.set.cursorOwners.set(String(cursorId), this.index);
@@ -143,7 +119,6 @@ class Member {
 export class ReplicaSetFixture {
   readonly members: Member[];
   readonly executed: Executed[] = [];
-  readonly sockets = new Set<net.Socket>();
   readonly connectionsAccepted: number[];
   /** cursor id → the member that created it; getMore elsewhere gets CursorNotFound. */
   readonly cursorOwners = new Map<string, number>();
@@ -162,16 +137,13 @@ export class ReplicaSetFixture {
    * flavor 'mongos': the same endpoints present themselves as a fleet of mongos routers over
    * the shared storage (every one writable; hello says msg: "isdbgrid").
    */
-  constructor(readonly storage: FerretDB, readonly setName = 'rs0', size = 3, readonly flavor: 'replset' | 'mongos' = 'replset') {
+  constructor(readonly storage: Storage, readonly setName = 'rs0', size = 3, readonly flavor: 'replset' | 'mongos' = 'replset') {
     this.members = Array.from({ length: size }, (_, i) => new Member(i, this));
     this.connectionsAccepted = Array(size).fill(0);
   }
 
   async start(): Promise<void> {
-    for (const m of this.members) {
-      await new Promise<void>((r) => m.server.listen(0, '127.0.0.1', r));
-      m.port = (m.server.address() as net.AddressInfo).port;
-    }
+    for (const m of this.members) await m.endpoint.listen();
   }
 
   /** Addresses of the current members (removed ones excluded). */
@@ -182,8 +154,7 @@ export class ReplicaSetFixture {
   /** A new member joins the set (as a secondary); returns its index. */
   async addMember(): Promise<number> {
     const m = new Member(this.members.length, this);
-    await new Promise<void>((r) => m.server.listen(0, '127.0.0.1', r));
-    m.port = (m.server.address() as net.AddressInfo).port;
+    await m.endpoint.listen();
     this.members.push(m);
     this.connectionsAccepted.push(0);
     this.setVersion++;
@@ -195,8 +166,7 @@ export class ReplicaSetFixture {
     if (index === this.primary) throw new Error('step the primary down before removing it');
     this.removed.add(index);
     this.setVersion++;
-    const m = this.members[index]!;
-    await new Promise((r) => m.server.close(r));
+    await this.members[index]!.endpoint.close(false);
   }
 
   /** Every address any client connected from, per member: proves who dialed the backends. */
@@ -213,7 +183,7 @@ export class ReplicaSetFixture {
 
   private helloDocument(index: number, spelling: string): Document {
     if (this.flavor === 'mongos') {
-      return { [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: true, msg: 'isdbgrid', maxBsonObjectSize: 16777216, maxMessageSizeBytes: 48000000, maxWriteBatchSize: 100000, localTime: new Date(), logicalSessionTimeoutMinutes: 30, connectionId: 7, minWireVersion: 0, maxWireVersion: 21, ok: 1 };
+      return { [spelling === 'hello' ? 'isWritablePrimary' : 'ismaster']: true, msg: 'isdbgrid', maxBsonObjectSize: MAX_BSON_OBJECT_SIZE, maxMessageSizeBytes: MAX_MESSAGE_SIZE_BYTES, maxWriteBatchSize: MAX_WRITE_BATCH_SIZE, localTime: new Date(), logicalSessionTimeoutMinutes: 30, connectionId: 7, minWireVersion: 0, maxWireVersion: 21, ok: 1 };
     }
     const isPrimary = index === this.primary;
     const d: Document = {
@@ -226,9 +196,9 @@ export class ReplicaSetFixture {
       me: this.members[index]!.address,
       ...(isPrimary ? { electionId: this.electionId } : {}),
       lastWrite: { lastWriteDate: new Date(), opTime: { ts: new BSON.Timestamp({ t: Math.floor(Date.now() / 1000), i: 1 }), t: BSON.Long.fromNumber(this.term) } },
-      maxBsonObjectSize: 16777216,
-      maxMessageSizeBytes: 48000000,
-      maxWriteBatchSize: 100000,
+      maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
+      maxMessageSizeBytes: MAX_MESSAGE_SIZE_BYTES,
+      maxWriteBatchSize: MAX_WRITE_BATCH_SIZE,
       localTime: new Date(),
       logicalSessionTimeoutMinutes: 30,
       connectionId: 7,
@@ -270,7 +240,6 @@ export class ReplicaSetFixture {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await Promise.all(this.members.map((m) => new Promise((r) => m.server.close(r))));
+    await Promise.all(this.members.map((m) => m.endpoint.close()));
   }
 }

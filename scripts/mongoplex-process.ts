@@ -1,0 +1,37 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+import { terminate } from './process';
+
+const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
+
+/** mongoplex as its own process (as deployed), configured by MONGOPLEX_* variables: for benchmarks, and for tests that kill it. */
+export class MongoplexProcess {
+  private constructor(private readonly child: ChildProcess, readonly listening: { tcp: string | null; grpcPort: number | null }) {}
+
+  static async start(env: Record<string, string>): Promise<MongoplexProcess> {
+    const child = spawn(process.execPath, [MAIN], {
+      env: { ...process.env, MONGOPLEX_LOG_LEVEL: process.env.MONGOPLEX_TEST_LOG ?? 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const listening = await new Promise<{ tcp: string | null; grpcPort: number | null }>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`mongoplex exited with ${code}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.includes('"listening"')) resolve(JSON.parse(line) as { tcp: string | null; grpcPort: number | null });
+      });
+    });
+    return new MongoplexProcess(child, listening);
+  }
+
+  /** SIGKILL: the process vanishes without closing anything. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await terminate(this.child);
+  }
+}
