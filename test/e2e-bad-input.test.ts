@@ -8,7 +8,7 @@ import { FaultRelay } from './support/fault-relay';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { writeHeader } from '../filter/wire/header';
 import { Metrics } from '../filter/telemetry/metrics';
-import { useFerretDB } from './support/setup';
+import { useFerretDB, useProxiedDriver } from './support/setup';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -20,25 +20,19 @@ function header(length: number, requestId: number, opCode: number): Buffer {
 }
 
 describe('bad input gets a clear error and disturbs no one else', () => {
-  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
-  let bystander: MongoClient;
+  // A well-behaved client sharing the proxy (and its two pooled connections) with the attackers.
+  const bystander = useProxiedDriver(() => db.address, { mongoplex: { upstream: { maxPoolSize: 2 }, client: { maxMessageSizeBytes: 1024 * 1024 } }, driver: { maxPoolSize: 1 } });
 
   before(async () => {
-    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 2 }, client: { maxMessageSizeBytes: 1024 * 1024 } });
-    bystander = await new MongoClient(proxy.uri, { maxPoolSize: 1 }).connect();
-    await bystander.db('bad').collection('c').insertOne({ _id: 'still-here' } as never);
-  });
-  after(async () => {
-    await bystander?.close();
-    await proxy?.stop();
+    await bystander.client.db('bad').collection('c').insertOne({ _id: 'still-here' } as never);
   });
 
   async function bystanderStillServed(): Promise<void> {
-    assert.deepEqual(await bystander.db('bad').collection('c').findOne({ _id: 'still-here' } as never), { _id: 'still-here' });
+    assert.deepEqual(await bystander.client.db('bad').collection('c').findOne({ _id: 'still-here' } as never), { _id: 'still-here' });
   }
 
   it('answers a negative message length with a ProtocolError reply, then closes', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     c.send(header(-5, 77, 2013));
     const reply = await c.next();
     assert.ok(reply);
@@ -51,7 +45,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers a length below the header size with an error and closes', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     c.send(header(8, 5, 2013));
     const doc = decodeReply((await c.next())!);
     assert.equal(doc.codeName, 'ProtocolError');
@@ -59,7 +53,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('refuses a message larger than maxMessageSizeBytes before buffering it', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     c.send(header(48_000_000, 9, 2013));
     const doc = decodeReply((await c.next())!);
     assert.equal(doc.codeName, 'BSONObjectTooLarge');
@@ -69,7 +63,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers an unknown opcode with an error and keeps the connection usable', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     const msg = Buffer.concat([header(20, 3, 4242), Buffer.alloc(4)]);
     c.send(msg);
     const doc = decodeReply((await c.next())!);
@@ -80,7 +74,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('answers invalid BSON with InvalidBSON and keeps the connection usable', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     const body = Buffer.from(BSON.serialize({ find: 'c', $db: 'bad' }));
     body.writeInt32LE(body.length + 100, 0); // the document claims more bytes than it has
     c.send(encodeOpMsg(11, 0, body));
@@ -95,7 +89,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('refuses an OP_MSG with unknown required flag bits', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     const doc = await c.command({ ping: 1, $db: 'admin' }, 1 << 5);
     assert.equal(doc.codeName, 'ProtocolError');
     assert.match(doc.errmsg, /unknown required flag bits 0x20/);
@@ -103,7 +97,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
   });
 
   it('survives random garbage followed by a vanished client', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     const msg = encodeOpMsg(1, 0, BSON.serialize({ insert: 'c', documents: [{ x: 1 }], $db: 'bad' }));
     c.send(msg.subarray(0, msg.length - 10)); // truncated: the rest never comes
     c.destroy();
@@ -113,7 +107,7 @@ describe('bad input gets a clear error and disturbs no one else', () => {
 
   it('keeps the pooled connection healthy when a client vanishes while its request is upstream', async () => {
     const closedBefore = Metrics.upstreamConnectionsClosed.value();
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(bystander.proxy.port);
     const docs = Array.from({ length: 2000 }, (_, i) => ({ i, pad: 'y'.repeat(200) }));
     c.send(encodeOpMsg(1, 0, BSON.serialize({ insert: 'vanish', documents: docs, $db: 'bad' })));
     await new Promise((r) => setTimeout(r, 5));

@@ -1,29 +1,18 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient, MongoServerError } from 'mongodb';
-import { startMongoplex } from './support/mongoplex';
 import { Metrics } from '../filter/telemetry/metrics';
-import { useFerretDB } from './support/setup';
+import { useFerretDB, useProxiedDriver } from './support/setup';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
 
 /** The official driver through mongoplex against real FerretDB: what an application sees. */
 describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', () => {
-  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
-  let client: MongoClient;
-
-  before(async () => {
-    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4 } });
-    client = await new MongoClient(proxy.uri, { maxPoolSize: 5 }).connect();
-  });
-  after(async () => {
-    await client?.close();
-    await proxy?.stop();
-  });
+  const stack = useProxiedDriver(() => db.address, { mongoplex: { upstream: { maxPoolSize: 4 } }, driver: { maxPoolSize: 5 } });
 
   it('sees mongoplex as a mongos with the fields drivers require', async () => {
-    const hello = await client.db('admin').command({ hello: 1 });
+    const hello = await stack.client.db('admin').command({ hello: 1 });
     assert.equal(hello.msg, 'isdbgrid');
     assert.equal(hello.isWritablePrimary, true);
     assert.equal(typeof hello.logicalSessionTimeoutMinutes, 'number');
@@ -34,7 +23,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('inserts, finds, updates and deletes documents', async () => {
-    const col = client.db('crud').collection<{ _id: number; name: string }>('people');
+    const col = stack.client.db('crud').collection<{ _id: number; name: string }>('people');
     await col.insertMany([{ _id: 1, name: 'ada' }, { _id: 2, name: 'grace' }, { _id: 3, name: 'linus' }]);
     assert.deepEqual(await col.findOne({ _id: 2 }), { _id: 2, name: 'grace' });
     const upd = await col.updateOne({ _id: 3 }, { $set: { name: 'ken' } });
@@ -45,7 +34,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('runs ordered and unordered bulk writes', async () => {
-    const col = client.db('crud').collection('bulk');
+    const col = stack.client.db('crud').collection('bulk');
     const res = await col.bulkWrite([
       { insertOne: { document: { _id: 'a', n: 1 } } },
       { insertOne: { document: { _id: 'b', n: 2 } } },
@@ -62,14 +51,14 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('runs aggregation pipelines', async () => {
-    const col = client.db('crud').collection('agg');
+    const col = stack.client.db('crud').collection('agg');
     await col.insertMany(Array.from({ length: 100 }, (_, i) => ({ g: i % 3, v: i })));
     const out = await col.aggregate([{ $group: { _id: '$g', total: { $sum: '$v' } } }, { $sort: { _id: 1 } }]).toArray();
     assert.deepEqual(out, [{ _id: 0, total: 1683 }, { _id: 1, total: 1617 }, { _id: 2, total: 1650 }]);
   });
 
   it('passes server errors through unchanged (duplicate key)', async () => {
-    const col = client.db('crud').collection('dups');
+    const col = stack.client.db('crud').collection('dups');
     await col.insertOne({ _id: 'x' } as never);
     await assert.rejects(col.insertOne({ _id: 'x' } as never), (err: unknown) => {
       assert.ok(err instanceof MongoServerError);
@@ -77,7 +66,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
       assert.match(err.message, /duplicate key/);
       return true;
     });
-    await assert.rejects(client.db('crud').command({ noSuchCommandAtAll: 1 }), (err: unknown) => {
+    await assert.rejects(stack.client.db('crud').command({ noSuchCommandAtAll: 1 }), (err: unknown) => {
       assert.ok(err instanceof MongoServerError);
       assert.equal(err.code, 59);
       return true;
@@ -85,7 +74,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('stores and reads back a document near the 16 MB limit', async () => {
-    const col = client.db('crud').collection('big');
+    const col = stack.client.db('crud').collection('big');
     const payload = 'x'.repeat(16 * 1024 * 1024 - 1024);
     await col.insertOne({ _id: 'big', payload } as never);
     const back = await col.findOne({ _id: 'big' } as never);
@@ -93,15 +82,15 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('refuses client authentication with a clear error instead of mixing identities on pooled connections', async () => {
-    const c = new MongoClient(proxy.uri.replace('mongodb://', 'mongodb://user:pass@'), { serverSelectionTimeoutMS: 3000 });
+    const c = new MongoClient(stack.proxy.uri.replace('mongodb://', 'mongodb://user:pass@'), { serverSelectionTimeoutMS: 3000 });
     await assert.rejects(c.connect(), /mongoplex authenticates its pooled upstream connections itself/);
     await c.close();
   });
 
   it('drains cursors with a small batchSize while many clients share few upstream connections', async () => {
-    const col = client.db('crud').collection('cursors');
+    const col = stack.client.db('crud').collection('cursors');
     await col.insertMany(Array.from({ length: 300 }, (_, i) => ({ _id: i, pad: 'p'.repeat(100) })) as never);
-    const clients = await Promise.all(Array.from({ length: 20 }, () => new MongoClient(proxy.uri, { maxPoolSize: 2 }).connect()));
+    const clients = await Promise.all(Array.from({ length: 20 }, () => new MongoClient(stack.proxy.uri, { maxPoolSize: 2 }).connect()));
     const routed = (reason: string): number => Metrics.commands.value({ handling: 'forwarded', route: reason });
     const before = { cursor: routed('cursor'), unknown: routed('cursor_unknown') };
     try {
@@ -110,9 +99,9 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
         return docs.map((d) => d._id as unknown as number);
       })));
       for (const ids of results) assert.deepEqual(ids, Array.from({ length: 300 }, (_, i) => i));
-      const stats = proxy.proxy.stats();
+      const stats = stack.proxy.proxy.stats();
       assert.ok(stats.pools[0]!.total <= 4, `pool stayed within maxPoolSize 4 (was ${stats.pools[0]!.total})`);
-      assert.equal(proxy.proxy.cursors.size, 0, 'exhausted cursors leave no routes behind');
+      assert.equal(stack.proxy.proxy.cursors.size, 0, 'exhausted cursors leave no routes behind');
       // 40 cursors of 300 documents in batches of 7: 42 getMores each, all found by their route.
       assert.equal(routed('cursor') - before.cursor, 40 * 42);
       assert.equal(routed('cursor_unknown') - before.unknown, 0);
@@ -122,11 +111,11 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
   });
 
   it('forgets a cursor route when the client kills the cursor', async () => {
-    const col = client.db('crud').collection('cursors');
+    const col = stack.client.db('crud').collection('cursors');
     const cursor = col.find({}, { batchSize: 5 });
     await cursor.next();
-    assert.equal(proxy.proxy.cursors.size, 1);
+    assert.equal(stack.proxy.proxy.cursors.size, 1);
     await cursor.close();
-    assert.equal(proxy.proxy.cursors.size, 0);
+    assert.equal(stack.proxy.proxy.cursors.size, 0);
   });
 });
