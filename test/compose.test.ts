@@ -96,6 +96,7 @@ describe('docker-compose.yml', () => {
     const cfg = loadConfig({ env: settings });
     assert.equal(ConfigSchema.safeParse(cfg).success, true);
     assert.deepEqual(cfg.upstream.servers, ['mongo1:27017', 'mongo2:27017', 'mongo3:27017']);
+    assert.equal(cfg.topology.mode, 'mongos', 'the replica set is monitored, not treated as one server');
     const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
     assert.match(envoyConfig, /address: mongoplex\n\s+port_value: 50051/);
     assert.match(envoyConfig, /port_value: 27100/);
