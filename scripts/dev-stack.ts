@@ -6,6 +6,7 @@ import { buildBootstrap } from '../filter/envoy/bootstrap';
 import { startTelemetry } from '../filter/telemetry/sdk';
 import { Envoy } from './envoy';
 import { FerretDB } from './ferretdb';
+import { portInUse } from './ports';
 
 /**
  * The dev stack (`npm run dev`): an embedded FerretDB (data kept in .cache/dev/), mongoplex, and
@@ -14,13 +15,36 @@ import { FerretDB } from './ferretdb';
  * MONGOPLEX_UPSTREAM_SERVERS=host:port puts the stack in front of your own MongoDB instead.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
+/** The dev stack's ports, each with the environment variable that moves it. */
 const PORTS = {
-  envoy: Number(process.env.DEV_ENVOY_PORT ?? 27017),
-  envoyAdmin: Number(process.env.DEV_ENVOY_ADMIN_PORT ?? 9902),
-  ferretdb: Number(process.env.DEV_FERRETDB_PORT ?? 27018),
-  grpc: Number(process.env.DEV_GRPC_PORT ?? 50051),
-  admin: Number(process.env.DEV_ADMIN_PORT ?? 9901),
+  envoy: devPort('DEV_ENVOY_PORT', 27017),
+  envoyAdmin: devPort('DEV_ENVOY_ADMIN_PORT', 9902),
+  ferretdb: devPort('DEV_FERRETDB_PORT', 27018),
+  grpc: devPort('DEV_GRPC_PORT', 50051),
+  admin: devPort('DEV_ADMIN_PORT', 9901),
 };
+
+function devPort(variable: string, fallback: number): { variable: string; port: number } {
+  const raw = process.env[variable];
+  const port = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`dev stack: ${variable}=${raw} is not a port number (1-65535)`);
+    process.exit(2);
+  }
+  return { variable, port };
+}
+
+/**
+ * Checks every port the stack will listen on before anything starts, so a port already taken
+ * (a local mongod on 27017, say) is reported by name instead of as a readiness time-out.
+ */
+async function takenPorts(wanted: Array<{ variable: string; port: number }>): Promise<string[]> {
+  const taken: string[] = [];
+  for (const { variable, port } of wanted) {
+    if (await portInUse(port)) taken.push(`port ${port} (${variable}) is already in use on 127.0.0.1: set ${variable} to a free port`);
+  }
+  return taken;
+}
 
 async function main(): Promise<void> {
   const ownUpstream = process.env.MONGOPLEX_UPSTREAM_SERVERS;
@@ -29,37 +53,44 @@ async function main(): Promise<void> {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
   try {
-    let db: FerretDB | undefined;
-    if (!ownUpstream) {
-      db = await FerretDB.start({ dir: process.env.DEV_DATA_DIR ?? path.join(ROOT, '.cache', 'dev', 'ferretdb'), port: PORTS.ferretdb });
-      cleanups.push(() => db!.stop());
-    }
+    const embedded = ownUpstream ? undefined : new FerretDB({ dir: process.env.DEV_DATA_DIR ?? path.join(ROOT, '.cache', 'dev', 'ferretdb'), port: PORTS.ferretdb.port });
     const config = loadConfig({
       file: process.env.MONGOPLEX_CONFIG,
       overrides: {
-        listen: { grpc: `127.0.0.1:${PORTS.grpc}` },
-        admin: { port: PORTS.admin },
-        ...(db ? { upstream: { servers: [db.address] } } : {}),
+        listen: { grpc: `127.0.0.1:${PORTS.grpc.port}` },
+        admin: { port: PORTS.admin.port },
+        ...(embedded ? { upstream: { servers: [`${embedded.host}:${PORTS.ferretdb.port}`] } } : {}),
       },
     });
+    const wanted = [PORTS.envoy, PORTS.envoyAdmin, PORTS.grpc, PORTS.admin, ...(embedded ? [PORTS.ferretdb] : [])];
+    if (config.listen.port) wanted.push({ variable: 'MONGOPLEX_LISTEN_PORT', port: config.listen.port });
+    const taken = await takenPorts(wanted);
+    if (taken.length > 0) {
+      for (const t of taken) console.error(`dev stack: ${t}`);
+      process.exit(2);
+    }
+    if (embedded) {
+      await embedded.start();
+      cleanups.push(() => embedded.stop());
+    }
     const log = createLogger(config.log.level);
     const stopTelemetry = await startTelemetry(log);
     if (stopTelemetry) cleanups.push(stopTelemetry);
     const server = await startServer(config, log);
     cleanups.push(() => server.stop());
     const envoy = await Envoy.start(buildBootstrap({
-      admin: { host: '127.0.0.1', port: PORTS.envoyAdmin },
-      listeners: [{ name: 'main', host: '127.0.0.1', port: PORTS.envoy }],
-      ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: PORTS.grpc } },
-    }), PORTS.envoyAdmin);
+      admin: { host: '127.0.0.1', port: PORTS.envoyAdmin.port },
+      listeners: [{ name: 'main', host: '127.0.0.1', port: PORTS.envoy.port }],
+      ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: PORTS.grpc.port } },
+    }), PORTS.envoyAdmin.port);
     cleanups.push(() => envoy.stop());
     console.log('');
-    console.log(`  upstream:        ${config.upstream.servers.join(', ')}${db ? ' (embedded FerretDB, data in .cache/dev/ferretdb)' : ''}`);
-    console.log(`  mongoplex:       ext_proc gRPC 127.0.0.1:${PORTS.grpc}${server.tcp ? `, TCP ${server.tcp.address}:${server.tcp.port}` : ''}, admin http://127.0.0.1:${PORTS.admin}/stats`);
-    console.log(`  envoy:           listener 127.0.0.1:${PORTS.envoy} (network ext_proc), admin http://127.0.0.1:${PORTS.envoyAdmin}/`);
+    console.log(`  upstream:        ${config.upstream.servers.join(', ')}${embedded ? ' (embedded FerretDB, data in .cache/dev/ferretdb)' : ''}`);
+    console.log(`  mongoplex:       ext_proc gRPC 127.0.0.1:${PORTS.grpc.port}${server.tcp ? `, TCP ${server.tcp.address}:${server.tcp.port}` : ''}, admin http://127.0.0.1:${PORTS.admin.port}/stats`);
+    console.log(`  envoy:           listener 127.0.0.1:${PORTS.envoy.port} (network ext_proc), admin http://127.0.0.1:${PORTS.envoyAdmin.port}/`);
     console.log('');
     console.log('  connect with:');
-    console.log(`    mongodb://127.0.0.1:${PORTS.envoy}/`);
+    console.log(`    mongodb://127.0.0.1:${PORTS.envoy.port}/`);
     console.log('');
     console.log('  Ctrl-C stops the stack.');
   } catch (err) {

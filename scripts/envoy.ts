@@ -27,11 +27,16 @@ export class Envoy {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const envoy = new Envoy(child, adminPort, dir);
-    await waitFor('Envoy readiness', async () => {
-      if (child.exitCode !== null) throw new Error(`Envoy exited with ${child.exitCode}: ${envoy.log().slice(-2000)}`);
-      const r = await fetch(`http://127.0.0.1:${adminPort}/ready`);
-      return r.ok ? true : undefined;
-    }, 20_000);
+    try {
+      await waitFor('Envoy readiness', async () => {
+        if (child.exitCode !== null) throw new Error(`Envoy exited with ${child.exitCode}: ${envoy.log().slice(-2000)}`);
+        const r = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+        return r.ok ? true : undefined;
+      }, 20_000);
+    } catch (err) {
+      await envoy.stop(); // no process or folder left behind
+      throw err;
+    }
     return envoy;
   }
 

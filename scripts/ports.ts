@@ -12,6 +12,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether something already listens on (or holds) host:port: tries to bind it. */
+export function portInUse(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(true));
+    s.listen({ port, host, exclusive: true }, () => s.close(() => resolve(false)));
+  });
+}
+
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;

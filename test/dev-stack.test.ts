@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -51,5 +51,36 @@ describe('the dev stack (npm run dev)', () => {
     child.kill('SIGINT');
     assert.equal(await exited, 0);
     for (const [name, port] of Object.entries(ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed after Ctrl-C`);
+  });
+
+  it('refuses to start when a port is taken, naming the port and the variable that moves it, leaving nothing behind', async () => {
+    const blocker = net.createServer();
+    const taken = await freePort();
+    await new Promise<void>((r) => blocker.listen(taken, '127.0.0.1', r));
+    const others = { DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
+    const dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'mongoplex-dev-')), 'data');
+    const tmpBefore = readdirSync(tmpdir()).filter((f) => f.startsWith('mongoplex-envoy-')).length;
+    try {
+      const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
+        env: {
+          ...process.env,
+          ...Object.fromEntries(Object.entries(others).map(([k, v]) => [k, String(v)])),
+          DEV_ENVOY_PORT: String(taken),
+          DEV_DATA_DIR: dataDir,
+          MONGOPLEX_LISTEN_PORT: String(await freePort()),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      assert.equal(code, 2);
+      assert.match(stderr, new RegExp(`port ${taken} \\(DEV_ENVOY_PORT\\) is already in use on 127\\.0\\.0\\.1: set DEV_ENVOY_PORT to a free port`));
+      for (const [name, port] of Object.entries(others)) assert.equal(await portOpen(port), false, `${name} ${port} was never opened`);
+      assert.equal(existsSync(dataDir), false, 'FerretDB never started: no data folder');
+      assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('mongoplex-envoy-')).length, tmpBefore, 'no Envoy folder left behind');
+    } finally {
+      blocker.close();
+    }
   });
 });
