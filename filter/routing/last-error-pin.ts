@@ -36,10 +36,6 @@ export class LastErrorPin {
 
   constructor(private readonly timeoutMs: number) {}
 
-  hasPin(): boolean {
-    return this.held !== undefined;
-  }
-
   /** Keeps the connection for this client; a closed client's connection goes straight back. */
   hold(pool: UpstreamPool, conn: UpstreamConnection): void {
     this.release();

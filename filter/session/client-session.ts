@@ -49,14 +49,6 @@ export class ClientSession {
     this.framer = new MessageFramer(limits.maxMessageSizeBytes);
   }
 
-  get status(): ClientState {
-    return this.state;
-  }
-
-  get remote(): string {
-    return this.transport.remote;
-  }
-
   get bufferedBytes(): number {
     return this.framer.bufferedBytes + this.queuedBytes;
   }
