@@ -7,6 +7,7 @@ import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { concurrentCursors, crudRoundTrip, manyClientConnections } from './support/driver-scenarios';
 import { useFerretDB } from './support/setup';
+import { RawClient } from './support/raw-client';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -30,6 +31,13 @@ describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () =>
   it('runs CRUD, aggregation, server errors and a 15 MB document through Envoy', async () => {
     await crudRoundTrip(front.uri, 'extproc_crud');
     assert.equal(await front.envoy.stat('network_ext_proc.mongoplex_main.message_timeouts'), 0);
+  });
+
+  it('whatsmyuri through Envoy is the client\'s own host:port, not Envoy\'s', async () => {
+    const c = await RawClient.connect(front.port);
+    const r = await c.command({ whatsmyuri: 1, $db: 'admin' });
+    assert.equal(r.you, `127.0.0.1:${c.socket.localPort}`);
+    c.destroy();
   });
 
   it('drains cursors in small batches from many concurrent clients', async () => {

@@ -99,6 +99,8 @@ function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): J
             // A byte pump has no per-message deadline: the default 200 ms would cut slow queries.
             message_timeout: '0s',
             failure_mode_allow: false,
+            // The client's own address, sent with the stream's first read (whatsmyuri, logs).
+            connection_attributes: ['source.address'],
           },
         },
         {

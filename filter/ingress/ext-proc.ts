@@ -18,7 +18,10 @@ import { whenDrained } from './drain';
  *   is how replies reach the client (`process_write: SKIP`, so Envoy never asks);
  * - `connection_status: CLOSE` closes the client connection after flushing what was written;
  * - Envoy cannot be told to stop reading, so the session's byte bound is enforced by closing.
- * Per-listener facts arrive as gRPC initial metadata (`x-mongoplex-listener`).
+ * - with `connection_attributes: [source.address]`, the first `read_data` of a stream carries
+ *   the client's `host:port` in `attributes["envoy.filters.network.ext_proc"]`; later ones do not.
+ * Per-listener facts arrive as gRPC initial metadata (`x-mongoplex-listener`), so the session
+ * opens at the stream's first read, once the client's address is known.
  */
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
@@ -30,10 +33,14 @@ interface Data {
   data?: Buffer;
   end_of_stream?: boolean;
 }
+interface StructValue {
+  stringValue?: string;
+}
 interface ProcessingRequest {
   read_data?: Data;
   write_data?: Data;
   request?: 'read_data' | 'write_data';
+  attributes?: Record<string, { fields?: Record<string, StructValue> }>;
 }
 interface ProcessingResponse {
   read_data?: Data;
@@ -42,6 +49,15 @@ interface ProcessingResponse {
   connection_status?: 'CONTINUE' | 'CLOSE' | 'CLOSE_RST';
 }
 type ProcessCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+/** The attribute key Envoy files connection attributes under. */
+const ATTRIBUTES_KEY = 'envoy.filters.network.ext_proc';
+
+/** The client's `host:port` as Envoy reported it, if the listener asks Envoy for it. */
+export function clientAddress(req: ProcessingRequest): string | undefined {
+  const v = req.attributes?.[ATTRIBUTES_KEY]?.fields?.['source.address']?.stringValue;
+  return v && v.length > 0 ? v : undefined;
+}
 
 const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
 
@@ -56,7 +72,9 @@ function loadExtProcService(): grpc.ServiceDefinition {
 /** One ext_proc stream as a session transport. */
 class ExtProcTransport implements ClientTransport {
   private ended = false;
-  constructor(private readonly call: ProcessCall, readonly remote: string) {}
+  /** Set from the first read, before the session opens. */
+  remote = '';
+  constructor(private readonly call: ProcessCall) {}
 
   write(bytes: Buffer): boolean {
     if (this.ended) return true;
@@ -79,6 +97,10 @@ class ExtProcTransport implements ClientTransport {
     if (!this.ended) this.call.write(CONSUMED);
   }
 
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
   close(): void {
     if (this.ended) return;
     this.call.write({ connection_status: 'CLOSE', data_processing_status: 'UNMODIFIED' });
@@ -94,6 +116,7 @@ class ExtProcTransport implements ClientTransport {
 
 export class ExtProcIngress {
   private readonly server: grpc.Server;
+  private warnedNoAddress = false;
 
   constructor(private readonly proxy: Proxy) {
     this.server = new grpc.Server({
@@ -107,7 +130,7 @@ export class ExtProcIngress {
 
   private onStream(call: ProcessCall): void {
     const listener = call.metadata.get('x-mongoplex-listener')[0]?.toString() ?? 'default';
-    const transport = new ExtProcTransport(call, `envoy:${listener}:${call.getPeer()}`);
+    const transport = new ExtProcTransport(call);
     // A listener that stands for one replica-set member names it (replset mode).
     const memberName = call.metadata.get('x-mongoplex-member')[0]?.toString();
     let member: ServerAddress | undefined;
@@ -118,22 +141,37 @@ export class ExtProcIngress {
       transport.close();
       return;
     }
-    const session = this.proxy.openSession(transport, member);
-    if (!session) {
-      transport.close();
-      return;
-    }
+    let session: ClientSession | undefined;
     let reason = 'client_closed';
-    call.on('data', (req: ProcessingRequest) => this.onRequest(req, session, transport));
+    call.on('data', (req: ProcessingRequest) => {
+      if (!session) {
+        if (transport.isEnded) return;
+        transport.remote = clientAddress(req) ?? this.unknownClient(listener, call);
+        session = this.proxy.openSession(transport, member);
+        if (!session) return transport.close();
+      }
+      this.onRequest(req, session, transport);
+    });
     call.on('error', (err: Error) => {
       reason = 'stream_error';
-      this.proxy.log.debug({ err: err.message, session: session.id }, 'ext_proc stream error');
+      this.proxy.log.debug({ err: err.message, session: session?.id }, 'ext_proc stream error');
     });
     call.on('cancelled', () => {
       reason = 'stream_cancelled';
     });
     call.on('end', () => transport.end());
-    call.on('close', () => this.proxy.endSession(session, reason));
+    call.on('close', () => {
+      if (session) this.proxy.endSession(session, reason);
+    });
+  }
+
+  /** Without `connection_attributes`, the client's address is unknown: say where the bytes came from instead. */
+  private unknownClient(listener: string, call: ProcessCall): string {
+    if (!this.warnedNoAddress) {
+      this.warnedNoAddress = true;
+      this.proxy.log.warn({ listener }, "Envoy does not send the client's address: add connection_attributes: [source.address] to the ext_proc filter (whatsmyuri and logs show Envoy's address until then)");
+    }
+    return call.getPeer();
   }
 
   private onRequest(req: ProcessingRequest, session: ClientSession, transport: ExtProcTransport): void {
