@@ -67,7 +67,7 @@ export const ConfigSchema = z.strictObject({
      * replset: one proxy address per replica-set member, hello rewritten (listen.port unused).
      */
     mode: z.enum(['single', 'mongos', 'replset']).default('single'),
-    /** How often each upstream server is checked (mongos and replset modes). */
+    /** How often each upstream server is checked over its own monitoring connection (every mode: readiness uses it). */
     heartbeatMs: z.number().int().min(100).default(2000),
     /** The host clients are told to dial for each member's proxy address. */
     advertiseHost: z.string().min(1).default('127.0.0.1'),
@@ -91,8 +91,16 @@ export const ConfigSchema = z.strictObject({
     /** A pin unused this long is dropped (mongod aborts a transaction after transactionLifetimeLimitSeconds, 60 s by default). */
     idleTimeoutMs: z.number().int().min(1000).default(2 * 60_000),
   }).prefault({}),
+  readiness: z.strictObject({
+    /** What /readyz needs from the upstream: a writable server (primary, mongos or standalone) or any server that answers. */
+    requires: z.enum(['writable', 'reachable']).default('writable'),
+    /** A pool counts as saturated while a request has waited this long for one of its connections. */
+    maxCheckoutWaitMs: z.number().int().min(1).default(5000),
+    /** /readyz fails once a pool has stayed saturated this long without a break. */
+    saturatedForMs: ms.default(10_000),
+  }).prefault({}),
   admin: z.strictObject({
-    /** HTTP admin endpoint (/healthz, /stats); port 0 picks a free port, null disables it. */
+    /** HTTP admin endpoint (/livez, /readyz, /stats); port 0 picks a free port, null disables it. */
     host: z.string().default('127.0.0.1'),
     port: port.nullable().default(null),
   }).prefault({}),

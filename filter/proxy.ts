@@ -1,6 +1,7 @@
 import type { Config } from './config';
 import type { Logger } from './log';
 import { Janitor } from './janitor';
+import { Readiness } from './admin/readiness';
 import { ClientRoutes } from './routing/client-routes';
 import { CursorRoutes } from './routing/cursor-routes';
 import { ReplyObserver } from './routing/reply-observer';
@@ -34,8 +35,8 @@ export interface ProxyStats {
   readonly pools: PoolStats[];
   readonly cursorRoutes: number;
   readonly transactionRoutes: number;
-  /** mongos and replset modes. */
-  readonly topology?: MemberStats[];
+  /** The monitored servers (in single mode, the configured ones). */
+  readonly topology: MemberStats[];
   /** Counter name → attribute set (`k=v,…`) → value. */
   readonly counters: Record<string, Record<string, number>>;
 }
@@ -54,9 +55,12 @@ export class Proxy {
   readonly presentation: Presentation;
   /** replset mode: what clients of a member's proxy address are told. */
   readonly memberPresentation: Presentation | undefined;
-  /** Replset mode: the monitored deployment and the members' proxy addresses. */
-  readonly monitor: TopologyMonitor | undefined;
+  /** The upstream servers' health, one heartbeat connection each; in mongos and replset modes, the whole deployment. */
+  readonly monitor: TopologyMonitor;
+  /** Replset mode: the members' proxy addresses. */
   readonly addresses: AddressMap | undefined;
+  /** What /readyz answers. */
+  readonly readiness: Readiness;
   private readonly sessions = new Set<ClientSession>();
   private readonly janitor: Janitor;
   private nextClientId = 1;
@@ -76,16 +80,21 @@ export class Proxy {
       });
       pool.on('connectFailed', (err) => log.warn({ server, err: err.message }, 'upstream connect failed'));
     });
+    // Every mode monitors its servers over their own connections (readiness needs it); mongos
+    // and replset modes also follow the members a replica set reports and route by them.
+    const t = config.topology;
+    const monitored = t.mode !== 'single';
+    const monitor = new TopologyMonitor(up.servers.map((s) => ServerAddress.parse(s)), {
+      heartbeatMs: t.heartbeatMs,
+      connectTimeoutMs: up.connectTimeoutMs,
+      appName: `${up.appName}-monitor`,
+      compressors: [],
+      via,
+      discover: monitored,
+    });
+    this.monitor = monitor;
     let selection: Selection | undefined;
-    if (config.topology.mode !== 'single') {
-      const t = config.topology;
-      const monitor = new TopologyMonitor(up.servers.map((s) => ServerAddress.parse(s)), {
-        heartbeatMs: t.heartbeatMs,
-        connectTimeoutMs: up.connectTimeoutMs,
-        appName: `${up.appName}-monitor`,
-        compressors: [],
-        via,
-      });
+    if (monitored) {
       monitor.on('memberAdded', (a) => this.servers.add(a));
       monitor.on('memberRemoved', (a) => this.servers.remove(a));
       monitor.on('primaryChanged', (primary, previous) => {
@@ -93,7 +102,6 @@ export class Proxy {
         log.info({ primary: primary?.toString() ?? null, previous: previous?.toString() ?? null }, 'primary changed');
       });
       this.servers.followPrimary(() => monitor.primary()?.address);
-      this.monitor = monitor;
       // The mode is chosen per listener: member addresses get the replica-set view, any other
       // listener the mongos view with the proxy selecting servers.
       selection = { monitor, heartbeatMs: t.heartbeatMs };
@@ -102,14 +110,16 @@ export class Proxy {
         this.memberPresentation = new ReplicaSetPresentation(monitor, this.addresses);
       }
     }
+    this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all());
     this.presentation = new MongosPresentation(this.servers);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection);
-    this.observer = new ReplyObserver(this.cursors, this.monitor, log);
+    this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
+    this.janitor.every('readiness', (now) => this.readiness.sample(now));
     observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
     observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
     observeGauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
@@ -128,7 +138,7 @@ export class Proxy {
   }
 
   start(): void {
-    this.monitor?.start();
+    this.monitor.start();
     this.janitor.start();
     this.janitor.tick();
   }
@@ -182,16 +192,14 @@ export class Proxy {
       pools: this.servers.all().map((p) => p.stats()),
       cursorRoutes: this.cursors.size,
       transactionRoutes: this.transactions.size,
-      ...(this.monitor ? {
-        topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
-      } : {}),
+      topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
       counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
     };
   }
 
   async stop(): Promise<void> {
     this.janitor.stop();
-    this.monitor?.stop();
+    this.monitor.stop();
     for (const s of [...this.sessions]) s.close('shutdown');
     this.sessions.clear();
     this.servers.close();

@@ -24,8 +24,8 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   let ingress: TcpIngress | undefined;
   let tcp: AddressInfo | undefined;
   let members: MemberListeners | undefined;
-  await proxy.monitor?.ready(config.upstream.connectTimeoutMs);
-  if (proxy.monitor && proxy.addresses) {
+  if (config.topology.mode !== 'single') await proxy.monitor.ready(config.upstream.connectTimeoutMs);
+  if (proxy.addresses) {
     // Replset mode: one listener per member (replica-set view)...
     members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host);
     await members.ready();

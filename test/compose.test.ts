@@ -3,10 +3,15 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse, parseDocument } from 'yaml';
+import { spawn } from 'node:child_process';
 import { ConfigSchema, environmentVariables, loadConfig } from '../filter/config';
+import { freePort, waitFor } from '../scripts/ports';
+import { startMongoplex } from './support/mongoplex';
+import { useFerretDB } from './support/setup';
 
 /** No Docker engine runs here: docker-compose.yml is validated, not run. */
 const ROOT = path.resolve(__dirname, '..', '..');
+const db = useFerretDB();
 
 interface Service {
   image?: string;
@@ -100,5 +105,33 @@ describe('docker-compose.yml', () => {
     const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
     assert.match(envoyConfig, /address: mongoplex\n\s+port_value: 50051/);
     assert.match(envoyConfig, /port_value: 27100/);
+  });
+
+  it('health-checks mongoplex at /readyz, in compose and from Envoy', async () => {
+    const env = services.mongoplex!.environment!;
+    const probe = services.mongoplex!.healthcheck!.test;
+    assert.equal(probe[0], 'CMD');
+    assert.match(probe.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${env.MONGOPLEX_ADMIN_PORT}/readyz`));
+    const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
+    assert.match(envoyConfig, new RegExp(`address: mongoplex\\n\\s+port_value: ${env.MONGOPLEX_ADMIN_PORT}`));
+    assert.match(envoyConfig, /path: \/readyz/);
+    // The probe command itself, run against a real mongoplex whose upstream is down (not ready)
+    // and one whose upstream answers (ready).
+    // (asynchronously: the mongoplex under test runs in this process)
+    const run = (port: number): Promise<number | null> => new Promise((resolve) => {
+      const child = spawn(probe[1]!, probe.slice(2).map((a) => a.replace(`:${env.MONGOPLEX_ADMIN_PORT}/`, `:${port}/`)), { stdio: 'ignore', timeout: 10_000 });
+      child.on('exit', (code) => resolve(code));
+    });
+    const nowhere = await freePort();
+    const down = await startMongoplex(`127.0.0.1:${nowhere}`, { admin: { port: 0 }, upstream: { connectTimeoutMs: 500 } });
+    const up = await startMongoplex(db.address, { admin: { port: 0 } });
+    try {
+      await waitFor('the heartbeat', async () => (up.proxy.readiness.check().ready ? true : undefined), 5000);
+      assert.equal(await run(down.admin!.port), 1);
+      assert.equal(await run(up.admin!.port), 0);
+    } finally {
+      await down.stop();
+      await up.stop();
+    }
   });
 });

@@ -6,8 +6,9 @@ import { startMongoplex } from './support/mongoplex';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { concurrentCursors, crudRoundTrip, manyClientConnections } from './support/driver-scenarios';
-import { useFerretDB } from './support/setup';
+import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { RawClient } from './support/raw-client';
+import { FerretDB } from '../scripts/ferretdb';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -49,7 +50,7 @@ describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () =>
     const ops = await manyClientConnections(front.uri, 'extproc_many', 150);
     assert.equal(ops, 600);
     const after = await db.connections();
-    assert.ok(after.accepted - before.accepted + before.open <= 6, `FerretDB saw at most 6 connections (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
+    assert.ok(after.accepted - before.accepted + before.open <= 6 + MONITOR_CONNECTIONS, `FerretDB saw at most 6 pooled connections + the heartbeat (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
     assert.ok((await front.envoy.stat('listener.127.0.0.1_' + front.port + '.downstream_cx_total')) >= 300, 'Envoy accepted 300+ client connections');
   });
 });
@@ -59,7 +60,8 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
   let egress: EnvoyFront;
 
   before(async () => {
-    egress = await startEnvoyFront({ egress: { maxConnectionsPerMember: 4 } });
+    // Envoy's per-member cap covers the pool and mongoplex's heartbeat connection.
+    egress = await startEnvoyFront({ egress: { maxConnectionsPerMember: 4 + MONITOR_CONNECTIONS } });
     proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 4, via: egress.egress } });
   });
   after(async () => {
@@ -72,16 +74,17 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
     await concurrentCursors(proxy.uri, 'egress_cursors', 10);
     const envoyMade = await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total');
     const pool = proxy.proxy.stats().pools[0]!;
-    assert.ok(envoyMade >= 1 && envoyMade <= 4, `Envoy opened ${envoyMade} member connections`);
-    assert.equal((await db.connections()).open, pool.total, 'FerretDB holds exactly the pooled connections, all via Envoy');
+    assert.ok(envoyMade >= 1 && envoyMade <= 4 + MONITOR_CONNECTIONS, `Envoy opened ${envoyMade} member connections`);
+    assert.equal((await db.connections()).open, pool.total + MONITOR_CONNECTIONS, 'FerretDB holds exactly the pooled connections and the heartbeat, all via Envoy');
+    assert.equal(await egress.envoy.stat('cluster.mongodb_members.upstream_cx_active'), pool.total + MONITOR_CONNECTIONS);
   });
 
   it('pools hundreds of client connections over the few member connections Envoy makes', async () => {
     const before = await db.connections();
     assert.equal(await manyClientConnections(proxy.uri, 'egress_many', 150), 600);
     const after = await db.connections();
-    assert.ok(after.accepted - before.accepted + before.open <= 4, `FerretDB saw at most 4 connections (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
-    assert.ok((await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total')) <= 4);
+    assert.ok(after.accepted - before.accepted + before.open <= 4 + MONITOR_CONNECTIONS, `FerretDB saw at most 4 pooled connections + the heartbeat (accepted ${after.accepted - before.accepted} more, had ${before.open})`);
+    assert.ok((await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total')) <= 4 + MONITOR_CONNECTIONS);
   });
 
   it('Envoy keeps per-member stats for the member mongoplex named', async () => {
@@ -150,5 +153,34 @@ describe('the filter process dies while clients are connected through Envoy', ()
     } finally {
       await client.close();
     }
+  });
+});
+
+describe('Envoy health-checks mongoplex at /readyz', () => {
+  let upstream: FerretDB;
+  let proxy: Running;
+  let front: EnvoyFront;
+  const healthy = (): Promise<number> => front.envoy.stat('cluster.mongoplex_ext_proc.membership_healthy');
+
+  before(async () => {
+    upstream = await FerretDB.start();
+    const grpc = await freePort();
+    proxy = await startMongoplex(upstream.address, { listen: { grpc: `127.0.0.1:${grpc}` }, admin: { port: 0 }, topology: { heartbeatMs: 200 }, upstream: { connectTimeoutMs: 1000 } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc }, filterAdmin: { host: '127.0.0.1', port: proxy.admin!.port } } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+    await upstream?.stop();
+  });
+
+  it('marks mongoplex unhealthy when its upstream dies and healthy again when it is back', async () => {
+    await waitFor('Envoy to see mongoplex healthy', async () => ((await healthy()) === 1 ? true : undefined), 10_000);
+    const port = upstream.port;
+    await upstream.stop();
+    await waitFor('Envoy to see mongoplex unhealthy', async () => ((await healthy()) === 0 ? true : undefined), 10_000);
+    assert.ok((await front.envoy.stat('cluster.mongoplex_ext_proc.health_check.failure')) >= 1);
+    upstream = await FerretDB.start({ port });
+    await waitFor('Envoy to see mongoplex healthy again', async () => ((await healthy()) === 1 ? true : undefined), 10_000);
   });
 });

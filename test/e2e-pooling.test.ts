@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { startMongoplex } from './support/mongoplex';
-import { useFerretDB } from './support/setup';
+import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -17,7 +17,7 @@ describe('connection pooling', () => {
     await proxy?.stop();
   });
 
-  it('serves 500 concurrent client connections over at most 8 server connections, with zero errors', async () => {
+  it('serves 500 concurrent client connections over at most 8 pooled server connections, with zero errors', async () => {
     const seed = await new MongoClient(proxy.uri).connect();
     await seed.db('pool').collection('items').insertMany(Array.from({ length: 50 }, (_, i) => ({ _id: i, v: i })) as never);
     await seed.close();
@@ -63,8 +63,9 @@ describe('connection pooling', () => {
     assert.equal(ops, 500 * 2 * 3);
     // The server's own accept counter: every connection it ever saw from the proxy during the
     // run, so the peak was at most this.
-    assert.ok(serverAfter.open <= 8, `FerretDB holds ${serverAfter.open} open connections`);
-    assert.ok(opened + serverBefore.open <= 8, `FerretDB accepted ${opened} new connections (had ${serverBefore.open})`);
+    // The server also counts mongoplex's one heartbeat connection.
+    assert.ok(serverAfter.open <= 8 + MONITOR_CONNECTIONS, `FerretDB holds ${serverAfter.open} open connections`);
+    assert.ok(opened + serverBefore.open <= 8 + MONITOR_CONNECTIONS, `FerretDB accepted ${opened} new connections (had ${serverBefore.open})`);
     assert.ok(stats.pools[0]!.total <= 8);
   });
 });

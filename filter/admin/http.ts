@@ -2,7 +2,11 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Proxy } from '../proxy';
 
-/** Read-only admin endpoint: GET /healthz (liveness) and GET /stats (pools, clients, routes, counters as JSON). */
+/**
+ * Read-only admin endpoint: GET /livez (the process serves), GET /readyz (it can serve new
+ * clients: 200 or 503 with the reasons) and GET /stats (pools, clients, routes, counters).
+ * Query strings are ignored; HEAD is answered like GET without a body.
+ */
 export class AdminServer {
   private readonly server: http.Server;
 
@@ -15,10 +19,25 @@ export class AdminServer {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
     };
-    if (req.method !== 'GET') return send(405, { error: 'only GET is supported' });
-    if (req.url === '/healthz') return send(200, { ok: true });
-    if (req.url === '/stats') return send(200, this.proxy.stats());
-    send(404, { error: `no such endpoint ${req.url}; try /healthz or /stats` });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET and HEAD are supported' });
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://admin').pathname;
+    } catch {
+      return send(400, { error: 'malformed request target' });
+    }
+    switch (path) {
+      case '/livez':
+        return send(200, { live: true });
+      case '/readyz': {
+        const report = this.proxy.readiness.check();
+        return send(report.ready ? 200 : 503, report);
+      }
+      case '/stats':
+        return send(200, this.proxy.stats());
+      default:
+        send(404, { error: `no such endpoint ${path}; try /livez, /readyz or /stats` });
+    }
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

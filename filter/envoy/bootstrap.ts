@@ -27,9 +27,9 @@ export interface EgressOptions extends HostPort {
 
 export type IngressMode =
   /** Envoy streams client bytes to mongoplex over gRPC (network ext_proc). */
-  | { readonly kind: 'ext_proc'; readonly filterGrpc: HostPort }
+  | { readonly kind: 'ext_proc'; readonly filterGrpc: HostPort; readonly filterAdmin?: HostPort }
   /** Envoy tcp_proxy to mongoplex's TCP listener (sidecar). */
-  | { readonly kind: 'sidecar'; readonly filterTcp: HostPort }
+  | { readonly kind: 'sidecar'; readonly filterTcp: HostPort; readonly filterAdmin?: HostPort }
   /** Envoy tcp_proxy straight to MongoDB: no pooling (the benchmark baseline). */
   | { readonly kind: 'tcp_proxy'; readonly upstream: HostPort };
 
@@ -45,13 +45,30 @@ type Json = Record<string, unknown>;
 
 const socket = (a: HostPort): Json => ({ socket_address: { address: a.host, port_value: a.port } });
 
-/** One fixed endpoint: STATIC for an IP address, STRICT_DNS for a name (e.g. a compose service). */
-function fixedCluster(name: string, target: HostPort, extra: Json = {}): Json {
+/**
+ * One fixed endpoint: STATIC for an IP address, STRICT_DNS for a name (e.g. a compose service).
+ * With `readyz`, Envoy health-checks the endpoint with GET /readyz at that (admin) address.
+ */
+function fixedCluster(name: string, target: HostPort, extra: Json = {}, readyz?: HostPort): Json {
   return {
     name,
     type: isIP(target.host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '5s',
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(target) } }] }] },
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(target), ...(readyz ? { health_check_config: { address: socket(readyz) } } : {}) } }] }],
+    },
+    ...(readyz ? {
+      health_checks: [{
+        timeout: '1s',
+        interval: '2s',
+        // Envoy checks a cluster without traffic only every 60 s unless told otherwise.
+        no_traffic_interval: '2s',
+        unhealthy_threshold: 2,
+        healthy_threshold: 1,
+        http_health_check: { path: '/readyz' },
+      }],
+    } : {}),
     ...extra,
   };
 }
@@ -140,9 +157,9 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         },
         // Many client connections share few HTTP/2 connections; each is one stream.
         circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
-      }));
+      }, ing.filterAdmin));
     } else if (ing.kind === 'sidecar') {
-      clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
+      clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }, ing.filterAdmin));
     } else {
       clusters.push(fixedCluster('mongodb_direct', ing.upstream, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }));
     }

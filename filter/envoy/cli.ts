@@ -12,6 +12,8 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
                                  that member (set topology.advertise to match)
   --filter-grpc HOST:PORT        mongoplex's ext_proc gRPC address (default 127.0.0.1:50051)
   --filter-tcp HOST:PORT         mongoplex's TCP listener, for --mode sidecar (default 127.0.0.1:27016)
+  --filter-admin HOST:PORT       mongoplex's admin endpoint (admin.host/admin.port): Envoy
+                                 health-checks mongoplex with GET /readyz there
   --egress HOST:PORT             add the egress listener mongoplex dials with upstream.via
   --max-connections-per-member N Envoy's per-member connection cap on egress (default 100)
   --upstream-tls                 originate TLS from the egress listener to the members
@@ -33,6 +35,7 @@ export function envoyConfigCommand(argv: string[]): string {
       listen: { type: 'string', multiple: true },
       'filter-grpc': { type: 'string', default: '127.0.0.1:50051' },
       'filter-tcp': { type: 'string', default: '127.0.0.1:27016' },
+      'filter-admin': { type: 'string' },
       egress: { type: 'string' },
       'max-connections-per-member': { type: 'string', default: '100' },
       'upstream-tls': { type: 'boolean', default: false },
@@ -50,8 +53,9 @@ export function envoyConfigCommand(argv: string[]): string {
     return { name, ...hostPort(addr, '--listen'), ...(member ? { member } : {}) };
   });
   let ingress: IngressMode | undefined;
-  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc') };
-  else if (values.mode === 'sidecar') ingress = { kind: 'sidecar', filterTcp: hostPort(values['filter-tcp'], '--filter-tcp') };
+  const filterAdmin = values['filter-admin'] ? { filterAdmin: hostPort(values['filter-admin'], '--filter-admin') } : {};
+  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc'), ...filterAdmin };
+  else if (values.mode === 'sidecar') ingress = { kind: 'sidecar', filterTcp: hostPort(values['filter-tcp'], '--filter-tcp'), ...filterAdmin };
   else if (values.mode !== 'none') throw new Error(`--mode: expected ext_proc, sidecar or none, got '${values.mode}'`);
   const cap = Number(values['max-connections-per-member']);
   if (!Number.isInteger(cap) || cap < 1) throw new Error('--max-connections-per-member: expected a positive integer');

@@ -5,6 +5,8 @@ import { describeMember, unknownMember, type MemberDescription } from './member'
 
 export interface MonitorOptions extends ConnectOptions {
   readonly heartbeatMs: number;
+  /** Follow the members a replica set reports (false: watch the seeds only, e.g. for readiness in single mode). */
+  readonly discover?: boolean;
 }
 
 /** Heartbeats one server over its own connection (never a pooled one). */
@@ -152,7 +154,7 @@ export class TopologyMonitor extends EventEmitter<TopologyEvents> {
       this.primaryKey = key;
       this.emit('primaryChanged', primary?.address, previous);
     }
-    if (rs.length === 0) return;
+    if (rs.length === 0 || this.options.discover === false) return;
     const reported = primary ? primary.reportedMembers : rs.flatMap((m) => m.reportedMembers);
     for (const a of reported) this.add(a);
     if (primary) {

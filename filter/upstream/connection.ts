@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { proxyV2Header } from './proxy-protocol';
 import { BSON, type Document } from 'bson';
 import { MessageFramer } from '../wire/framer';
-import { OpCode, stampIds, type WireMessage } from '../wire/header';
+import { OpCode, OP_MSG_WIRE_VERSION, stampIds, type WireMessage } from '../wire/header';
 import { Metrics } from '../telemetry/metrics';
 import { encodeOpQuery, parseOpReply } from '../wire/legacy';
 import { encodeOpMsg, MsgFlag, opMsgFlags, parseOpMsg } from '../wire/opmsg';
@@ -151,9 +151,16 @@ export class UpstreamConnection {
     }
   }
 
-  /** A command the proxy itself sends (monitoring, cleanup), as OP_MSG on this connection. */
+  /** A command the proxy itself sends (monitoring, cleanup): OP_MSG, or OP_QUERY to a server older than 3.6. */
   async command(db: string, command: Document): Promise<Document> {
     const requestId = this.nextRequestId++ & 0x7fffffff;
+    if (this.description.maxWireVersion < OP_MSG_WIRE_VERSION) {
+      const legacy = await this.roundTrip(encodeOpQuery(requestId, `${db}.$cmd`, BSON.serialize(command)), requestId);
+      if (legacy.header.opCode !== OpCode.REPLY) throw new Error(`command answered with opcode ${legacy.header.opCode}`);
+      const doc = parseOpReply(legacy).documents[0];
+      if (!doc) throw new Error('command reply has no document');
+      return BSON.deserialize(doc, { promoteLongs: false });
+    }
     const reply = await this.roundTrip(encodeOpMsg(requestId, 0, BSON.serialize({ ...command, $db: db })), requestId);
     if (reply.header.opCode !== OpCode.MSG) throw new Error(`command answered with opcode ${reply.header.opCode}`);
     return BSON.deserialize(parseOpMsg(reply).body, { promoteLongs: false });

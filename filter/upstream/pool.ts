@@ -85,6 +85,16 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     };
   }
 
+  /** How long the request at the head of the wait queue has waited (0: none waits). */
+  oldestWaitMs(now = Date.now()): number {
+    const w = this.waiters[0];
+    return w ? now - w.enqueuedAt : 0;
+  }
+
+  get maxSize(): number {
+    return this.options.maxPoolSize;
+  }
+
   /** Resolves with a connection for exclusive use; give it back with `checkIn`. */
   checkOut(): Promise<UpstreamConnection> {
     if (this.closed) return Promise.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));

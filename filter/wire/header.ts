@@ -100,3 +100,6 @@ export function stampIds(bytes: Buffer, ids: { requestId?: number; responseTo?: 
     bytes.writeUInt32LE(crc32c(bytes.subarray(0, bytes.length - 4)), bytes.length - 4);
   }
 }
+
+/** OP_MSG exists from wire version 6 (MongoDB 3.6); older servers speak OP_QUERY commands. */
+export const OP_MSG_WIRE_VERSION = 6;

@@ -4,6 +4,9 @@ import type { ConfigInput } from '../../filter/config';
 import { FerretDB } from '../../scripts/ferretdb';
 import { startMongoplex, type TestMongoplex } from './mongoplex';
 
+/** Connections mongoplex keeps to each upstream server besides its pool: the monitor's heartbeat (readiness, topology). */
+export const MONITOR_CONNECTIONS = 1;
+
 /**
  * The test file's one FerretDB: call at the top level of a test file; it starts before the
  * file's first test and stops after its last. Suites in the file share it, each in databases
