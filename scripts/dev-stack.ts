@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfig } from '../filter/config';
 import { createLogger } from '../filter/log';
@@ -7,11 +8,14 @@ import { startTelemetry } from '../filter/telemetry/sdk';
 import { Envoy } from './envoy';
 import { FerretDB } from './ferretdb';
 import { portInUse } from './ports';
+import { logTail } from './process';
 
 /**
  * The dev stack (`npm run dev`): an embedded FerretDB (data kept in .cache/dev/), mongoplex, and
  * a real Envoy whose listener streams client connections to mongoplex over network ext_proc.
- * Prints the connection string; Ctrl-C stops everything.
+ * Prints the connection string; Ctrl-C stops everything. It supervises what it started: if
+ * FerretDB, Envoy or mongoplex dies, it says which one and how (with the end of its log), stops
+ * the others and exits 1. mongoplex's readiness changes are printed as they happen.
  * MONGOPLEX_UPSTREAM_SERVERS=host:port puts the stack in front of your own MongoDB instead.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -46,12 +50,35 @@ async function takenPorts(wanted: Array<{ variable: string; port: number }>): Pr
   return taken;
 }
 
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 async function main(): Promise<void> {
   const ownUpstream = process.env.MONGOPLEX_UPSTREAM_SERVERS;
   const cleanups: Array<() => Promise<void>> = [];
+  let stopping = false;
   const stopAll = async (): Promise<void> => {
+    stopping = true;
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
+  /** One of the stack's processes ended by itself: say so, stop the rest, exit 1. */
+  const died = (what: string, how: string, log: string): void => {
+    if (stopping) return;
+    console.error(`\ndev stack: ${what} ${how}; stopping the rest of the stack.`);
+    const tail = logTail(log);
+    if (tail) console.error(`  last lines of its log:\n${tail}`);
+    void stopAll().then(() => process.exit(1));
+  };
+  const crashed = (err: unknown): void => {
+    died('mongoplex', `failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, '');
+  };
+  process.on('uncaughtException', crashed);
+  process.on('unhandledRejection', crashed);
   try {
     const embedded = ownUpstream ? undefined : new FerretDB({ dir: process.env.DEV_DATA_DIR ?? path.join(ROOT, '.cache', 'dev', 'ferretdb'), port: PORTS.ferretdb.port });
     const config = loadConfig({
@@ -72,6 +99,7 @@ async function main(): Promise<void> {
     if (embedded) {
       await embedded.start();
       cleanups.push(() => embedded.stop());
+      embedded.onUnexpectedExit((how) => died('FerretDB', how, readLog(embedded.logFile)));
     }
     const log = createLogger(config.log.level);
     const stopTelemetry = await startTelemetry(log);
@@ -81,13 +109,15 @@ async function main(): Promise<void> {
     const envoy = await Envoy.start(buildBootstrap({
       admin: { host: '127.0.0.1', port: PORTS.envoyAdmin.port },
       listeners: [{ name: 'main', host: '127.0.0.1', port: PORTS.envoy.port }],
-      ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: PORTS.grpc.port } },
+      ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: PORTS.grpc.port }, filterAdmin: { host: '127.0.0.1', port: PORTS.admin.port } },
     }), PORTS.envoyAdmin.port);
     cleanups.push(() => envoy.stop());
+    envoy.onUnexpectedExit((how) => died('Envoy', how, envoy.log()));
+    watchReadiness(() => server.proxy.readiness.check(), () => stopping);
     console.log('');
-    console.log(`  upstream:        ${config.upstream.servers.join(', ')}${embedded ? ' (embedded FerretDB, data in .cache/dev/ferretdb)' : ''}`);
-    console.log(`  mongoplex:       ext_proc gRPC 127.0.0.1:${PORTS.grpc.port}${server.tcp ? `, TCP ${server.tcp.address}:${server.tcp.port}` : ''}, admin http://127.0.0.1:${PORTS.admin.port}/stats`);
-    console.log(`  envoy:           listener 127.0.0.1:${PORTS.envoy.port} (network ext_proc), admin http://127.0.0.1:${PORTS.envoyAdmin.port}/`);
+    console.log(`  upstream:        ${config.upstream.servers.join(', ')}${embedded ? ` (embedded FerretDB, pid ${embedded.pid}, data in ${embedded.dir})` : ''}`);
+    console.log(`  mongoplex:       ext_proc gRPC 127.0.0.1:${PORTS.grpc.port}${server.tcp ? `, TCP ${server.tcp.address}:${server.tcp.port}` : ''}, admin http://127.0.0.1:${PORTS.admin.port}/stats and /readyz (pid ${process.pid})`);
+    console.log(`  envoy:           listener 127.0.0.1:${PORTS.envoy.port} (network ext_proc), admin http://127.0.0.1:${PORTS.envoyAdmin.port}/ (pid ${envoy.pid})`);
     console.log('');
     console.log('  connect with:');
     console.log(`    mongodb://127.0.0.1:${PORTS.envoy.port}/`);
@@ -106,6 +136,19 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/** Prints mongoplex's readiness when it changes (e.g. the upstream went away), checked every second. */
+function watchReadiness(check: () => { ready: boolean; reasons: string[] }, stopping: () => boolean): void {
+  let last = '';
+  const timer = setInterval(() => {
+    if (stopping()) return clearInterval(timer);
+    const r = check();
+    const now = r.ready ? 'ready' : `not ready: ${r.reasons.join('; ')}`;
+    if (now !== last) console.log(`dev stack: mongoplex is ${now}`);
+    last = now;
+  }, 1000);
+  timer.unref();
 }
 
 main().catch((err) => {

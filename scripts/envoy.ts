@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { buildBootstrap, type IngressMode } from '../filter/envoy/bootstrap';
 import { freePort, waitFor } from './ports';
-import { terminate } from './process';
+import { onUnexpectedExit, terminate } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -16,6 +16,7 @@ export function envoyBinary(): string {
 
 /** A real Envoy process running a bootstrap, with its admin API for readiness and stats. */
 export class Envoy {
+  private stopping = false;
   private constructor(private readonly child: ChildProcess, readonly adminPort: number, readonly dir: string) {}
 
   static async start(bootstrap: Record<string, unknown>, adminPort: number): Promise<Envoy> {
@@ -69,7 +70,17 @@ export class Envoy {
     return this.child.exitCode === null;
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Called when Envoy ends on its own (crashed, killed), not through `stop()`. */
+  onUnexpectedExit(listener: (how: string) => void): void {
+    onUnexpectedExit(this.child, () => this.stopping, listener);
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
     await terminate(this.child);
     if (!process.env.KEEP_ENVOY_LOGS) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { freePort, waitFor } from './ports';
-import { terminate } from './process';
+import { onUnexpectedExit, terminate } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -36,6 +36,7 @@ interface Running {
 export class FerretDB {
   readonly host = '127.0.0.1';
   private running: Running | undefined;
+  private readonly exitListeners: Array<(how: string) => void> = [];
 
   /**
    * Without options: free ports and a temporary data directory removed on stop (tests,
@@ -93,11 +94,27 @@ export class FerretDB {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.running = { child, port, debugPort, dir };
+    onUnexpectedExit(child, () => this.running?.child !== child, (how) => {
+      for (const l of this.exitListeners) l(how);
+    });
     await waitFor('FerretDB readiness', async () => {
       if (child.exitCode !== null) throw new Error(`FerretDB exited with ${child.exitCode} (log: ${dir}/ferretdb.log)`);
       const r = await fetch(`http://${this.host}:${debugPort}/debug/readyz`);
       return r.ok ? true : undefined;
     });
+  }
+
+  get pid(): number | undefined {
+    return this.running?.child.pid;
+  }
+
+  get logFile(): string {
+    return path.join(this.dir, 'ferretdb.log');
+  }
+
+  /** Called when the process ends on its own (crashed, killed), not through `stop()`. */
+  onUnexpectedExit(listener: (how: string) => void): void {
+    this.exitListeners.push(listener);
   }
 
   async metrics(): Promise<string> {

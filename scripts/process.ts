@@ -9,3 +9,23 @@ export async function terminate(child: ChildProcess, graceMs = 5000): Promise<vo
   await exited;
   clearTimeout(timer);
 }
+
+/** How a process ended, in words: "exited with code 1", "was killed by SIGKILL". */
+export function howItEnded(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `was killed by ${signal}` : `exited with code ${code}`;
+}
+
+/**
+ * Calls `listener` if the child ends on its own, not through `stop` (which sets `stopping`).
+ * For supervisors: the dev stack reports a process that died.
+ */
+export function onUnexpectedExit(child: ChildProcess, stopping: () => boolean, listener: (how: string) => void): void {
+  child.once('exit', (code, signal) => {
+    if (!stopping()) listener(howItEnded(code, signal));
+  });
+}
+
+/** The last `n` non-empty lines of a log, indented, for a terminal report. */
+export function logTail(text: string, n = 5): string {
+  return text.split('\n').filter((l) => l.trim() !== '').slice(-n).map((l) => `    ${l}`).join('\n');
+}

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,27 +19,48 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
+interface DevStack {
+  readonly ports: Record<string, number>;
+  readonly uri: string;
+  /** FerretDB's process id, from the banner. */
+  readonly ferretdbPid: number;
+  readonly exited: Promise<number | null>;
+  readonly child: ChildProcess;
+  stderr(): string;
+}
+
+/** `node dist/scripts/dev-stack.js` on free ports; resolves once it prints the connection string. */
+async function startDevStack(): Promise<DevStack> {
+  const ports = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
+  const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
+    env: {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'mongoplex-dev-')),
+      MONGOPLEX_LISTEN_PORT: String(await freePort()),
+      MONGOPLEX_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  let ferretdbPid = 0;
+  const uri = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`dev stack exited early with ${code}: ${stderr}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const pid = /embedded FerretDB, pid (\d+)/.exec(line);
+      if (pid) ferretdbPid = Number(pid[1]);
+      const m = /^\s+(mongodb:\/\/\S+)$/.exec(line);
+      if (m) resolve(m[1]!);
+    });
+  });
+  return { ports, uri, ferretdbPid, exited, child, stderr: () => stderr };
+}
+
 describe('the dev stack (npm run dev)', () => {
   it('starts FerretDB, mongoplex and Envoy, prints a working connection string, and stops everything on Ctrl-C', async () => {
-    const ports = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
-    const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
-      env: {
-        ...process.env,
-        ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-        DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'mongoplex-dev-')),
-        MONGOPLEX_LISTEN_PORT: String(await freePort()),
-        MONGOPLEX_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const uri = await new Promise<string>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`dev stack exited early with ${code}`)));
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        const m = /^\s+(mongodb:\/\/\S+)$/.exec(line);
-        if (m) resolve(m[1]!);
-      });
-    });
+    const { ports, uri, exited, child } = await startDevStack();
     assert.equal(uri, `mongodb://127.0.0.1:${ports.DEV_ENVOY_PORT}/`, 'the connection string is Envoy\'s listener');
     const client = await new MongoClient(uri).connect();
     try {
@@ -51,6 +72,17 @@ describe('the dev stack (npm run dev)', () => {
     child.kill('SIGINT');
     assert.equal(await exited, 0);
     for (const [name, port] of Object.entries(ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed after Ctrl-C`);
+  });
+
+  it('notices when its FerretDB dies: says so, stops mongoplex and Envoy, and exits 1', async () => {
+    const stack = await startDevStack();
+    assert.ok(stack.ferretdbPid > 0, 'the banner names FerretDB\'s pid');
+    process.kill(stack.ferretdbPid, 'SIGKILL');
+    const started = Date.now();
+    assert.equal(await stack.exited, 1);
+    assert.ok(Date.now() - started < 10_000, `the stack stopped ${Date.now() - started} ms after FerretDB died`);
+    assert.match(stack.stderr(), /dev stack: FerretDB was killed by SIGKILL; stopping the rest of the stack\./);
+    for (const [name, port] of Object.entries(stack.ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed`);
   });
 
   it('refuses to start when a port is taken, naming the port and the variable that moves it, leaving nothing behind', async () => {
