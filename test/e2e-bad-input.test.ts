@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as tls from 'node:tls';
 import { BSON } from 'bson';
 import { MongoClient, MongoServerError } from 'mongodb';
 import { startMongoplex } from './support/mongoplex';
@@ -59,6 +60,32 @@ describe('bad input gets a clear error and disturbs no one else', () => {
     assert.equal(doc.codeName, 'BSONObjectTooLarge');
     assert.match(doc.errmsg, /exceeds maxMessageSizeBytes 1048576/);
     await c.closedPromise;
+    await bystanderStillServed();
+  });
+
+  it('closes a TLS client on the plain port at once (no wait for a "message" that never completes), counted', async () => {
+    // Default limits: a ClientHello read as a wire header declares ~16 MB, under maxMessageSizeBytes.
+    const plain = await startMongoplex(db.address);
+    try {
+      const before = Metrics.clientProtocolErrors.value({ reason: 'tls_handshake' });
+      const started = Date.now();
+      const outcome = await new Promise<string>((resolve) => {
+        const s = tls.connect({ host: '127.0.0.1', port: plain.port, rejectUnauthorized: false });
+        s.on('secureConnect', () => resolve('handshake completed'));
+        s.on('error', (e) => resolve(`error: ${e.message}`));
+        s.on('close', () => resolve('closed'));
+        setTimeout(() => {
+          s.destroy();
+          resolve('still open after 5 s');
+        }, 5000).unref();
+      });
+      assert.notEqual(outcome, 'still open after 5 s');
+      assert.notEqual(outcome, 'handshake completed');
+      assert.ok(Date.now() - started < 2000, `closed after ${Date.now() - started} ms`);
+      assert.equal(Metrics.clientProtocolErrors.value({ reason: 'tls_handshake' }), before + 1);
+    } finally {
+      await plain.stop();
+    }
     await bystanderStillServed();
   });
 

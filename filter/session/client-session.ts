@@ -46,7 +46,7 @@ export class ClientSession {
     private readonly log: Logger,
     private readonly onClosed: (reason: string) => void,
   ) {
-    this.framer = new MessageFramer(limits.maxMessageSizeBytes);
+    this.framer = new MessageFramer(limits.maxMessageSizeBytes, { refuseTls: true });
   }
 
   get bufferedBytes(): number {

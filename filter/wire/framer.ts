@@ -6,7 +6,7 @@ export class FramingError extends Error {
     message: string,
     /** The request id of the offending message, when its header was readable. */
     readonly requestId: number | undefined,
-    readonly reason: 'invalid_length' | 'too_large',
+    readonly reason: 'invalid_length' | 'too_large' | 'tls_handshake',
   ) {
     super(message);
     this.name = 'FramingError';
@@ -14,16 +14,29 @@ export class FramingError extends Error {
 }
 
 /**
+ * A TLS record carrying a ClientHello: content type 22, version 3.x, then (after the 2-byte
+ * record length) handshake type 1. As a wire header it would be a plausible length, so a TLS
+ * client on a plain port would otherwise wait forever for a message that never completes.
+ */
+function isTlsClientHello(head: Buffer): boolean {
+  return head[0] === 0x16 && head[1] === 0x03 && head[2]! <= 0x04 && head[5] === 0x01;
+}
+
+/**
  * Reassembles a TCP byte stream (arbitrary chunks) into complete wire messages.
  * Holds at most one partial message; a declared length above `maxMessageSize` is refused
- * before any of its body is buffered.
+ * before any of its body is buffered. With `refuseTls`, a stream that opens with a TLS
+ * ClientHello is refused at once.
  */
 export class MessageFramer {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private failed = false;
+  private atStart: boolean;
 
-  constructor(private readonly maxMessageSize: number) {}
+  constructor(private readonly maxMessageSize: number, options: { refuseTls?: boolean } = {}) {
+    this.atStart = options.refuseTls === true;
+  }
 
   /** Bytes held while waiting for the rest of a message. */
   get bufferedBytes(): number {
@@ -38,6 +51,14 @@ export class MessageFramer {
       this.buffered += chunk.length;
     }
     const out: WireMessage[] = [];
+    if (this.atStart) {
+      if (this.buffered < 6) return out;
+      this.atStart = false;
+      if (isTlsClientHello(this.peek(6))) {
+        this.failed = true;
+        throw new FramingError('the client started a TLS handshake, but this listener speaks the plain MongoDB wire protocol (terminate TLS in Envoy, or connect without tls=true)', undefined, 'tls_handshake');
+      }
+    }
     while (this.buffered >= 4) {
       const head = this.peek(Math.min(this.buffered, HEADER_SIZE));
       const length = head.readInt32LE(0);
