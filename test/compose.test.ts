@@ -51,16 +51,18 @@ describe('docker-compose.yml', () => {
     assert.equal(services.envoy!.image, `envoyproxy/envoy:v${pinned}`);
   });
 
-  it('publishes well-formed, distinct host ports', () => {
-    const hostPorts: string[] = [];
-    for (const s of Object.values(services)) {
+  it('publishes only Envoy\'s client listener on every interface; admin and UI ports on loopback; nothing that bypasses Envoy', () => {
+    const published: Array<{ service: string; bind: string; host: string; container: string }> = [];
+    for (const [service, s] of Object.entries(services)) {
       for (const p of s.ports ?? []) {
-        const m = /^(\d{1,5}):(\d{1,5})$/.exec(p);
+        const m = /^(?:(127\.0\.0\.1):)?(\d{1,5}):(\d{1,5})$/.exec(p);
         assert.ok(m, `port mapping '${p}'`);
-        hostPorts.push(m[1]!);
+        published.push({ service, bind: m[1] ?? 'all', host: m[2]!, container: m[3]! });
       }
     }
-    assert.equal(new Set(hostPorts).size, hostPorts.length);
+    assert.equal(new Set(published.map((p) => p.host)).size, published.length, 'distinct host ports');
+    assert.deepEqual(published.filter((p) => p.bind === 'all').map((p) => `${p.service}:${p.container}`), ['envoy:27017']);
+    assert.deepEqual(published.filter((p) => p.service === 'mongoplex').map((p) => p.container), [services.mongoplex!.environment!.MONGOPLEX_ADMIN_PORT], 'mongoplex publishes only its admin port');
   });
 
   it('depends only on services it defines, with valid conditions', () => {

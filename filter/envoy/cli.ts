@@ -6,7 +6,8 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
 
   --mode ext_proc|sidecar|none   how client connections reach mongoplex (default ext_proc);
                                  none: only the egress listener
-  --listen NAME=HOST:PORT[@MEMBER] a client-facing listener (repeatable; default main=0.0.0.0:27017);
+  --listen NAME=HOST:PORT[@MEMBER] a client-facing listener (repeatable; default main=127.0.0.1:27017:
+                                 loopback unless you say otherwise, e.g. main=0.0.0.0:27017);
                                  NAME reaches mongoplex as x-mongoplex-listener; with @MEMBER
                                  (a replica-set member's real host:port) the listener stands for
                                  that member (set topology.advertise to match)
@@ -43,7 +44,7 @@ export function envoyConfigCommand(argv: string[]): string {
       'access-log': { type: 'boolean', default: false },
     },
   });
-  const listeners: ClientListener[] = (values.listen ?? ['main=0.0.0.0:27017']).map((l) => {
+  const listeners: ClientListener[] = (values.listen ?? ['main=127.0.0.1:27017']).map((l) => {
     const eq = l.indexOf('=');
     if (eq <= 0) throw new Error(`--listen: expected NAME=HOST:PORT, got '${l}'`);
     const name = l.slice(0, eq);
