@@ -92,7 +92,9 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
     const clusters = await r.json() as { cluster_statuses: Array<{ name: string; host_statuses?: Array<{ address: { socket_address: { address: string; port_value: number } } }> }> };
     const members = clusters.cluster_statuses.find((c) => c.name === 'mongodb_members')!;
     const addrs = (members.host_statuses ?? []).map((h) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`);
-    assert.deepEqual(addrs, [db.address]);
+    // ORIGINAL_DST may hold two host entries for one address when two connections to it (the
+    // heartbeat and a pooled one) start at the same moment: the set of addresses is what counts.
+    assert.deepEqual([...new Set(addrs)], [db.address]);
   });
 });
 
