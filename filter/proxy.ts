@@ -3,6 +3,7 @@ import type { Logger } from './log';
 import { Janitor } from './janitor';
 import { Readiness } from './admin/readiness';
 import { ClientRoutes } from './routing/client-routes';
+import { LastErrorPins, lastErrorPinsPerServer } from './routing/last-error-pin';
 import { CursorRoutes } from './routing/cursor-routes';
 import { ReplyObserver } from './routing/reply-observer';
 import { Router, type Selection } from './routing/router';
@@ -35,6 +36,8 @@ export interface ProxyStats {
   readonly pools: PoolStats[];
   readonly cursorRoutes: number;
   readonly transactionRoutes: number;
+  /** Pooled connections held for a getLastError (at most a quarter of each pool). */
+  readonly lastErrorPins: number;
   /** The monitored servers (in single mode, the configured ones). */
   readonly topology: MemberStats[];
   /** Counter name → attribute set (`k=v,…`) → value. */
@@ -50,6 +53,7 @@ export class Proxy {
   readonly cursors: CursorRoutes;
   readonly router: Router;
   readonly transactions: TransactionRoutes;
+  readonly lastErrorPins: LastErrorPins;
   private readonly observer: ReplyObserver;
   /** What clients of a plain listener are told (a mongos). */
   readonly presentation: Presentation;
@@ -71,6 +75,8 @@ export class Proxy {
     this.servers = new ServerSet(up.servers, { ...up, via });
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
+    // getLastError pins may hold at most a quarter of a pool, and give way to any waiting request.
+    this.lastErrorPins = new LastErrorPins(() => lastErrorPinsPerServer(up.maxPoolSize), config.client.lastErrorPinMs);
     this.servers.eachPool((pool) => {
       const server = pool.address.toString();
       pool.on('connectionCreated', (conn) => log.debug({ server, connection: conn.id }, 'upstream connection opened'));
@@ -79,6 +85,7 @@ export class Proxy {
         log.debug({ server, connection: conn.id, reason, detail }, 'upstream connection closed');
       });
       pool.on('connectFailed', (err) => log.warn({ server, err: err.message }, 'upstream connect failed'));
+      pool.on('exhausted', () => this.lastErrorPins.reclaimOldest(pool, 'pool_waiting'));
     });
     // Every mode monitors its servers over their own connections (readiness needs it); mongos
     // and replset modes also follow the members a replica set reports and route by them.
@@ -124,6 +131,7 @@ export class Proxy {
     observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
     observeGauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
     observeGauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
+    observeGauge('mongoplex.last_error_pins', 'Pooled connections held for a getLastError after an unacknowledged write', () => [[this.lastErrorPins.size]]);
     observeGauge('mongoplex.pool.connections', 'Pooled upstream connections by state', () =>
       this.servers.all().flatMap((p) => {
         const s = p.stats();
@@ -159,7 +167,7 @@ export class Proxy {
     }
     const id = this.nextClientId++;
     const log = this.log.child({ session: id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
-    const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs);
+    const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation }, routes, { id, remote: transport.remote }, log);
     const session = new ClientSession(id, transport, handler, this.config.client, log, () => routes.close(this.servers, log));
@@ -192,6 +200,7 @@ export class Proxy {
       pools: this.servers.all().map((p) => p.stats()),
       cursorRoutes: this.cursors.size,
       transactionRoutes: this.transactions.size,
+      lastErrorPins: this.lastErrorPins.size,
       topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
       counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
     };

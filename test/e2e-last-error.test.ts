@@ -8,6 +8,8 @@ import { encodeOpMsg, MsgFlag } from '../filter/wire/opmsg';
 import { encodeOpQuery } from '../filter/wire/legacy';
 import { HEADER_SIZE, OpCode, writeHeader } from '../filter/wire/header';
 import { useFerretDB } from './support/setup';
+import { Metrics } from '../filter/telemetry/metrics';
+import { waitFor } from '../scripts/ports';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -90,6 +92,87 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
     const r = await c.command({ getLastError: 1, $db: 'gle' });
     assert.equal(r.ok, 1);
     assert.equal(r.err, null);
+    c.destroy();
+  });
+});
+
+describe('getLastError pins never starve the pool', () => {
+  let legacy: LegacyServerFixture;
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    legacy = new LegacyServerFixture(db);
+    await legacy.start();
+    // A quarter of 4: one connection at most may be pinned.
+    proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 4, waitQueueTimeoutMs: 2000 } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await legacy?.stop();
+  });
+
+  it('8 clients repeating w:0 writes hold at most a quarter of the pool, a reader is served throughout, and each writer\'s getLastError still reports its own write', async () => {
+    const setup = await RawClient.connect(proxy.port);
+    await setup.command({ insert: 'dup', documents: [{ _id: 'taken' }], $db: 'gle' });
+    setup.destroy();
+    const reclaimedBefore = Metrics.lastErrorPinsReclaimed.value();
+    const writers = await Promise.all(Array.from({ length: 8 }, () => RawClient.connect(proxy.port)));
+    const reader = await RawClient.connect(proxy.port);
+    let maxPins = 0;
+    const sampler = setInterval(() => (maxPins = Math.max(maxPins, proxy.proxy.lastErrorPins.size)), 10);
+    try {
+      // Each writer keeps writing (every 100 ms, renewing its pin) until the reader is done.
+      let readsDone = false;
+      const writing = writers.map(async (w, i) => {
+        for (let k = 0; k < 5 || !readsDone; k++) {
+          w.send(encodeOpMsg(5000 + k, 0, BSON.serialize({ insert: 'dup', documents: [{ _id: 'taken', w: i }], writeConcern: { w: 0 }, $db: 'gle' }), MsgFlag.moreToCome));
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        return w.command({ getLastError: 1, $db: 'gle' });
+      });
+      await new Promise((r) => setTimeout(r, 300)); // the writers hold their pins
+      const reads: Array<{ ok: number; ms: number }> = [];
+      for (let k = 0; k < 30; k++) {
+        const t = Date.now();
+        const r = await reader.command({ find: 'dup', filter: { _id: 'taken' }, $db: 'gle' });
+        reads.push({ ok: r.ok as number, ms: Date.now() - t });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      readsDone = true;
+      const gles = await Promise.all(writing);
+      assert.deepEqual(reads.filter((r) => r.ok !== 1), [], 'every read was served');
+      assert.ok(maxPins <= 1, `at most one pinned connection at once (saw ${maxPins})`);
+      for (const g of gles) assert.equal(g.code, 11000, `each writer's getLastError reports its duplicate key: ${JSON.stringify(g)}`);
+      assert.ok(Metrics.lastErrorPinsReclaimed.value() > reclaimedBefore, 'pins over the cap were reclaimed');
+    } finally {
+      clearInterval(sampler);
+      for (const c of [...writers, reader]) c.destroy();
+    }
+  });
+});
+
+describe('getLastError against a server without it (5.1+ wire version)', () => {
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    proxy = await startMongoplex(db.address, { upstream: { maxPoolSize: 2 } });
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  it('w:0 writes pin nothing, and getLastError gets the server\'s own answer', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ ping: 1, $db: 'admin' });
+    for (let k = 0; k < 5; k++) c.send(encodeOpMsg(7000 + k, 0, BSON.serialize({ insert: 'free', documents: [{ k }], writeConcern: { w: 0 }, $db: 'gle' }), MsgFlag.moreToCome));
+    await waitFor('the writes to land', async () => ((await c.command({ count: 'free', $db: 'gle' })).n === 5 ? true : undefined), 5000);
+    assert.equal(proxy.proxy.lastErrorPins.size, 0);
+    const direct = await RawClient.connect(db.port);
+    const expected = await direct.command({ getLastError: 1, $db: 'gle' });
+    direct.destroy();
+    const r = await c.command({ getLastError: 1, $db: 'gle' });
+    assert.equal(r.ok, expected.ok);
+    assert.equal(r.code, expected.code);
     c.destroy();
   });
 });

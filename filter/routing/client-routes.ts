@@ -2,7 +2,7 @@ import type { Logger } from '../log';
 import type { ServerSet } from '../topology/server-set';
 import type { ServerAddress } from '../upstream/address';
 import { ClientResources } from './client-resources';
-import { LastErrorPin } from './last-error-pin';
+import { LastErrorPin, type LastErrorPins } from './last-error-pin';
 
 /**
  * What routing remembers about one client connection: the member it dialled (replset mode),
@@ -17,8 +17,8 @@ export class ClientRoutes {
    * `member`: in replset mode, the member whose proxy address this client connected to;
    * undefined when the proxy presents a single mongos.
    */
-  constructor(readonly member: ServerAddress | undefined, lastErrorPinMs: number) {
-    this.lastError = new LastErrorPin(lastErrorPinMs);
+  constructor(readonly member: ServerAddress | undefined, lastErrorPinMs: number, pins: LastErrorPins) {
+    this.lastError = new LastErrorPin(lastErrorPinMs, pins);
   }
 
   /** Set by a hello with `loadBalanced: true`: the client expects its cursors and transactions to die with it. */

@@ -9,7 +9,7 @@ import type { UpstreamConnection } from '../upstream/connection';
 import type { CursorRoutes } from './cursor-routes';
 import type { TransactionRoutes } from './transaction-routes';
 import type { ClientRoutes } from './client-routes';
-import { isLastErrorCommand, isWriteCommand } from './last-error-pin';
+import { isLastErrorCommand, isWriteCommand, NO_GETLASTERROR_WIRE_VERSION } from './last-error-pin';
 import { selectServer } from './server-selection';
 
 /** Why a message goes where it goes (recorded on spans and in metrics). */
@@ -38,7 +38,7 @@ export interface Route {
 /** Where a request goes, or — when no server holds what it asks about — the answer itself. */
 export type RouteDecision =
   | { readonly kind: 'forward'; readonly route: Route }
-  | { readonly kind: 'answer'; readonly reply: Document };
+  | { readonly kind: 'answer'; readonly reply: Document | Promise<Document> };
 
 /** mongos mode: the proxy selects servers itself from the monitored deployment. */
 export interface Selection {
@@ -74,10 +74,15 @@ export class Router {
       return { kind: 'forward', route: this.routeTo(pinned.pool, 'pinned', client, unacknowledgedWrite, pinned.conn) };
     }
     if (pinned) pinned.pool.checkIn(pinned.conn);
-    // No connection holds an outcome: the last answer again, or "no error" — never another
-    // client's connection state.
-    if (lastError) return { kind: 'answer', reply: client.lastError.lastAnswer ?? NO_LAST_ERROR };
     const { pool, reason } = req.cmd ? this.routeCommand(req.cmd, client) : this.fallback(client);
+    if (lastError) {
+      // No connection holds an outcome: the last answer (or the one read when the pin was
+      // reclaimed), else "no error" — never another client's connection state. A server
+      // without getLastError (5.1+) answers for itself.
+      const known = client.lastError.lastAnswer;
+      if (known) return { kind: 'answer', reply: known };
+      if ((pool.description?.maxWireVersion ?? 0) < NO_GETLASTERROR_WIRE_VERSION) return { kind: 'answer', reply: NO_LAST_ERROR };
+    }
     return { kind: 'forward', route: this.routeTo(pool, reason, client, unacknowledgedWrite) };
   }
 

@@ -143,7 +143,7 @@ export class CommandHandler {
     const decision = this.deps.router.route(req, this.client);
     if (decision.kind === 'answer') {
       Metrics.commands.add(1, { handling: 'answered', command: req.name });
-      return this.reply(inbound, decision.reply, isCompressible(req.name));
+      return this.reply(inbound, await decision.reply, isCompressible(req.name));
     }
     const { route } = decision;
     const outcome = await this.forwarder.forward({ req, route, bytes });

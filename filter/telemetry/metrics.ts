@@ -72,5 +72,6 @@ export const Metrics = {
   poolCheckoutDuration: new Histogram('mongoplex.pool.checkout.duration', 'Time to obtain a pooled connection', 'ms'),
   transactionRoutesEvicted: new Counter('mongoplex.transaction_routes.evicted', 'Transaction pins dropped by the size bound or TTL, by reason'),
   primaryChanges: new Counter('mongoplex.topology.primary_changes', 'Times the monitored primary changed (elections, step-downs, a primary lost)'),
+  lastErrorPinsReclaimed: new Counter('mongoplex.last_error_pins.reclaimed', 'getLastError pins ended early so their connection could serve others (outcome read and kept), by reason'),
   cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
 } as const;

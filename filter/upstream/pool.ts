@@ -43,6 +43,8 @@ export interface PoolEvents {
   connectionCreated: [conn: UpstreamConnection];
   connectionClosed: [conn: UpstreamConnection, reason: CloseReason, detail: string];
   connectFailed: [err: Error];
+  /** A request joined the wait queue with every connection taken and no room to open another. */
+  exhausted: [];
 }
 
 /**
@@ -123,6 +125,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       };
       this.waiters.push(waiter);
       this.pump();
+      if (this.waiters.length > this.connecting && this.size >= this.options.maxPoolSize) this.emit('exhausted');
     });
   }
 
