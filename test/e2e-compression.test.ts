@@ -7,7 +7,7 @@ import { RawClient, decodeReply } from './support/raw-client';
 import { Metrics } from '../filter/telemetry/metrics';
 import { compressMessage } from '../filter/wire/compression';
 import { encodeOpMsg, MsgFlag, opMsgFlags } from '../filter/wire/opmsg';
-import { OpCode, readHeader } from '../filter/wire/header';
+import { OpCode, readHeader, writeHeader } from '../filter/wire/header';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { useFerretDB } from './support/setup';
 
@@ -51,6 +51,33 @@ describe('compression and exhaust between clients and mongoplex', () => {
     c.send(await compressMessage(encodeOpMsg(5, 0, BSON.serialize({ ping: 1, $db: 'admin' })), 'zstd'));
     const reply = (await c.next())!;
     assert.equal(reply.header.opCode, OpCode.COMPRESSED);
+    c.destroy();
+  });
+
+  it('refuses a zstd bomb and a compressor it did not negotiate with error replies, and the connection stays usable', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ hello: 1, compression: ['zstd'], $db: 'admin' });
+    // 16,384 RLE blocks of 128 KiB (2 GiB) in 64 KB, declaring a 100-byte message.
+    const frame = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 7 << 3])];
+    for (let i = 0; i < 16_384; i++) {
+      const h = (i === 16_383 ? 1 : 0) | (1 << 1) | ((128 * 1024) << 3);
+      frame.push(Buffer.from([h & 0xff, (h >> 8) & 0xff, (h >> 16) & 0xff, 0]));
+    }
+    const payload = Buffer.concat(frame);
+    const bomb = Buffer.alloc(16 + 9 + payload.length);
+    writeHeader(bomb, { messageLength: bomb.length, requestId: 41, responseTo: 0, opCode: OpCode.COMPRESSED });
+    bomb.writeInt32LE(OpCode.MSG, 16);
+    bomb.writeInt32LE(100, 20);
+    bomb[24] = 3; // zstd
+    payload.copy(bomb, 25);
+    c.send(bomb);
+    const refused = decodeReply((await c.next())!);
+    assert.equal(refused.codeName, 'ProtocolError');
+    assert.match(refused.errmsg, /inflates past the declared 100 bytes/);
+    c.send(await compressMessage(encodeOpMsg(42, 0, BSON.serialize({ ping: 1, $db: 'admin' })), 'snappy'));
+    const notNegotiated = decodeReply((await c.next())!);
+    assert.match(notNegotiated.errmsg, /uses snappy, which was not negotiated on this connection \(negotiated: zstd\)/);
+    assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1, 'the connection is still usable');
     c.destroy();
   });
 

@@ -109,7 +109,7 @@ describe('OP_COMPRESSED', () => {
     const wrapped = await compressMessage(original, 'snappy');
     const lying = Buffer.from(wrapped);
     lying.writeInt32LE(3, 20);
-    await assert.rejects(decompressMessage({ header: readHeader(lying), bytes: lying }, 48_000_000), /header said 3/);
+    await assert.rejects(decompressMessage({ header: readHeader(lying), bytes: lying }, 48_000_000), /preamble says \d+ bytes, the header 3/);
     const unknown = Buffer.from(wrapped);
     unknown[24] = 9;
     await assert.rejects(decompressMessage({ header: readHeader(unknown), bytes: unknown }, 48_000_000), /unknown compressorId 9/);

@@ -60,7 +60,7 @@ export class CommandHandler {
     let inbound: Inbound = { message: raw, compressor: undefined };
     try {
       if (raw.header.opCode === OpCode.COMPRESSED) {
-        const d = await decompressMessage(raw, this.deps.config.client.maxMessageSizeBytes);
+        const d = await decompressMessage(raw, this.deps.config.client.maxMessageSizeBytes, this.compression);
         inbound = { message: d.message, compressor: d.compressor };
         Metrics.clientCompressedMessages.add(1, { compressor: d.compressor });
       }

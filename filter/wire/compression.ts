@@ -3,7 +3,9 @@ import * as zlib from 'node:zlib';
 import * as snappy from 'snappy';
 import * as zstd from '@mongodb-js/zstd';
 import { HEADER_SIZE, OpCode, readHeader, writeHeader, type WireMessage } from './header';
+import { Decompress as ZstdStream } from 'fzstd';
 import { ErrorCode, protocolError } from './errors';
+import { zstdFrameBounds } from './zstd-frame';
 
 /** OP_COMPRESSED compressor ids (wire values). */
 export const CompressorId = { noop: 0, snappy: 1, zlib: 2, zstd: 3 } as const;
@@ -30,8 +32,12 @@ function nameOf(id: number): CompressorName | 'noop' | undefined {
   return undefined;
 }
 
-/** Unwraps an OP_COMPRESSED message into the original message (new header, same requestId). */
-export async function decompressMessage(msg: WireMessage, maxMessageSize: number): Promise<{ message: WireMessage; compressor: CompressorName | 'noop' }> {
+/**
+ * Unwraps an OP_COMPRESSED message into the original message (new header, same requestId).
+ * Bounded: the declared size is checked before inflating, no compressor may produce more than
+ * it, and with `negotiated`, a compressor other than those (or noop) is refused unread.
+ */
+export async function decompressMessage(msg: WireMessage, maxMessageSize: number, negotiated?: readonly CompressorName[]): Promise<{ message: WireMessage; compressor: CompressorName | 'noop' }> {
   const buf = msg.bytes;
   if (buf.length < COMPRESSED_PREFIX) throw protocolError('OP_COMPRESSED is too short', ErrorCode.ProtocolError);
   const originalOpcode = buf.readInt32LE(HEADER_SIZE);
@@ -39,6 +45,9 @@ export async function decompressMessage(msg: WireMessage, maxMessageSize: number
   const id = buf[HEADER_SIZE + 8]!;
   const compressor = nameOf(id);
   if (!compressor) throw protocolError(`OP_COMPRESSED has unknown compressorId ${id}`, ErrorCode.ProtocolError);
+  if (negotiated && compressor !== 'noop' && !negotiated.includes(compressor)) {
+    throw protocolError(`OP_COMPRESSED uses ${compressor}, which was not negotiated on this connection (negotiated: ${negotiated.join(', ') || 'none'})`, ErrorCode.ProtocolError);
+  }
   if (originalOpcode === OpCode.COMPRESSED) throw protocolError('OP_COMPRESSED may not wrap OP_COMPRESSED', ErrorCode.ProtocolError);
   if (uncompressedSize < 0 || uncompressedSize + HEADER_SIZE > maxMessageSize) {
     throw protocolError(`OP_COMPRESSED uncompressedSize ${uncompressedSize} is out of range`, ErrorCode.BSONObjectTooLarge);
@@ -48,9 +57,13 @@ export async function decompressMessage(msg: WireMessage, maxMessageSize: number
   try {
     switch (compressor) {
       case 'noop': body = payload; break;
-      case 'snappy': body = (await snappy.uncompress(payload, { asBuffer: true })) as Buffer; break;
+      case 'snappy':
+        // The snappy decoder allocates what the payload's preamble says: check it first.
+        if (snappyLength(payload) !== uncompressedSize) throw new Error(`its length preamble says ${snappyLength(payload)} bytes, the header ${uncompressedSize}`);
+        body = (await snappy.uncompress(payload, { asBuffer: true })) as Buffer;
+        break;
       case 'zlib': body = await inflate(payload, { maxOutputLength: Math.max(uncompressedSize, 1) }); break;
-      case 'zstd': body = await zstd.decompress(payload); break;
+      case 'zstd': body = await inflateZstd(payload, uncompressedSize); break;
     }
   } catch (err) {
     throw protocolError(`OP_COMPRESSED ${compressor} payload could not be decompressed: ${(err as Error).message}`, ErrorCode.ProtocolError);
@@ -63,6 +76,41 @@ export async function decompressMessage(msg: WireMessage, maxMessageSize: number
   writeHeader(out, { messageLength: out.length, requestId: h.requestId, responseTo: h.responseTo, opCode: originalOpcode });
   body.copy(out, HEADER_SIZE);
   return { message: { header: { ...h, messageLength: out.length, opCode: originalOpcode }, bytes: out }, compressor };
+}
+
+/** The uncompressed length a raw snappy payload starts with (a little-endian base-128 varint). */
+function snappyLength(data: Buffer): number {
+  let n = 0;
+  for (let i = 0; i < 5 && i < data.length; i++) {
+    n += (data[i]! & 0x7f) * 2 ** (7 * i);
+    if (data[i]! < 0x80) return n;
+  }
+  return -1;
+}
+
+/** Window sizes a bounded stream decode accepts (its memory is the window plus the output). */
+const ZSTD_STREAM_WINDOW_MAX = 64 * 1024 * 1024;
+const ZSTD_BLOCK_MAX = 128 * 1024;
+
+/**
+ * zstd without an output bound in the native binding: the frame's blocks say how much it can
+ * regenerate. Within the declared size (+ one block), the fast native decoder runs; beyond it
+ * (an encoder writing small blocks, or a bomb), a streaming decoder stops at the declared size.
+ */
+async function inflateZstd(payload: Buffer, declared: number): Promise<Buffer> {
+  const frame = zstdFrameBounds(payload);
+  if (frame.contentSize !== undefined && frame.contentSize !== declared) throw new Error(`its frame says ${frame.contentSize} bytes, the header ${declared}`);
+  if (frame.upperBound <= declared + ZSTD_BLOCK_MAX) return zstd.decompress(payload);
+  if (frame.windowSize > ZSTD_STREAM_WINDOW_MAX) throw new Error(`its window of ${frame.windowSize} bytes exceeds ${ZSTD_STREAM_WINDOW_MAX}`);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const stream = new ZstdStream((chunk) => {
+    total += chunk.length;
+    if (total > declared) throw new Error(`it inflates past the declared ${declared} bytes`);
+    chunks.push(Buffer.from(chunk)); // the decoder reuses its window buffer
+  });
+  stream.push(payload, true);
+  return Buffer.concat(chunks, total);
 }
 
 /** Wraps a complete message into OP_COMPRESSED with the given compressor. */
