@@ -52,6 +52,10 @@ export const ConfigSchema = z.strictObject({
     maxMessageSizeBytes: z.number().int().min(1024).max(MAX_MESSAGE_SIZE_BYTES).default(MAX_MESSAGE_SIZE_BYTES),
     /** Bytes read from one client but not yet processed before its socket is paused. */
     maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+    /** Client input all clients together may hold (queued messages + messages arriving, at their declared size); a message that would overrun it is refused. */
+    maxTotalBufferedBytes: z.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
+    /** A message must arrive in full within this long of its first byte, else the client is closed (0: no limit). */
+    readTimeoutMs: ms.default(60_000),
     /** Requests read from one client and not yet answered (pipelining bound). */
     maxPendingRequests: z.number().int().min(1).default(64),
     /** How long an unacknowledged write keeps its upstream connection for a following getLastError. */
@@ -217,6 +221,9 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
     throw new ConfigError(`invalid configuration:\n${describeIssues(result.error, origin)}`);
   }
   const cfg = result.data;
+  if (cfg.client.maxTotalBufferedBytes < cfg.client.maxMessageSizeBytes) {
+    throw new ConfigError('invalid configuration:\n  client.maxTotalBufferedBytes: must be at least client.maxMessageSizeBytes');
+  }
   if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
     throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');
   }

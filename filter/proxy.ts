@@ -8,6 +8,7 @@ import { CursorRoutes } from './routing/cursor-routes';
 import { ReplyObserver } from './routing/reply-observer';
 import { Router, type Selection } from './routing/router';
 import { TransactionRoutes } from './routing/transaction-routes';
+import { ByteBudget } from './session/byte-budget';
 import { ClientSession } from './session/client-session';
 import { CommandHandler } from './session/command-handler';
 import type { ClientTransport } from './session/transport';
@@ -33,6 +34,8 @@ export interface MemberStats {
 export interface ProxyStats {
   readonly clients: number;
   readonly clientBufferedBytes: number;
+  /** Claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size). */
+  readonly clientClaimedBytes: number;
   readonly pools: PoolStats[];
   readonly cursorRoutes: number;
   readonly transactionRoutes: number;
@@ -66,6 +69,8 @@ export class Proxy {
   /** What /readyz answers. */
   readonly readiness: Readiness;
   private readonly sessions = new Set<ClientSession>();
+  /** Client input held across all sessions (client.maxTotalBufferedBytes). */
+  readonly inputBudget: ByteBudget;
   private readonly janitor: Janitor;
   private nextClientId = 1;
 
@@ -73,6 +78,7 @@ export class Proxy {
     const up = config.upstream;
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
     this.servers = new ServerSet(up.servers, { ...up, via });
+    this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
     // getLastError pins may hold at most a quarter of a pool, and give way to any waiting request.
@@ -126,9 +132,13 @@ export class Proxy {
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
+    this.janitor.every('stalled-senders', (now) => {
+      for (const s of [...this.sessions]) s.closeIfStalled(now);
+    });
     this.janitor.every('readiness', (now) => this.readiness.sample(now));
     observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
     observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
+    observeGauge('mongoplex.client.claimed_bytes', 'Client input claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size)', () => [[this.inputBudget.usedBytes]]);
     observeGauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
     observeGauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
     observeGauge('mongoplex.last_error_pins', 'Pooled connections held for a getLastError after an unacknowledged write', () => [[this.lastErrorPins.size]]);
@@ -170,7 +180,7 @@ export class Proxy {
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation }, routes, { id, remote: transport.remote }, log);
-    const session = new ClientSession(id, transport, handler, this.config.client, log, () => routes.close(this.servers, log));
+    const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.add(session);
     Metrics.clientConnectionsAccepted.add(1);
     return session;
@@ -197,6 +207,7 @@ export class Proxy {
     return {
       clients: this.sessions.size,
       clientBufferedBytes: this.bufferedBytes(),
+      clientClaimedBytes: this.inputBudget.usedBytes,
       pools: this.servers.all().map((p) => p.stats()),
       cursorRoutes: this.cursors.size,
       transactionRoutes: this.transactions.size,

@@ -2,16 +2,17 @@ import { BSON } from 'bson';
 import type { Config } from '../config';
 import type { Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
-import { ErrorCode } from '../wire/errors';
+import { ErrorCode, type KnownError } from '../wire/errors';
 import { FramingError, MessageFramer } from '../wire/framer';
 import { newRequestId, type WireMessage } from '../wire/header';
 import { encodeOpMsg } from '../wire/opmsg';
+import type { ByteBudget } from './byte-budget';
 import type { CommandHandler } from './command-handler';
 import { errorDocument } from './error-reply';
 import type { ClientTransport } from './transport';
 
 /** The per-client bounds the session enforces. */
-export type ClientLimits = Pick<Config['client'], 'maxMessageSizeBytes' | 'maxBufferedBytes' | 'maxPendingRequests'>;
+export type ClientLimits = Pick<Config['client'], 'maxMessageSizeBytes' | 'maxBufferedBytes' | 'maxPendingRequests' | 'readTimeoutMs'>;
 
 /**
  * Where a client connection is in its life (PgBouncer keeps such explicit client states):
@@ -35,6 +36,10 @@ export class ClientSession {
   private readonly framer: MessageFramer;
   private readonly queue: WireMessage[] = [];
   private queuedBytes = 0;
+  /** What this session holds against the process-wide budget (queued + the message arriving, at its declared length). */
+  private claimed = 0;
+  /** When the message now arriving began to arrive (undefined: none, or reading is paused). */
+  private partialSince: number | undefined;
   lastActivityAt = Date.now();
 
   /** `onClosed`: told once, whichever side closed the connection. */
@@ -43,6 +48,7 @@ export class ClientSession {
     private readonly transport: ClientTransport,
     private readonly handler: CommandHandler,
     private readonly limits: ClientLimits,
+    private readonly budget: ByteBudget,
     private readonly log: Logger,
     private readonly onClosed: (reason: string) => void,
   ) {
@@ -69,6 +75,10 @@ export class ClientSession {
       this.queue.push(m);
       this.queuedBytes += m.bytes.length;
     }
+    if (!this.claim()) return;
+    // The deadline runs per message: from the first byte of the one still arriving.
+    if (this.framer.bufferedBytes === 0) this.partialSince = undefined;
+    else if (messages.length > 0 || this.partialSince === undefined) this.partialSince = this.lastActivityAt;
     const { maxBufferedBytes, maxMessageSizeBytes } = this.limits;
     if (this.bufferedBytes > maxBufferedBytes + maxMessageSizeBytes) {
       // Only a transport that cannot pause (Envoy ext_proc) gets here.
@@ -79,6 +89,43 @@ export class ClientSession {
     }
     this.applyBackpressure();
     if (this.state === 'idle' && this.queue.length > 0) void this.run();
+  }
+
+  /**
+   * Closes a client whose message has been arriving for longer than `readTimeoutMs` (a slow or
+   * stalled sender holding a partial message). Called by the janitor; true when it closed.
+   */
+  closeIfStalled(now: number): boolean {
+    const limit = this.limits.readTimeoutMs;
+    if (limit <= 0 || this.partialSince === undefined || !this.reading || now - this.partialSince < limit) return false;
+    const pending = this.framer.pending;
+    Metrics.clientProtocolErrors.add(1, { reason: 'read_timeout' });
+    this.log.warn({ receivedBytes: this.framer.bufferedBytes, declaredBytes: pending?.length, ms: now - this.partialSince }, 'closing client connection: its message did not arrive within client.readTimeoutMs');
+    if (pending) this.refuse(pending.requestId, ErrorCode.NetworkTimeout, `mongoplex: message of ${pending.length} bytes did not arrive within ${limit} ms (client.readTimeoutMs); closing connection`);
+    this.close('read_timeout');
+    return true;
+  }
+
+  /**
+   * Claims what the session holds from the process-wide budget. A message whose declared
+   * length would overrun it is refused (an error reply naming it) and the client closed.
+   */
+  private claim(): boolean {
+    const pending = this.framer.pending;
+    const want = this.queuedBytes + Math.max(this.framer.bufferedBytes, pending?.length ?? 0);
+    if (this.budget.resize(this.claimed, want)) {
+      this.claimed = want;
+      return true;
+    }
+    Metrics.clientProtocolErrors.add(1, { reason: 'memory_budget' });
+    this.log.warn({ declaredBytes: pending?.length, heldBytes: this.budget.usedBytes, limit: this.budget.limit }, 'closing client connection: its message would overrun client.maxTotalBufferedBytes');
+    if (pending) this.refuse(pending.requestId, ErrorCode.ExceededMemoryLimit, `mongoplex: a message of ${pending.length} bytes would overrun the ${this.budget.limit} bytes all clients may have buffered (client.maxTotalBufferedBytes); closing connection, retry later`);
+    this.close('memory_budget');
+    return false;
+  }
+
+  private refuse(requestId: number, kind: KnownError, message: string): void {
+    this.transport.write(encodeOpMsg(newRequestId(), requestId, BSON.serialize(errorDocument(kind, message))));
   }
 
   /** The client sent its last byte (half-close): answer what is queued, then close. */
@@ -93,6 +140,8 @@ export class ClientSession {
     this.state = 'closed';
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.budget.resize(this.claimed, 0);
+    this.claimed = 0;
     this.onClosed(reason);
     Metrics.clientConnectionsClosed.add(1, { reason });
     this.log.debug({ reason }, 'client connection closed');
@@ -113,6 +162,8 @@ export class ClientSession {
       this.transport.pause();
     } else if (!over && !this.reading) {
       this.reading = true;
+      // A message that was arriving when reading paused gets its full time again.
+      if (this.partialSince !== undefined) this.partialSince = Date.now();
       this.transport.resume();
     }
   }
@@ -121,8 +172,7 @@ export class ClientSession {
     Metrics.clientProtocolErrors.add(1, { reason: err.reason });
     this.log.warn({ err: err.message }, 'closing client connection: unframeable input');
     if (err.requestId !== undefined) {
-      const kind = err.reason === 'too_large' ? ErrorCode.BSONObjectTooLarge : ErrorCode.ProtocolError;
-      this.transport.write(encodeOpMsg(newRequestId(), err.requestId, BSON.serialize(errorDocument(kind, `mongoplex: ${err.message}; closing connection`))));
+      this.refuse(err.requestId, err.reason === 'too_large' ? ErrorCode.BSONObjectTooLarge : ErrorCode.ProtocolError, `mongoplex: ${err.message}; closing connection`);
     }
     this.close(`protocol_error_${err.reason}`);
   }
@@ -133,6 +183,7 @@ export class ClientSession {
       while (this.queue.length > 0 && this.isOpen()) {
         const m = this.queue.shift()!;
         this.queuedBytes -= m.bytes.length;
+        this.claim(); // shrinking: always granted
         const out = await this.handler.handle(m);
         if (out) await this.write(out);
         this.applyBackpressure();

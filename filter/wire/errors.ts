@@ -28,6 +28,7 @@ export const ErrorCode = {
   NetworkInterfaceExceededTimeLimit: { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' },
   OperationFailed: { code: 96, codeName: 'OperationFailed' },
   CommandNotSupported: { code: 115, codeName: 'CommandNotSupported' },
+  ExceededMemoryLimit: { code: 146, codeName: 'ExceededMemoryLimit' },
   NoSuchTransaction: { code: 251, codeName: 'NoSuchTransaction' },
   UnsupportedOpQueryCommand: { code: 352, codeName: 'UnsupportedOpQueryCommand' },
   IngressRequestRateLimitExceeded: { code: 462, codeName: 'IngressRequestRateLimitExceeded' },

@@ -43,6 +43,13 @@ export class MessageFramer {
     return this.buffered;
   }
 
+  /** The incomplete message being received: its declared length and request id (once its header's first 8 bytes are in). */
+  get pending(): { length: number; requestId: number } | undefined {
+    if (this.failed || this.buffered < 8) return undefined;
+    const head = this.peek(8);
+    return { length: head.readInt32LE(0), requestId: head.readInt32LE(4) };
+  }
+
   /** Feeds bytes in; returns every message that is now complete. Throws FramingError. */
   push(chunk: Buffer): WireMessage[] {
     if (this.failed) return [];
