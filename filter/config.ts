@@ -24,6 +24,8 @@ export const ConfigSchema = z.strictObject({
     grpc: hostPort.nullable().default(null),
     /** Most client connections served at once; more are closed on accept and counted. */
     maxClientConnections: z.number().int().min(1).default(20000),
+    /** On SIGTERM/SIGINT: how long clients get to receive the replies to what they sent before the rest are closed. */
+    drainTimeoutMs: ms.default(25_000),
   }).prefault({}),
   upstream: z.strictObject({
     /** The MongoDB server(s) to pool connections to, as host:port. */

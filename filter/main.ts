@@ -57,11 +57,21 @@ async function main(): Promise<void> {
   // One line on stdout that scripts can wait for.
   console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
   let stopping = false;
+  // First signal: drain (clients get the replies to what they sent), then stop. A second one stops at once.
   const stop = (signal: string): void => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, 'second signal: stopping without waiting for clients');
+      process.exit(1);
+    }
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    server.stop()
+    const timeoutMs = config.listen.drainTimeoutMs;
+    log.info({ signal, clients: server.proxy.clientCount, timeoutMs }, 'draining: no new clients; open ones are closed once their requests are answered');
+    server.drain(timeoutMs)
+      .then((left) => {
+        if (left > 0) log.warn({ clients: left }, 'drain deadline reached: closing the remaining clients');
+        else log.info('drained: every client closed between requests');
+        return server.stop();
+      })
       .then(() => stopTelemetry?.())
       .then(() => process.exit(0), () => process.exit(1));
   };

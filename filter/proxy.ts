@@ -73,6 +73,7 @@ export class Proxy {
   readonly inputBudget: ByteBudget;
   private readonly janitor: Janitor;
   private nextClientId = 1;
+  private drainingSince: number | undefined;
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
@@ -123,7 +124,7 @@ export class Proxy {
         this.memberPresentation = new ReplicaSetPresentation(monitor, this.addresses);
       }
     }
-    this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all());
+    this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all(), () => this.draining);
     this.presentation = new MongosPresentation(this.servers);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection);
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
@@ -170,6 +171,10 @@ export class Proxy {
    * it). `member`: in replset mode, the member whose proxy address the client dialled.
    */
   openSession(transport: ClientTransport, member?: ServerAddress): ClientSession | undefined {
+    if (this.drainingSince !== undefined) {
+      Metrics.clientConnectionsRejected.add(1, { reason: 'draining' });
+      return undefined;
+    }
     if (this.sessions.size >= this.config.listen.maxClientConnections) {
       Metrics.clientConnectionsRejected.add(1, { reason: 'max_client_connections' });
       this.log.warn({ remote: transport.remote, limit: this.config.listen.maxClientConnections }, 'refusing client connection: limit reached');
@@ -189,6 +194,23 @@ export class Proxy {
   endSession(session: ClientSession, reason: string): void {
     if (!this.sessions.delete(session)) return;
     session.transportClosed(reason);
+  }
+
+  get draining(): boolean {
+    return this.drainingSince !== undefined;
+  }
+
+  /**
+   * Shutting down gracefully: new clients are refused, /readyz fails, every client is closed
+   * once the requests it already sent are answered. Resolves when no client is left, or after
+   * `timeoutMs` with the count of clients still open (the caller then stops everything).
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.drainingSince ??= Date.now();
+    for (const s of [...this.sessions]) s.drain();
+    const deadline = Date.now() + timeoutMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    return this.sessions.size;
   }
 
   private bufferedBytes(): number {

@@ -15,6 +15,12 @@ export interface RunningServer {
   /** The ext_proc gRPC ingress port, when enabled. */
   readonly grpcPort: number | undefined;
   readonly admin: AddressInfo | undefined;
+  /**
+   * Graceful shutdown, first half: stop accepting, fail /readyz, let every client's requests
+   * already read finish and reach it, closing clients between requests. Resolves with how many
+   * clients were still open at the deadline; `stop()` then ends everything.
+   */
+  drain(timeoutMs: number): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -53,6 +59,12 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     tcp,
     grpcPort,
     admin: adminAddress,
+    async drain(timeoutMs: number) {
+      ingress?.stopAccepting();
+      extProc?.stopAccepting();
+      await members?.stopAccepting();
+      return proxy.drain(timeoutMs);
+    },
     async stop() {
       await Promise.all([ingress?.close(), members?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
     },

@@ -23,6 +23,14 @@ export class MongoplexProcess {
     return new MongoplexProcess(child, listening);
   }
 
+  /** Sends a signal; resolves with the exit code once the process has exited. */
+  async signal(signal: NodeJS.Signals): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
+    const exited = new Promise<number | null>((r) => this.child.once('exit', (code) => r(code)));
+    this.child.kill(signal);
+    return exited;
+  }
+
   /** SIGKILL: the process vanishes without closing anything. */
   async kill(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;

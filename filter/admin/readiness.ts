@@ -29,6 +29,7 @@ export class Readiness {
     private readonly options: Config['readiness'],
     private readonly members: () => MemberDescription[],
     private readonly pools: () => UpstreamPool[],
+    private readonly draining: () => boolean = () => false,
   ) {}
 
   sample(now = Date.now()): void {
@@ -46,6 +47,7 @@ export class Readiness {
   check(now = Date.now()): ReadinessReport {
     this.sample(now);
     const reasons: string[] = [];
+    if (this.draining()) reasons.push('draining: mongoplex is shutting down and accepts no new clients');
     const members = this.members();
     const wanted = this.options.requires;
     const usable = members.filter((m) => (wanted === 'writable' ? WRITABLE.has(m.type) : m.type !== 'Unknown'));

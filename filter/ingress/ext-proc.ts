@@ -197,6 +197,11 @@ export class ExtProcIngress {
     });
   }
 
+  /** No new streams (Envoy closes the client connections it cannot open one for); open streams carry on. */
+  stopAccepting(): void {
+    this.server.tryShutdown(() => undefined);
+  }
+
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.server.tryShutdown(() => resolve());

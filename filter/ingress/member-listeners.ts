@@ -51,6 +51,10 @@ export class MemberListeners {
     await Promise.all(this.monitor.members().map((m) => this.open(m.address)));
   }
 
+  async stopAccepting(): Promise<void> {
+    for (const i of await Promise.all(this.listeners.values())) i?.stopAccepting();
+  }
+
   async close(): Promise<void> {
     const all = await Promise.all(this.listeners.values());
     await Promise.all(all.map((i) => i?.close(true)));

@@ -70,9 +70,15 @@ export class TcpIngress {
     });
   }
 
+  /** Stops accepting new connections; those already accepted carry on. */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
+  }
+
   /** Stops accepting; with `dropClients`, also closes the connections it accepted. */
   close(dropClients = false): Promise<void> {
     if (dropClients) for (const s of this.sockets) s.destroy();
+    if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

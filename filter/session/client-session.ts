@@ -38,6 +38,8 @@ export class ClientSession {
   private queuedBytes = 0;
   /** What this session holds against the process-wide budget (queued + the message arriving, at its declared length). */
   private claimed = 0;
+  /** Shutting down: answer what is queued, then close (between requests). */
+  private draining = false;
   /** When the message now arriving began to arrive (undefined: none, or reading is paused). */
   private partialSince: number | undefined;
   lastActivityAt = Date.now();
@@ -128,6 +130,20 @@ export class ClientSession {
     this.transport.write(encodeOpMsg(newRequestId(), requestId, BSON.serialize(errorDocument(kind, message))));
   }
 
+  /**
+   * The proxy is shutting down: stop reading, answer every request already read (in flight or
+   * queued), then close. An idle client is closed at once.
+   */
+  drain(): void {
+    if (this.state === 'closed') return;
+    this.draining = true;
+    if (this.reading) {
+      this.reading = false;
+      this.transport.pause();
+    }
+    if (this.state === 'idle' && this.queue.length === 0) this.close('draining');
+  }
+
   /** The client sent its last byte (half-close): answer what is queued, then close. */
   endOfInput(): void {
     if (this.state === 'idle') this.close('client_end_of_input');
@@ -160,7 +176,7 @@ export class ClientSession {
     if (over && this.reading) {
       this.reading = false;
       this.transport.pause();
-    } else if (!over && !this.reading) {
+    } else if (!over && !this.reading && !this.draining) {
       this.reading = true;
       // A message that was arriving when reading paused gets its full time again.
       if (this.partialSince !== undefined) this.partialSince = Date.now();
@@ -195,6 +211,7 @@ export class ClientSession {
     // The client may have half-closed, or gone, while requests were in flight.
     const after = this.state as ClientState;
     if (after === 'ending') this.close('client_end_of_input');
+    else if (after === 'active' && this.draining) this.close('draining');
     else if (after === 'active') this.state = 'idle';
   }
 

@@ -1,0 +1,98 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { MongoClient } from 'mongodb';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { freePort } from '../scripts/ports';
+import { FaultRelay } from './support/fault-relay';
+import { RawClient } from './support/raw-client';
+import { useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
+
+function connectRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on('error', () => resolve(true));
+  });
+}
+
+describe('SIGTERM drains: every request already sent is answered before its client is closed', () => {
+  let relay: FaultRelay;
+
+  before(async () => {
+    relay = new FaultRelay(db.host, db.port);
+    await relay.listen();
+  });
+  after(async () => {
+    relay?.release();
+    await relay?.close();
+  });
+
+  it('10 inserts in flight at SIGTERM all get their replies, each applied exactly once; new clients are refused; the process exits 0', async () => {
+    const port = await freePort();
+    const admin = await freePort();
+    const proxy = await MongoplexProcess.start({
+      MONGOPLEX_LISTEN_PORT: String(port),
+      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_ADMIN_PORT: String(admin),
+      MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
+    });
+    const clients = await Promise.all(Array.from({ length: 10 }, () => RawClient.connect(port)));
+    try {
+      for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      relay.hold(); // the server applies the inserts; their replies wait
+      const replies = clients.map((c, i) => c.command({ insert: 'drain', documents: [{ client: i }], $db: 'drain' }));
+      await new Promise((r) => setTimeout(r, 300));
+      const exit = proxy.signal('SIGTERM');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await connectRefused(port), true, 'no new connections while draining');
+      const ready = await fetch(`http://127.0.0.1:${admin}/readyz`);
+      assert.equal(ready.status, 503, '/readyz fails while draining');
+      assert.match(JSON.stringify(await ready.json()), /draining/);
+      relay.release();
+      const answered = await Promise.all(replies);
+      assert.deepEqual(answered.map((r) => [r.ok, r.n]), Array.from({ length: 10 }, () => [1, 1]), 'every in-flight insert was answered');
+      for (const c of clients) await c.closedPromise; // then closed, between requests
+      assert.equal(await exit, 0);
+      const direct = await new MongoClient(db.uri).connect();
+      try {
+        assert.equal(await direct.db('drain').collection('drain').countDocuments(), 10, 'each insert applied once');
+      } finally {
+        await direct.close();
+      }
+    } finally {
+      relay.release();
+      for (const c of clients) c.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('a client that keeps the proxy busy past listen.drainTimeoutMs is closed at the deadline, and the process still exits', async () => {
+    const port = await freePort();
+    const proxy = await MongoplexProcess.start({
+      MONGOPLEX_LISTEN_PORT: String(port),
+      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '1000',
+    });
+    const c = await RawClient.connect(port);
+    try {
+      assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      relay.hold();
+      void c.command({ ping: 1, $db: 'admin' }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 200));
+      const started = Date.now();
+      assert.equal(await proxy.signal('SIGTERM'), 0);
+      const took = Date.now() - started;
+      assert.ok(took >= 900 && took < 4000, `exited ${took} ms after SIGTERM`);
+    } finally {
+      relay.release();
+      c.destroy();
+      await proxy.stop();
+    }
+  });
+});
