@@ -41,6 +41,10 @@ export const ConfigSchema = z.strictObject({
     /** Requests allowed to wait for a pooled connection per server; more are refused at once. */
     maxWaitQueueSize: z.number().int().min(1).default(50_000),
     connectTimeoutMs: z.number().int().min(1).default(10_000),
+    /** A forwarded request with no reply after this long gets NetworkTimeout and its connection is discarded (0: wait as long as the server takes, as drivers do). */
+    socketTimeoutMs: ms.default(0),
+    /** A command with maxTimeMS gets MaxTimeMSExpired from the proxy when the server has not answered by maxTimeMS plus this (a stalled server). */
+    maxTimeGraceMs: ms.default(2000),
     /** Dial pooled connections through this Envoy egress listener (host:port), naming the server with PROXY protocol v2; null dials directly. */
     via: hostPort.nullable().default(null),
     /** Compressors offered to upstream servers (empty: none). */

@@ -1,12 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import type { Long } from 'bson';
+import { BSON, type Long } from 'bson';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
 import { FaultRelay } from './support/fault-relay';
 import { waitFor } from '../scripts/ports';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
+import { Metrics } from '../filter/telemetry/metrics';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -100,5 +101,67 @@ describe('pool reaping', () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+describe('a stalled upstream: requests already sent get an answer in time', () => {
+  let relay: FaultRelay;
+  let proxy: Running;
+
+  before(async () => {
+    relay = new FaultRelay(db.host, db.port);
+    await relay.listen();
+    proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 2, socketTimeoutMs: 1500, maxTimeGraceMs: 300 } });
+  });
+  after(async () => {
+    relay?.release();
+    await proxy?.stop();
+    await relay?.close();
+  });
+
+  it('a command with maxTimeMS gets MaxTimeMSExpired at maxTimeMS + upstream.maxTimeGraceMs, its connection discarded, and the pool serves the next one', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ insert: 'stall', documents: [{ a: 1 }], $db: 'limits' });
+    const closedBefore = Metrics.upstreamConnectionsClosed.value({ server: relay.address, reason: 'timeout' });
+    relay.hold();
+    const started = Date.now();
+    const r = await c.command({ find: 'stall', maxTimeMS: 200, $db: 'limits' });
+    const took = Date.now() - started;
+    assert.equal(r.codeName, 'MaxTimeMSExpired');
+    assert.match(r.errmsg, /did not answer within maxTimeMS 200 ms \+ 300 ms \(upstream\.maxTimeGraceMs\)/);
+    assert.ok(took >= 480 && took < 1400, `answered after ${took} ms`);
+    assert.equal(Metrics.upstreamConnectionsClosed.value({ server: relay.address, reason: 'timeout' }), closedBefore + 1);
+    relay.release();
+    assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+    c.destroy();
+  });
+
+  it('without maxTimeMS, upstream.socketTimeoutMs answers NetworkTimeout, labelled RetryableWriteError for a retryable write', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ ping: 1, $db: 'admin' });
+    relay.hold();
+    const started = Date.now();
+    const r = await c.command({ insert: 'stall', documents: [{ b: 1 }], lsid: { id: new BSON.UUID() }, txnNumber: new BSON.Long(1), $db: 'limits' });
+    const took = Date.now() - started;
+    assert.equal(r.codeName, 'NetworkTimeout');
+    assert.match(r.errmsg, /did not answer within 1500 ms \(upstream\.socketTimeoutMs\)/);
+    assert.deepEqual(r.errorLabels, ['RetryableWriteError']);
+    assert.ok(took >= 1400 && took < 2500, `answered after ${took} ms`);
+    relay.release();
+    c.destroy();
+  });
+
+  it('a getMore that times out drops its cursor route', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ insert: 'stallcur', documents: Array.from({ length: 10 }, (_, i) => ({ i })), $db: 'limits' });
+    const first = await c.command({ find: 'stallcur', batchSize: 2, $db: 'limits' });
+    const id = (first.cursor as { id: Long }).id;
+    const routes = proxy.proxy.cursors.size;
+    relay.hold();
+    const r = await c.command({ getMore: id, collection: 'stallcur', maxTimeMS: 100, $db: 'limits' });
+    assert.equal(r.codeName, 'MaxTimeMSExpired');
+    assert.equal(proxy.proxy.cursors.size, routes - 1, 'the route is forgotten');
+    relay.release();
+    c.destroy();
   });
 });

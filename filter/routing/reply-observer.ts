@@ -76,11 +76,12 @@ export class ReplyObserver {
   }
 
   /**
-   * The proxy failed a request before it reached the server. A getMore failed that way leaves
-   * a cursor the client now treats as dead: kill it upstream rather than leave it holding
+   * The proxy gave up on a request: it never reached the server (no connection in time), or
+   * its reply did not come in time (the connection was discarded). A getMore failed that way
+   * leaves a cursor the client now treats as dead: kill it upstream rather than leave it holding
    * server resources until its timeout (FerretDB even holds a SQLite connection per open cursor).
    */
-  notDelivered(req: RoutedRequest, route: Route, client: ClientRoutes): void {
+  abandoned(req: RoutedRequest, route: Route, client: ClientRoutes): void {
     const cmd = req.cmd;
     if (route.reason !== 'cursor' || cmd?.cursorId === undefined) return;
     this.cursorGone(cmd.cursorId, cmd.cursorNs, client);

@@ -52,7 +52,7 @@ export class CommandHandler {
     private readonly connection: { readonly id: number; readonly remote: string },
     private readonly log: Logger,
   ) {
-    this.forwarder = new Forwarder(connection.id, log);
+    this.forwarder = new Forwarder(connection.id, deps.config.upstream, log);
   }
 
   /** Handles one client message; resolves with the bytes to send back, or undefined when no reply is due. */
@@ -149,7 +149,7 @@ export class CommandHandler {
     const outcome = await this.forwarder.forward({ req, route, bytes });
     if (outcome.kind === 'no_reply') return undefined;
     if (outcome.kind === 'failed') {
-      if (!outcome.delivered) this.deps.observer.notDelivered(req, route, this.client);
+      if (outcome.abandoned) this.deps.observer.abandoned(req, route, this.client);
       return this.refused(inbound, req.name, outcome.error);
     }
     const { reply, conn } = outcome;

@@ -24,8 +24,27 @@ export type ForwardOutcome =
   | { readonly kind: 'reply'; readonly reply: WireMessage; readonly conn: UpstreamConnection }
   /** A fire-and-forget request: sent, or dropped with a log line and a metric (no reply is possible). */
   | { readonly kind: 'no_reply' }
-  /** The proxy answers with this error; `delivered`: whether the request may have reached the server. */
-  | { readonly kind: 'failed'; readonly error: Document; readonly delivered: boolean };
+  /**
+   * The proxy answers with this error. `delivered`: whether the request may have reached the
+   * server; `abandoned`: the proxy gave up on it (never sent, or no reply in time).
+   */
+  | { readonly kind: 'failed'; readonly error: Document; readonly delivered: boolean; readonly abandoned: boolean };
+
+/** How long a forwarded request may wait for its reply. */
+export interface ReplyDeadlines {
+  /** `upstream.socketTimeoutMs` (0: none). */
+  readonly socketTimeoutMs: number;
+  /** Added to a command's own maxTimeMS (`upstream.maxTimeGraceMs`). */
+  readonly maxTimeGraceMs: number;
+}
+
+/** The nearer of the two deadlines that apply to a request, and which it is. */
+function replyDeadline(req: RoutedRequest, d: ReplyDeadlines): { ms: number; kind: 'max_time' | 'socket' } | undefined {
+  const maxTime = req.cmd?.maxTimeMS === undefined ? undefined : req.cmd.maxTimeMS + d.maxTimeGraceMs;
+  const socket = d.socketTimeoutMs > 0 ? d.socketTimeoutMs : undefined;
+  if (maxTime !== undefined && (socket === undefined || maxTime <= socket)) return { ms: maxTime, kind: 'max_time' };
+  return socket === undefined ? undefined : { ms: socket, kind: 'socket' };
+}
 
 /**
  * Sends one request over a pooled connection and reads its reply: checks a connection out (or
@@ -33,7 +52,7 @@ export type ForwardOutcome =
  * every failure into the Mongo error a driver expects (labels included). One span per request.
  */
 export class Forwarder {
-  constructor(private readonly sessionId: number, private readonly log: Logger) {}
+  constructor(private readonly sessionId: number, private readonly deadlines: ReplyDeadlines, private readonly log: Logger) {}
 
   async forward({ req, route, bytes }: ForwardRequest): Promise<ForwardOutcome> {
     const started = performance.now();
@@ -54,16 +73,34 @@ export class Forwarder {
       const kind = CHECKOUT_ERRORS[e.reason];
       const labels = e.reason === 'queue_full' ? ['SystemOverloadedError', 'RetryableError'] : failureLabels(cmd);
       endSpanWithError(span, kind.code, e.message);
-      return this.failed(req, kind, e.message, labels, false);
+      return this.failed(req, kind, e.message, labels, false, true);
     }
     let reply: WireMessage | undefined;
+    // A stalled server must not hold the client forever: past the deadline the connection is
+    // discarded (a late reply could no longer be matched) and the client gets the error.
+    const deadline = req.moreToCome ? undefined : replyDeadline(req, this.deadlines);
+    let expired = false;
+    const timer = deadline && setTimeout(() => {
+      expired = true;
+      conn.close('timeout', `no reply within ${deadline.ms} ms`);
+    }, deadline.ms);
     try {
       reply = await conn.request(bytes, { compressible: isCompressible(name), moreToCome: req.moreToCome });
     } catch (err) {
       route.pool.checkIn(conn); // closed by its failure: the pool drops it
+      if (expired && deadline) {
+        const server = route.pool.address.toString();
+        const [kind, message, labels] = deadline.kind === 'max_time'
+          ? [ErrorCode.MaxTimeMSExpired, `${server} did not answer within maxTimeMS ${cmd?.maxTimeMS} ms + ${this.deadlines.maxTimeGraceMs} ms (upstream.maxTimeGraceMs); the connection was discarded`, []]
+          : [ErrorCode.NetworkTimeout, `${server} did not answer within ${deadline.ms} ms (upstream.socketTimeoutMs); the connection was discarded`, failureLabels(cmd)];
+        endSpanWithError(span, kind.code, message);
+        return this.failed(req, kind, message, labels, true, true);
+      }
       const message = (err as Error).message;
       endSpanWithError(span, ErrorCode.HostUnreachable.code, message);
       return this.failed(req, ErrorCode.HostUnreachable, message, failureLabels(cmd), true);
+    } finally {
+      if (timer) clearTimeout(timer);
     }
     route.release(conn);
     Metrics.commands.add(1, { handling: 'forwarded', route: route.reason });
@@ -72,13 +109,13 @@ export class Forwarder {
     return reply ? { kind: 'reply', reply, conn } : { kind: 'no_reply' };
   }
 
-  private failed(req: RoutedRequest, kind: KnownError, message: string, labels: readonly string[], delivered: boolean): ForwardOutcome {
+  private failed(req: RoutedRequest, kind: KnownError, message: string, labels: readonly string[], delivered: boolean, abandoned = false): ForwardOutcome {
     if (req.moreToCome) {
       Metrics.commandErrors.add(1, { code: 'unacknowledged_dropped' });
       this.log.warn({ command: req.name, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
       return { kind: 'no_reply' };
     }
-    return { kind: 'failed', error: errorDocument(kind, `mongoplex: ${message}`, labels), delivered };
+    return { kind: 'failed', error: errorDocument(kind, `mongoplex: ${message}`, labels), delivered, abandoned };
   }
 }
 

@@ -22,7 +22,7 @@ export const ErrorCode = {
   Unauthorized: { code: 13, codeName: 'Unauthorized' },
   ProtocolError: { code: 17, codeName: 'ProtocolError' },
   CursorNotFound: { code: 43, codeName: 'CursorNotFound' },
-  ExceededTimeLimit: { code: 50, codeName: 'ExceededTimeLimit' },
+  MaxTimeMSExpired: { code: 50, codeName: 'MaxTimeMSExpired' },
   CommandNotFound: { code: 59, codeName: 'CommandNotFound' },
   NetworkTimeout: { code: 89, codeName: 'NetworkTimeout' },
   NetworkInterfaceExceededTimeLimit: { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' },

@@ -76,6 +76,8 @@ export interface CommandInfo {
   readonly killCursorIds: bigint[] | undefined;
   /** The write concern asks for no acknowledgement (`w: 0`). */
   readonly unacknowledged: boolean;
+  /** The command's own time limit (`maxTimeMS`), when positive. */
+  readonly maxTimeMS: number | undefined;
   readonly readPreference: ReadPreference | undefined;
 }
 
@@ -120,6 +122,7 @@ export function readCommand(body: Buffer): CommandInfo {
   let killCursorIds: bigint[] | undefined;
   let unacknowledged = false;
   let readPreference: ReadPreference | undefined;
+  let maxTimeMS: number | undefined;
   const lname = name.toLowerCase();
   for (let i = 1; i < els.length; i++) {
     const e = els[i]!;
@@ -151,6 +154,11 @@ export function readCommand(body: Buffer): CommandInfo {
         }
         break;
       case '$readPreference': readPreference = readPreferenceOf(body, e); break;
+      case 'maxTimeMS': {
+        const v = Number(numberOf(body, e) ?? 0);
+        maxTimeMS = v > 0 ? v : undefined;
+        break;
+      }
       case 'writeConcern':
         if (e[0] === T_DOCUMENT) {
           for (const s of elements(body, e[3])) {
@@ -166,7 +174,7 @@ export function readCommand(body: Buffer): CommandInfo {
   return {
     name, db, collection, hasTxnNumber, txnNumber, inTransaction, startTransaction, lsid, lsidDocument,
     cursorId, cursorCollection, cursorNs: cursorCollection === undefined ? undefined : `${db}.${cursorCollection}`,
-    killCursorIds, unacknowledged, readPreference,
+    killCursorIds, unacknowledged, readPreference, maxTimeMS,
   };
 }
 
