@@ -69,3 +69,29 @@ describe('connection pooling', () => {
     assert.ok(stats.pools[0]!.total <= 8);
   });
 });
+
+describe('cursors on a server that stalls new queries while cursors are open (FerretDB: one SQLite connection per open cursor)', () => {
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    proxy = await startMongoplex(db.address); // the default pool
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  it('150 clients each inserting then draining a cursor in batches of 5 all finish: getMores never wait behind stuck new queries', async () => {
+    const clients = await Promise.all(Array.from({ length: 150 }, () => new MongoClient(proxy.uri, { maxPoolSize: 1 }).connect()));
+    const guard = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the clients did not finish within 90 s (deadlock)')), 90_000).unref());
+    try {
+      const counts = await Promise.race([guard, Promise.all(clients.map(async (c, i) => {
+        const col = c.db('cursordeadlock').collection(`c${i}`);
+        await col.insertMany(Array.from({ length: 20 }, (_, k) => ({ k })));
+        return (await col.find({}, { batchSize: 5 }).toArray()).length;
+      }))]);
+      assert.deepEqual(new Set(counts), new Set([20]));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+});

@@ -145,3 +145,66 @@ describe('upstream pool', () => {
     p.checkIn(second);
   });
 });
+
+describe('upstream pool: continuations before new work', () => {
+  const server = new HandshakeServer();
+  const pools: UpstreamPool[] = [];
+  before(() => server.endpoint.listen());
+  after(async () => {
+    for (const p of pools) p.close();
+    await server.endpoint.close();
+  });
+
+  function pool(maxPoolSize: number): UpstreamPool {
+    const p = new UpstreamPool(ServerAddress.parse(server.endpoint.address), {
+      maxPoolSize, minPoolSize: 0, maxConnecting: 2, maxIdleTimeMs: 60_000, waitQueueTimeoutMs: 5000, maxWaitQueueSize: 100,
+      connectTimeoutMs: 2000, appName: 'pool-test', compressors: [],
+    });
+    pools.push(p);
+    return p;
+  }
+
+  it('while a cursor is open, new work gets at most all but one connection; the last one serves a continuation', async () => {
+    const p = pool(3);
+    const cursorConn = await p.checkOut();
+    cursorConn.cursorOpened();
+    p.checkIn(cursorConn);
+    const a = await p.checkOut();
+    const b = await p.checkOut();
+    let third: UpstreamConnection | undefined;
+    const blocked = p.checkOut().then((c) => (third = c));
+    await tick(50);
+    assert.equal(third, undefined, 'a third new request waits although the pool has room for a third connection');
+    assert.equal(p.stats().total, 2);
+    const continuation = await p.checkOut('continuation');
+    assert.ok(continuation, 'the reserved connection serves the getMore at once');
+    p.checkIn(continuation);
+    p.checkIn(a);
+    await blocked;
+    assert.ok(third);
+    for (const c of [b, third!]) p.checkIn(c);
+    cursorConn.cursorClosed();
+  });
+
+  it('a waiting continuation is served before new work that waited longer', async () => {
+    const p = pool(1);
+    const held = await p.checkOut();
+    const order: string[] = [];
+    const n1 = p.checkOut().then((c) => (order.push('new'), c));
+    await tick();
+    const c1 = p.checkOut('continuation').then((c) => (order.push('continuation'), c));
+    await tick();
+    p.checkIn(held);
+    p.checkIn(await c1);
+    p.checkIn(await n1);
+    assert.deepEqual(order, ['continuation', 'new']);
+  });
+
+  it('without open cursors, new work may use every connection', async () => {
+    const p = pool(2);
+    const [a, b] = await Promise.all([p.checkOut(), p.checkOut()]);
+    assert.notEqual(a, b);
+    p.checkIn(a);
+    p.checkIn(b);
+  });
+});

@@ -83,7 +83,8 @@ export class ClientResources {
 export async function runCleanup(pool: UpstreamPool | undefined, db: string, command: Record<string, unknown>, kind: string, log: Logger): Promise<void> {
   if (!pool) return;
   try {
-    const conn = await pool.checkOut();
+    // Killing a cursor or aborting a transaction frees server resources: it goes first.
+    const conn = await pool.checkOut('continuation');
     try {
       await conn.command(db, command);
       Metrics.clientCleanup.add(1, { kind, result: 'ok' });

@@ -4,7 +4,7 @@ import type { CommandInfo } from '../wire/peek';
 import type { ServerSet } from '../topology/server-set';
 import type { TopologyMonitor } from '../topology/monitor';
 import type { MemberDescription } from '../topology/member';
-import type { UpstreamPool } from '../upstream/pool';
+import type { CheckoutKind, UpstreamPool } from '../upstream/pool';
 import type { UpstreamConnection } from '../upstream/connection';
 import type { CursorRoutes } from './cursor-routes';
 import type { TransactionRoutes } from './transaction-routes';
@@ -29,6 +29,8 @@ export interface RoutedRequest {
 export interface Route {
   readonly pool: UpstreamPool;
   readonly reason: RouteReason;
+  /** A continuation (getMore, killCursors, a transaction's later statements) waits ahead of new work for a connection. */
+  readonly checkout: CheckoutKind;
   /** A connection routing already holds for this client (the getLastError pin); otherwise check one out. */
   readonly connection: UpstreamConnection | undefined;
   /** Gives the connection back once the reply is read: to the pool, or held for a following getLastError. */
@@ -71,7 +73,7 @@ export class Router {
     if (pinned && (lastError || unacknowledgedWrite)) {
       // The pinned connection carries the write's outcome: getLastError reads it there, and a
       // further unacknowledged write keeps using it so getLastError reports the latest one.
-      return { kind: 'forward', route: this.routeTo(pinned.pool, 'pinned', client, unacknowledgedWrite, pinned.conn) };
+      return { kind: 'forward', route: this.routeTo(pinned.pool, 'pinned', client, 'new', unacknowledgedWrite, pinned.conn) };
     }
     if (pinned) pinned.pool.checkIn(pinned.conn);
     const { pool, reason } = req.cmd ? this.routeCommand(req.cmd, client) : this.fallback(client);
@@ -83,13 +85,14 @@ export class Router {
       if (known) return { kind: 'answer', reply: known };
       if ((pool.description?.maxWireVersion ?? 0) < NO_GETLASTERROR_WIRE_VERSION) return { kind: 'answer', reply: NO_LAST_ERROR };
     }
-    return { kind: 'forward', route: this.routeTo(pool, reason, client, unacknowledgedWrite) };
+    return { kind: 'forward', route: this.routeTo(pool, reason, client, req.cmd && isContinuation(req.cmd) ? 'continuation' : 'new', unacknowledgedWrite) };
   }
 
-  private routeTo(pool: UpstreamPool, reason: RouteReason, client: ClientRoutes, holdForLastError: boolean, connection?: UpstreamConnection): Route {
+  private routeTo(pool: UpstreamPool, reason: RouteReason, client: ClientRoutes, checkout: CheckoutKind, holdForLastError: boolean, connection?: UpstreamConnection): Route {
     return {
       pool,
       reason,
+      checkout,
       connection,
       // Only a fire-and-forget write leaves an outcome a getLastError could ask about.
       release: holdForLastError ? (conn) => client.lastError.hold(pool, conn) : (conn) => pool.checkIn(conn),
@@ -166,6 +169,12 @@ export class Router {
 }
 
 const LEGACY_WRITES: ReadonlySet<number> = new Set([OpCode.INSERT, OpCode.UPDATE, OpCode.DELETE]);
+
+/** Work the server already holds resources for: a cursor's next batch or end, a transaction's later statements. */
+function isContinuation(cmd: CommandInfo): boolean {
+  const n = cmd.name.toLowerCase();
+  return n === 'getmore' || n === 'killcursors' || (cmd.inTransaction && !cmd.startTransaction);
+}
 
 /** A write whose outcome only a following getLastError can learn. */
 function isUnacknowledgedWrite(req: RoutedRequest): boolean {

@@ -67,7 +67,7 @@ export class Forwarder {
     });
     let conn: UpstreamConnection;
     try {
-      conn = route.connection ?? await route.pool.checkOut();
+      conn = route.connection ?? await route.pool.checkOut(route.checkout);
     } catch (err) {
       const e = err as CheckoutError;
       const kind = CHECKOUT_ERRORS[e.reason];

@@ -21,7 +21,14 @@ export class CheckoutError extends Error {
   }
 }
 
+/**
+ * What a checkout is for. A continuation (getMore, killCursors, a transaction's later
+ * statements) finishes work the server already holds resources for; new work starts more.
+ */
+export type CheckoutKind = 'new' | 'continuation';
+
 interface Waiter {
+  readonly kind: CheckoutKind;
   readonly resolve: (c: UpstreamConnection) => void;
   readonly reject: (e: Error) => void;
   readonly timer: NodeJS.Timeout | undefined;
@@ -49,13 +56,21 @@ export interface PoolEvents {
 
 /**
  * A bounded pool of connections to one server (modelled on the drivers' CMAP): at most
- * `maxPoolSize` connections, at most `maxConnecting` being opened at once, a FIFO wait queue
+ * `maxPoolSize` connections, at most `maxConnecting` being opened at once, a wait queue
  * bounded in length and in time, idle connections reaped unless they hold open cursors.
+ *
+ * Continuations go first: they wait ahead of new work, and while the pool's connections have
+ * cursors open, new work may hold at most `maxPoolSize - 1` connections (pools of 2 or more),
+ * so one is always left for them. Without that, a server whose new queries wait for resources only open cursors free (FerretDB's
+ * SQLite connections, a storage engine's tickets) deadlocks: every pooled connection waits in
+ * a new query, and the getMores that would free the cursors wait for a pooled connection.
  */
 export class UpstreamPool extends EventEmitter<PoolEvents> {
   /** Idle connections, most recently used last (LIFO keeps the warm set small). */
   private readonly idle: UpstreamConnection[] = [];
-  private readonly inUse = new Set<UpstreamConnection>();
+  /** Connections checked out, and for what. */
+  private readonly inUse = new Map<UpstreamConnection, CheckoutKind>();
+  private newInUse = 0;
   private readonly waiters: Waiter[] = [];
   private connecting = 0;
   private closed = false;
@@ -75,7 +90,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
 
   stats(): PoolStats {
     let holdingCursors = 0;
-    for (const c of [...this.idle, ...this.inUse]) if (c.holdsCursors) holdingCursors++;
+    for (const c of [...this.idle, ...this.inUse.keys()]) if (c.holdsCursors) holdingCursors++;
     return {
       address: this.address.toString(),
       total: this.size,
@@ -97,12 +112,30 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     return this.options.maxPoolSize;
   }
 
+  /** Connections new work may hold at once: while cursors are open, all but one, kept for continuations. */
+  private get newLimit(): number {
+    const max = this.options.maxPoolSize;
+    return max >= 2 && this.holdsCursors() ? max - 1 : max;
+  }
+
+  private holdsCursors(): boolean {
+    for (const c of this.idle) if (c.holdsCursors) return true;
+    for (const c of this.inUse.keys()) if (c.holdsCursors) return true;
+    return false;
+  }
+
+  private mayServe(kind: CheckoutKind): boolean {
+    return kind === 'continuation' || this.newInUse < this.newLimit;
+  }
+
   /** Resolves with a connection for exclusive use; give it back with `checkIn`. */
-  checkOut(): Promise<UpstreamConnection> {
+  checkOut(kind: CheckoutKind = 'new'): Promise<UpstreamConnection> {
     if (this.closed) return Promise.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
-    const conn = this.popIdle();
+    // Nobody of the same or higher priority may be passed in the queue.
+    const queuedAhead = kind === 'continuation' ? this.waiters.some((w) => w.kind === 'continuation') : this.waiters.length > 0;
+    const conn = !queuedAhead && this.mayServe(kind) ? this.popIdle() : undefined;
     if (conn) {
-      this.inUse.add(conn);
+      this.lend(conn, kind);
       return Promise.resolve(conn);
     }
     if (this.waiters.length >= this.options.maxWaitQueueSize) {
@@ -113,6 +146,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       const enqueuedAt = Date.now();
       const timeout = this.options.waitQueueTimeoutMs;
       const waiter: Waiter = {
+        kind,
         enqueuedAt,
         resolve,
         reject,
@@ -131,7 +165,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
 
   /** Returns a connection after its reply was fully read. Closed connections are dropped. */
   checkIn(conn: UpstreamConnection): void {
-    if (!this.inUse.delete(conn)) return;
+    if (!this.giveBack(conn)) return;
     if (conn.closed || conn.busy || this.closed) {
       if (!conn.closed) conn.close(this.closed ? 'pool_closed' : 'checked_in_busy');
       this.pump();
@@ -158,16 +192,45 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     return undefined;
   }
 
+  private lend(conn: UpstreamConnection, kind: CheckoutKind): void {
+    this.inUse.set(conn, kind);
+    if (kind === 'new') this.newInUse++;
+  }
+
+  /** Takes a connection back from whoever held it; false if it was not lent. */
+  private giveBack(conn: UpstreamConnection): boolean {
+    const kind = this.inUse.get(conn);
+    if (kind === undefined) return false;
+    this.inUse.delete(conn);
+    if (kind === 'new') this.newInUse--;
+    return true;
+  }
+
+  /** The waiter to serve next: the oldest continuation, else the oldest new request if new work may have another connection. */
+  private nextWaiter(): number {
+    const c = this.waiters.findIndex((w) => w.kind === 'continuation');
+    if (c >= 0) return c;
+    return this.waiters.length > 0 && this.mayServe('new') ? 0 : -1;
+  }
+
+  /** Waiters a new connection could serve now. */
+  private servableWaiters(): number {
+    let continuations = 0;
+    for (const w of this.waiters) if (w.kind === 'continuation') continuations++;
+    const news = this.waiters.length - continuations;
+    return continuations + Math.min(news, Math.max(0, this.newLimit - this.newInUse));
+  }
+
   /** Hands idle connections to waiters and opens new ones while there is room. */
   private pump(): void {
-    while (this.waiters.length > 0) {
+    for (let i = this.nextWaiter(); i >= 0; i = this.nextWaiter()) {
       const c = this.popIdle();
       if (!c) break;
-      this.give(c);
+      this.give(i, c);
     }
     while (
       !this.closed &&
-      this.waiters.length > this.connecting &&
+      this.servableWaiters() > this.connecting &&
       this.size < this.options.maxPoolSize &&
       this.connecting < this.options.maxConnecting
     ) {
@@ -175,10 +238,10 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     }
   }
 
-  private give(conn: UpstreamConnection): void {
-    const w = this.waiters.shift()!;
+  private give(index: number, conn: UpstreamConnection): void {
+    const w = this.waiters.splice(index, 1)[0]!;
     if (w.timer) clearTimeout(w.timer);
-    this.inUse.add(conn);
+    this.lend(conn, w.kind);
     Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, { server: this.address.toString() });
     w.resolve(conn);
   }
@@ -194,7 +257,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         conn.onClose((reason, detail) => {
           const i = this.idle.indexOf(conn);
           if (i >= 0) this.idle.splice(i, 1);
-          this.inUse.delete(conn);
+          this.giveBack(conn);
           Metrics.upstreamConnectionsClosed.add(1, { server: this.address.toString(), reason });
           this.emit('connectionClosed', conn, reason, detail);
           this.pump();
@@ -243,7 +306,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       if (w.timer) clearTimeout(w.timer);
       w.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
     }
-    for (const c of [...this.idle, ...this.inUse]) c.close('pool_closed');
+    for (const c of [...this.idle, ...this.inUse.keys()]) c.close('pool_closed');
     this.idle.length = 0;
   }
 }
