@@ -1,6 +1,6 @@
 import { BSON } from 'bson';
 import type { Config } from '../config';
-import type { Logger } from '../log';
+import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
 import { ErrorCode, type KnownError } from '../wire/errors';
 import { FramingError, MessageFramer } from '../wire/framer';
@@ -85,7 +85,7 @@ export class ClientSession {
     if (this.bufferedBytes > maxBufferedBytes + maxMessageSizeBytes) {
       // Only a transport that cannot pause (Envoy ext_proc) gets here.
       Metrics.clientProtocolErrors.add(1, { reason: 'buffer_limit' });
-      this.log.warn({ bufferedBytes: this.bufferedBytes }, 'closing client connection: it sends faster than it reads its replies');
+      if (clientCausedLogs.allow(this.log, 'buffer_limit')) this.log.warn({ bufferedBytes: this.bufferedBytes }, 'closing client connection: it sends faster than it reads its replies');
       this.close('buffer_limit');
       return;
     }
@@ -102,7 +102,7 @@ export class ClientSession {
     if (limit <= 0 || this.partialSince === undefined || !this.reading || now - this.partialSince < limit) return false;
     const pending = this.framer.pending;
     Metrics.clientProtocolErrors.add(1, { reason: 'read_timeout' });
-    this.log.warn({ receivedBytes: this.framer.bufferedBytes, declaredBytes: pending?.length, ms: now - this.partialSince }, 'closing client connection: its message did not arrive within client.readTimeoutMs');
+    if (clientCausedLogs.allow(this.log, 'read_timeout')) this.log.warn({ receivedBytes: this.framer.bufferedBytes, declaredBytes: pending?.length, ms: now - this.partialSince }, 'closing client connection: its message did not arrive within client.readTimeoutMs');
     if (pending) this.refuse(pending.requestId, ErrorCode.NetworkTimeout, `mongoplex: message of ${pending.length} bytes did not arrive within ${limit} ms (client.readTimeoutMs); closing connection`);
     this.close('read_timeout');
     return true;
@@ -120,7 +120,7 @@ export class ClientSession {
       return true;
     }
     Metrics.clientProtocolErrors.add(1, { reason: 'memory_budget' });
-    this.log.warn({ declaredBytes: pending?.length, heldBytes: this.budget.usedBytes, limit: this.budget.limit }, 'closing client connection: its message would overrun client.maxTotalBufferedBytes');
+    if (clientCausedLogs.allow(this.log, 'memory_budget')) this.log.warn({ declaredBytes: pending?.length, heldBytes: this.budget.usedBytes, limit: this.budget.limit }, 'closing client connection: its message would overrun client.maxTotalBufferedBytes');
     if (pending) this.refuse(pending.requestId, ErrorCode.ExceededMemoryLimit, `mongoplex: a message of ${pending.length} bytes would overrun the ${this.budget.limit} bytes all clients may have buffered (client.maxTotalBufferedBytes); closing connection, retry later`);
     this.close('memory_budget');
     return false;
@@ -186,7 +186,7 @@ export class ClientSession {
 
   private failFraming(err: FramingError): void {
     Metrics.clientProtocolErrors.add(1, { reason: err.reason });
-    this.log.warn({ err: err.message }, 'closing client connection: unframeable input');
+    if (clientCausedLogs.allow(this.log, err.reason)) this.log.warn({ err: err.message }, 'closing client connection: unframeable input');
     if (err.requestId !== undefined) {
       this.refuse(err.requestId, err.reason === 'too_large' ? ErrorCode.BSONObjectTooLarge : ErrorCode.ProtocolError, `mongoplex: ${err.message}; closing connection`);
     }

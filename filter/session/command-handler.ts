@@ -1,6 +1,6 @@
 import { ObjectId, type Document } from 'bson';
 import type { Config } from '../config';
-import type { Logger } from '../log';
+import { clientCausedLogs, type Logger } from '../log';
 import type { ClientRoutes } from '../routing/client-routes';
 import type { ReplyObserver } from '../routing/reply-observer';
 import type { RoutedRequest, Router } from '../routing/router';
@@ -75,7 +75,7 @@ export class CommandHandler {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       Metrics.clientProtocolErrors.add(1, { reason: err.codeName });
-      this.log.info({ err: err.message, opCode: raw.header.opCode }, 'refused malformed client message');
+      if (clientCausedLogs.allow(this.log, err.codeName)) this.log.info({ err: err.message, opCode: raw.header.opCode }, 'refused malformed client message');
       return this.reply(inbound, { ok: 0, errmsg: `mongoplex: ${err.message}`, code: err.code, codeName: err.codeName }, true);
     }
   }

@@ -1,5 +1,5 @@
 import type { Document } from 'bson';
-import type { Logger } from '../log';
+import { clientCausedLogs, type Logger } from '../log';
 import type { Route, RoutedRequest } from '../routing/router';
 import { Metrics } from '../telemetry/metrics';
 import { endSpanWithError, startCommandSpan } from '../telemetry/tracing';
@@ -112,7 +112,7 @@ export class Forwarder {
   private failed(req: RoutedRequest, kind: KnownError, message: string, labels: readonly string[], delivered: boolean, abandoned = false): ForwardOutcome {
     if (req.moreToCome) {
       Metrics.commandErrors.add(1, { code: 'unacknowledged_dropped' });
-      this.log.warn({ command: req.name, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
+      if (clientCausedLogs.allow(this.log, 'unacknowledged_dropped')) this.log.warn({ command: req.name, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
       return { kind: 'no_reply' };
     }
     return { kind: 'failed', error: errorDocument(kind, `mongoplex: ${message}`, labels), delivered, abandoned };
