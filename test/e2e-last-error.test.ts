@@ -176,3 +176,56 @@ describe('getLastError against a server without it (5.1+ wire version)', () => {
     c.destroy();
   });
 });
+
+describe('malformed legacy messages are not forwarded (a server would drop the pooled connection)', () => {
+  let legacy: LegacyServerFixture;
+  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
+
+  before(async () => {
+    legacy = new LegacyServerFixture(db);
+    await legacy.start();
+    proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 2 } });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await legacy?.stop();
+  });
+
+  function legacyMessage(opCode: number, requestId: number, body: Buffer): Buffer {
+    const out = Buffer.concat([Buffer.alloc(HEADER_SIZE), body]);
+    writeHeader(out, { messageLength: out.length, requestId, responseTo: 0, opCode });
+    return out;
+  }
+
+  it('an OP_INSERT with a broken document, an OP_KILL_CURSORS that miscounts, an OP_UPDATE with trailing bytes: no reply, getLastError reports each, no pooled connection lost', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ ping: 1, $db: 'admin' });
+    const closedBefore = Metrics.upstreamConnectionsClosed.value();
+    const broken = Buffer.from(BSON.serialize({ a: 'x' }));
+    broken[4] = 0x7f; // an element type that does not exist
+    const cases: Array<[Buffer, RegExp]> = [
+      [legacyMessage(OpCode.INSERT, 10, Buffer.concat([Buffer.alloc(4), Buffer.from('gle.bad\0'), broken])), /OP_INSERT document is invalid BSON/],
+      [legacyMessage(OpCode.KILL_CURSORS, 11, Buffer.concat([Buffer.alloc(4), Buffer.from([3, 0, 0, 0]), Buffer.alloc(8)])), /OP_KILL_CURSORS says 3 cursor ids but carries 1/],
+      [legacyMessage(OpCode.UPDATE, 12, Buffer.concat([Buffer.alloc(4), Buffer.from('gle.bad\0'), Buffer.alloc(4), Buffer.from(BSON.serialize({})), Buffer.from(BSON.serialize({ $set: { a: 1 } })), Buffer.from([1, 2, 3])])), /OP_UPDATE has 3 bytes after its last field/],
+    ];
+    for (const [message, expected] of cases) {
+      c.send(message);
+      const gle = await c.command({ getLastError: 1, $db: 'gle' });
+      assert.equal(gle.ok, 1);
+      assert.match(String(gle.err), expected);
+    }
+    assert.equal(Metrics.upstreamConnectionsClosed.value(), closedBefore, 'no pooled connection was dropped');
+    const bad = await c.command({ insert: 'bad', documents: [{ fine: true }], $db: 'gle' });
+    assert.equal(bad.ok, 1, 'the connection is in step');
+    c.destroy();
+  });
+
+  it('a malformed OP_GET_MORE gets an OP_REPLY error', async () => {
+    const c = await RawClient.connect(proxy.port);
+    c.send(legacyMessage(OpCode.GET_MORE, 20, Buffer.concat([Buffer.alloc(4), Buffer.from('nonamespace\0'), Buffer.alloc(12)])));
+    const reply = (await c.next())!;
+    assert.equal(reply.header.opCode, OpCode.REPLY);
+    assert.match(String(decodeReply(reply).errmsg), /OP_GET_MORE collection name 'nonamespace' is not db\.collection/);
+    c.destroy();
+  });
+});

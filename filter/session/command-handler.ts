@@ -11,7 +11,7 @@ import { compressMessage, decompressMessage, isCompressible, negotiateCompressor
 import { deserializeCommand } from '../wire/document';
 import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
 import { expectsReply, LEGACY_OPCODES, OpCode, opcodeName, type WireMessage } from '../wire/header';
-import { parseOpQuery } from '../wire/legacy';
+import { parseOpQuery, validateLegacyMessage } from '../wire/legacy';
 import { clearOpMsgFlags, encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
 import { readCommand } from '../wire/peek';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
@@ -69,6 +69,9 @@ export class CommandHandler {
       if (op === OpCode.QUERY) return await this.handleOpQuery(inbound);
       if (LEGACY_OPCODES.has(op)) {
         // Only a legacy server understands these; OP_INSERT/UPDATE/DELETE/KILL_CURSORS expect no reply.
+        if (!expectsReply(op)) {
+          if (this.refuseUnanswerable(inbound.message)) return undefined;
+        } else validateLegacyMessage(inbound.message);
         return await this.forward(inbound, { opCode: op, name: opcodeName(op), cmd: undefined, moreToCome: !expectsReply(op) }, inbound.message.bytes);
       }
       throw new ProtocolError(`mongoplex does not accept ${opcodeName(op)} from clients`, ErrorCode.ProtocolError.code, ErrorCode.ProtocolError.codeName);
@@ -104,6 +107,7 @@ export class CommandHandler {
       const scoped = connectionScopedHandling(name);
       if (scoped) return this.handleConnectionScoped(inbound, name, scoped);
     }
+    validateLegacyMessage(inbound.message);
     return this.forward(inbound, { opCode: OpCode.QUERY, name, cmd: undefined, moreToCome: false }, inbound.message.bytes);
   }
 
@@ -170,6 +174,25 @@ export class CommandHandler {
   }
 
   /** A document the proxy produced itself, in the request's wire form. */
+  /**
+   * A malformed fire-and-forget legacy message (OP_INSERT, OP_UPDATE, OP_DELETE, OP_KILL_CURSORS)
+   * cannot be answered: it is not forwarded (a server would drop the pooled connection), and the
+   * error becomes what the client's next getLastError reports, as a server would record it.
+   */
+  private refuseUnanswerable(message: WireMessage): boolean {
+    try {
+      validateLegacyMessage(message);
+      return false;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      Metrics.clientProtocolErrors.add(1, { reason: err.codeName });
+      if (clientCausedLogs.allow(this.log, err.codeName)) this.log.info({ err: err.message, opCode: message.header.opCode }, 'refused malformed client message (no reply possible; its getLastError reports it)');
+      this.client.lastError.release();
+      this.client.lastError.lastAnswer = { ok: 1, err: `mongoplex: ${err.message}`, code: err.code, codeName: err.codeName, n: 0 };
+      return true;
+    }
+  }
+
   private reply(inbound: Inbound, doc: Document, compressible: boolean): Promise<Buffer> {
     return this.compress(encodeReply(inbound.message, doc), compressible ? inbound.compressor : undefined);
   }

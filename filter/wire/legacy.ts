@@ -1,3 +1,4 @@
+import { BSON } from 'bson';
 import { HEADER_SIZE, OpCode, writeHeader, type WireMessage } from './header';
 import { ErrorCode, protocolError } from './errors';
 
@@ -101,4 +102,87 @@ export function encodeOpQuery(requestId: number, fullCollectionName: string, que
   off += 8;
   out.set(query, off);
   return out;
+}
+
+/** A whole BSON document, checked element by element (what the server would reject). */
+function checkedDoc(buf: Buffer, off: number, what: string): Buffer {
+  const d = docAt(buf, off, what);
+  try {
+    BSON.deserialize(d, { promoteValues: false, validation: { utf8: false } });
+  } catch (err) {
+    throw protocolError(`${what} is invalid BSON: ${(err as Error).message}`, ErrorCode.InvalidBSON);
+  }
+  return d;
+}
+
+const LEGACY_NAMES: Readonly<Record<number, string>> = {
+  [OpCode.UPDATE]: 'OP_UPDATE', [OpCode.INSERT]: 'OP_INSERT', [OpCode.QUERY]: 'OP_QUERY',
+  [OpCode.GET_MORE]: 'OP_GET_MORE', [OpCode.DELETE]: 'OP_DELETE', [OpCode.KILL_CURSORS]: 'OP_KILL_CURSORS',
+};
+
+/**
+ * Checks a legacy message's whole layout before it is forwarded: a server that cannot parse
+ * one drops the connection, which would cost a pooled connection per malformed message.
+ */
+export function validateLegacyMessage(msg: WireMessage): void {
+  const buf = msg.bytes;
+  const op = msg.header.opCode;
+  const name = LEGACY_NAMES[op] ?? `opcode ${op}`;
+  let off = HEADER_SIZE;
+  const skip = (n: number, what: string): void => {
+    if (off + n > buf.length) throw protocolError(`${name} is truncated (${what})`, ErrorCode.ProtocolError);
+    off += n;
+  };
+  const namespace = (): void => {
+    const nul = buf.indexOf(0, off);
+    if (nul < 0) throw protocolError(`${name} collection name is not terminated`, ErrorCode.ProtocolError);
+    const ns = buf.toString('utf8', off, nul);
+    if (!/^[^.]+\..+$/.test(ns)) throw protocolError(`${name} collection name '${ns.slice(0, 120)}' is not db.collection`, ErrorCode.ProtocolError);
+    off = nul + 1;
+  };
+  const doc = (what: string): void => {
+    off += checkedDoc(buf, off, `${name} ${what}`).length;
+  };
+  switch (op) {
+    case OpCode.UPDATE:
+      skip(4, 'reserved');
+      namespace();
+      skip(4, 'flags');
+      doc('selector');
+      doc('update');
+      break;
+    case OpCode.INSERT:
+      skip(4, 'flags');
+      namespace();
+      do doc('document'); while (off < buf.length);
+      break;
+    case OpCode.DELETE:
+      skip(4, 'reserved');
+      namespace();
+      skip(4, 'flags');
+      doc('selector');
+      break;
+    case OpCode.QUERY:
+      skip(4, 'flags');
+      namespace();
+      skip(8, 'numberToSkip, numberToReturn');
+      doc('query');
+      if (off < buf.length) doc('returnFieldsSelector');
+      break;
+    case OpCode.GET_MORE:
+      skip(4, 'reserved');
+      namespace();
+      skip(12, 'numberToReturn, cursorID');
+      break;
+    case OpCode.KILL_CURSORS: {
+      skip(8, 'reserved, numberOfCursorIDs');
+      const n = buf.readInt32LE(off - 4);
+      if (n < 1 || n * 8 !== buf.length - off) throw protocolError(`${name} says ${n} cursor ids but carries ${(buf.length - off) / 8}`, ErrorCode.ProtocolError);
+      off = buf.length;
+      break;
+    }
+    default:
+      throw protocolError(`${name} is not a legacy opcode mongoplex forwards`, ErrorCode.ProtocolError);
+  }
+  if (off !== buf.length) throw protocolError(`${name} has ${buf.length - off} bytes after its last field`, ErrorCode.ProtocolError);
 }
