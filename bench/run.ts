@@ -1,7 +1,9 @@
+import { runFuzz } from './fuzz';
 import { runPoolBenchmark } from './pool';
 
 const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   pool: runPoolBenchmark,
+  fuzz: runFuzz,
 };
 
 async function main(): Promise<void> {

@@ -161,6 +161,25 @@ describe('getLastError against a server without it (5.1+ wire version)', () => {
     await proxy?.stop();
   });
 
+  it('legacy opcodes are answered by the proxy as a 5.1+ server would, never forwarded (FerretDB drops the connection on them)', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.command({ ping: 1, $db: 'admin' });
+    const closedBefore = Metrics.upstreamConnectionsClosed.value();
+    const ins = Buffer.concat([Buffer.alloc(HEADER_SIZE), Buffer.alloc(4), Buffer.from('gle.legacy\0'), Buffer.from(BSON.serialize({ a: 1 }))]);
+    writeHeader(ins, { messageLength: ins.length, requestId: 30, responseTo: 0, opCode: OpCode.INSERT });
+    c.send(ins);
+    const gm = Buffer.concat([Buffer.alloc(HEADER_SIZE), Buffer.alloc(4), Buffer.from('gle.legacy\0'), Buffer.alloc(12)]);
+    writeHeader(gm, { messageLength: gm.length, requestId: 31, responseTo: 0, opCode: OpCode.GET_MORE });
+    c.send(gm);
+    const reply = (await c.next())!;
+    assert.equal(reply.header.responseTo, 31, 'the OP_INSERT got no reply, the OP_GET_MORE one');
+    assert.equal(decodeReply(reply).codeName, 'CommandNotSupported');
+    assert.match(String(decodeReply(reply).errmsg), /OP_GET_MORE is not supported by the upstream server \(MongoDB 5\.1 removed it\)/);
+    assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+    assert.equal(Metrics.upstreamConnectionsClosed.value(), closedBefore, 'no pooled connection was lost');
+    c.destroy();
+  });
+
   it('w:0 writes pin nothing, and getLastError gets the server\'s own answer', async () => {
     const c = await RawClient.connect(proxy.port);
     await c.command({ ping: 1, $db: 'admin' });

@@ -3,6 +3,7 @@ import type { UpstreamConnection } from '../upstream/connection';
 import type { UpstreamPool } from '../upstream/pool';
 import { Metrics } from '../telemetry/metrics';
 import { ErrorCode } from '../wire/errors';
+import { LEGACY_REMOVED_WIRE_VERSION } from '../wire/header';
 
 /** Commands that read the previous operation's outcome from the connection it ran on. */
 export function isLastErrorCommand(name: string): boolean {
@@ -23,8 +24,8 @@ export interface HeldConnection {
   readonly conn: UpstreamConnection;
 }
 
-/** getLastError was removed in MongoDB 5.1 (wire version 13): newer servers keep no outcome to pin for. */
-export const NO_GETLASTERROR_WIRE_VERSION = 13;
+/** getLastError was removed in MongoDB 5.1: newer servers keep no outcome to pin for. */
+export const NO_GETLASTERROR_WIRE_VERSION = LEGACY_REMOVED_WIRE_VERSION;
 
 /** At most a quarter of a pool (at least one connection) may be pinned for getLastError. */
 export function lastErrorPinsPerServer(maxPoolSize: number): number {

@@ -1,5 +1,5 @@
 import type { Document } from 'bson';
-import { OpCode } from '../wire/header';
+import { LEGACY_REMOVED_WIRE_VERSION, OpCode } from '../wire/header';
 import type { CommandInfo } from '../wire/peek';
 import type { ServerSet } from '../topology/server-set';
 import type { TopologyMonitor } from '../topology/monitor';
@@ -86,6 +86,14 @@ export class Router {
       if ((pool.description?.maxWireVersion ?? 0) < NO_GETLASTERROR_WIRE_VERSION) return { kind: 'answer', reply: NO_LAST_ERROR };
     }
     return { kind: 'forward', route: this.routeTo(pool, reason, client, req.cmd && isContinuation(req.cmd) ? 'continuation' : 'new', unacknowledgedWrite) };
+  }
+
+  /**
+   * Whether the server legacy opcodes would go to has none left (5.1+: mongod refuses them,
+   * FerretDB drops the connection): the proxy then answers for it instead of forwarding.
+   */
+  legacyOpcodesRemoved(client: ClientRoutes): boolean {
+    return (this.fallback(client).pool.description?.maxWireVersion ?? 0) >= LEGACY_REMOVED_WIRE_VERSION;
   }
 
   private routeTo(pool: UpstreamPool, reason: RouteReason, client: ClientRoutes, checkout: CheckoutKind, holdForLastError: boolean, connection?: UpstreamConnection): Route {

@@ -72,6 +72,14 @@ export class CommandHandler {
         if (!expectsReply(op)) {
           if (this.refuseUnanswerable(inbound.message)) return undefined;
         } else validateLegacyMessage(inbound.message);
+        if (this.deps.router.legacyOpcodesRemoved(this.client)) {
+          // A 5.1+ server has no such opcode: answer as one, rather than cost a pooled connection.
+          if (!expectsReply(op)) {
+            Metrics.commands.add(1, { handling: 'refused', command: opcodeName(op) });
+            return undefined;
+          }
+          return this.refuse(inbound, opcodeName(op), ErrorCode.CommandNotSupported, `mongoplex: ${opcodeName(op)} is not supported by the upstream server (MongoDB 5.1 removed it); use OP_MSG`);
+        }
         return await this.forward(inbound, { opCode: op, name: opcodeName(op), cmd: undefined, moreToCome: !expectsReply(op) }, inbound.message.bytes);
       }
       throw new ProtocolError(`mongoplex does not accept ${opcodeName(op)} from clients`, ErrorCode.ProtocolError.code, ErrorCode.ProtocolError.codeName);
@@ -173,7 +181,6 @@ export class CommandHandler {
     return this.reply(inbound, error, isCompressible(command));
   }
 
-  /** A document the proxy produced itself, in the request's wire form. */
   /**
    * A malformed fire-and-forget legacy message (OP_INSERT, OP_UPDATE, OP_DELETE, OP_KILL_CURSORS)
    * cannot be answered: it is not forwarded (a server would drop the pooled connection), and the
@@ -193,6 +200,7 @@ export class CommandHandler {
     }
   }
 
+  /** A document the proxy produced itself, in the request's wire form. */
   private reply(inbound: Inbound, doc: Document, compressible: boolean): Promise<Buffer> {
     return this.compress(encodeReply(inbound.message, doc), compressible ? inbound.compressor : undefined);
   }

@@ -103,3 +103,9 @@ export function stampIds(bytes: Buffer, ids: { requestId?: number; responseTo?: 
 
 /** OP_MSG exists from wire version 6 (MongoDB 3.6); older servers speak OP_QUERY commands. */
 export const OP_MSG_WIRE_VERSION = 6;
+
+/**
+ * MongoDB 5.1 (wire version 13) removed getLastError and the legacy opcodes OP_INSERT,
+ * OP_UPDATE, OP_DELETE, OP_GET_MORE and OP_KILL_CURSORS (and OP_QUERY except for handshakes).
+ */
+export const LEGACY_REMOVED_WIRE_VERSION = 13;
