@@ -1,9 +1,11 @@
 import { runFuzz } from './fuzz';
 import { runPoolBenchmark } from './pool';
+import { runUnreadReplies } from './unread';
 
 const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   pool: runPoolBenchmark,
   fuzz: runFuzz,
+  unread: runUnreadReplies,
 };
 
 async function main(): Promise<void> {

@@ -1,0 +1,68 @@
+import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { parseArgs } from 'node:util';
+import { BSON } from 'bson';
+import { loadConfig } from '../filter/config';
+import { createLogger } from '../filter/log';
+import { startServer } from '../filter/server';
+import { encodeOpMsg } from '../filter/wire/opmsg';
+import { startEnvoyFront } from '../scripts/envoy';
+import { FerretDB } from '../scripts/ferretdb';
+import { freePort } from '../scripts/ports';
+import { LoadClient } from './load-client';
+
+/**
+ * `npm run bench -- unread [--requests 1000] [--seconds 10]`: one client pipelines finds that
+ * each return a 1 MB document and never reads a byte. Prints Envoy's and mongoplex's memory for
+ * the ext_proc shape and the sidecar (tcp_proxy) shape, measured in the same run. With ext_proc,
+ * replies are injected into the client connection and Envoy 1.40 buffers them without bound (its
+ * network ext_proc filter ignores the connection's write watermarks); with tcp_proxy, Envoy's
+ * watermarks push back on mongoplex's socket.
+ */
+
+function rssMB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb) / 1024);
+}
+
+export async function runUnreadReplies(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { requests: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' } } });
+  const requests = Number(values.requests);
+  const seconds = Number(values.seconds);
+  const db = await FerretDB.start();
+  const grpc = await freePort();
+  const server = await startServer(loadConfig({ env: {}, overrides: {
+    listen: { host: '127.0.0.1', port: 0, grpc: `127.0.0.1:${grpc}` },
+    upstream: { servers: [db.address] },
+    log: { level: 'silent' },
+  } }), createLogger('silent'));
+  const results: unknown[] = [];
+  try {
+    const seed = await LoadClient.connect(server.tcp!.port);
+    await seed.command({ insert: 'big', documents: [{ _id: 1, pad: 'x'.repeat(1_000_000) }], $db: 'unread' });
+    seed.destroy();
+    for (const shape of ['ext_proc', 'sidecar'] as const) {
+      const front = await startEnvoyFront({ ingress: shape === 'ext_proc' ? { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } : { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: server.tcp!.port } } });
+      const pid = front.envoy.pid!;
+      const before = rssMB(pid);
+      const s = net.connect({ host: '127.0.0.1', port: front.port });
+      await new Promise((r) => s.once('connect', r));
+      s.pause(); // never reads
+      for (let i = 1; i <= requests; i++) s.write(encodeOpMsg(i, 0, BSON.serialize({ find: 'big', filter: { _id: 1 }, $db: 'unread' })));
+      let peak = before;
+      let mongoplexPeak = 0;
+      for (let t = 0; t < seconds * 2; t++) {
+        await new Promise((r) => setTimeout(r, 500));
+        peak = Math.max(peak, rssMB(pid));
+        mongoplexPeak = Math.max(mongoplexPeak, Math.round(process.memoryUsage().rss / 1048576));
+      }
+      results.push({ shape, envoyRssBeforeMB: before, envoyRssPeakMB: peak, envoyGrowthMB: peak - before, mongoplexAndLoadGeneratorRssPeakMB: mongoplexPeak });
+      s.destroy();
+      await front.envoy.stop();
+    }
+  } finally {
+    await server.stop();
+    await db.stop();
+  }
+  console.log(JSON.stringify({ requests, replyBytes: 1_000_000, seconds, results }, null, 2));
+}
