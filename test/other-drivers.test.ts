@@ -1,10 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import * as path from 'node:path';
 import { freePort } from '../scripts/ports';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
+import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { useFerretDB } from './support/setup';
 
 /**
@@ -22,40 +24,129 @@ function drivers(): { pymongo: string[]; go: string[] } {
   return { pymongo: [python!, path.join(ROOT, 'test', 'drivers', 'pymongo_scenarios.py')], go: [goBinary!] };
 }
 
-function run(command: string[], uri: string, dbName: string): Promise<{ code: number; lines: Array<Record<string, unknown>>; stderr: string }> {
+interface Run {
+  code: number | null;
+  lines: Array<Record<string, unknown>>;
+  stderr: string;
+}
+
+/** Runs scenarios in a driver program; `onLine` sees each JSON line and may answer on stdin. */
+function run(command: string[], uri: string, dbName: string, scenarios: string[], onLine?: (line: Record<string, unknown>, reply: () => void) => void): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(command[0]!, [...command.slice(1), uri, dbName, ...SCENARIOS], { timeout: 180_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const lines = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, lines, stderr });
+    const child = spawn(command[0]!, [...command.slice(1), uri, dbName, ...scenarios], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const lines: Array<Record<string, unknown>> = [];
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      const line = JSON.parse(l) as Record<string, unknown>;
+      if (line.scenario) lines.push(line);
+      else onLine?.(line, () => child.stdin.write('\n'));
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, lines, stderr });
     });
   });
 }
 
-describe('pymongo and the Go driver through mongoplex (TCP and Envoy ext_proc)', () => {
+const ok = (r: Run, driver: string, scenarios: string[]): void => {
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.lines.map((l) => [l.driver, l.scenario, l.ok]), scenarios.map((s) => [driver, s, true]));
+};
+
+/** mongoplex (TCP and ext_proc) with an Envoy in front, for one describe. */
+function useFrontedMongoplex(upstream: () => string, overrides: () => Parameters<typeof startMongoplex>[1]): { proxy: () => TestMongoplex; uri: (via: 'tcp' | 'envoy') => string } {
   let proxy: TestMongoplex;
   let front: EnvoyFront;
-  let programs: ReturnType<typeof drivers>;
-
   before(async () => {
-    programs = drivers();
     const grpc = await freePort();
-    // A small pool: the drivers' cursors and sessions share few upstream connections.
-    proxy = await startMongoplex(db.address, { listen: { grpc: `127.0.0.1:${grpc}` }, upstream: { maxPoolSize: 4 } });
+    const o = overrides() ?? {};
+    proxy = await startMongoplex(upstream(), { ...o, listen: { grpc: `127.0.0.1:${grpc}` } });
     front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
   });
   after(async () => {
     await front?.envoy.stop();
     await proxy?.stop();
   });
+  return { proxy: () => proxy, uri: (via) => (via === 'tcp' ? proxy.uri : front.uri) };
+}
 
-  for (const driver of ['pymongo', 'go'] as const) {
-    for (const via of ['tcp', 'envoy'] as const) {
-      it(`${driver} through ${via === 'tcp' ? 'the TCP ingress' : 'Envoy ext_proc'}: CRUD, cursors over a shared pool, bulk write errors, sessions`, async () => {
-        const uri = via === 'tcp' ? proxy.uri : front.uri;
-        const r = await run(programs[driver], uri, `${driver}_${via}`);
-        assert.equal(r.code, 0, r.stderr);
-        assert.deepEqual(r.lines.map((l) => [l.driver, l.scenario, l.ok]), SCENARIOS.map((s) => [driver, s, true]));
-        assert.ok(proxy.proxy.stats().pools[0]!.total <= 4, 'never more than the 4 pooled connections');
+const DRIVERS = ['pymongo', 'go'] as const;
+const PATHS = ['tcp', 'envoy'] as const;
+const pathName = (via: 'tcp' | 'envoy'): string => (via === 'tcp' ? 'the TCP ingress' : 'Envoy ext_proc');
+
+describe('pymongo and the Go driver through mongoplex (TCP and Envoy ext_proc)', () => {
+  let programs: ReturnType<typeof drivers>;
+  before(() => {
+    programs = drivers();
+  });
+  // A small pool: the drivers' cursors and sessions share few upstream connections.
+  const stack = useFrontedMongoplex(() => db.address, () => ({ upstream: { maxPoolSize: 4 } }));
+
+  for (const driver of DRIVERS) {
+    for (const via of PATHS) {
+      it(`${driver} through ${pathName(via)}: CRUD, cursors over a shared pool, bulk write errors, sessions`, async () => {
+        ok(await run(programs[driver], stack.uri(via), `${driver}_${via}`, SCENARIOS), driver, SCENARIOS);
+        assert.ok(stack.proxy().proxy.stats().pools[0]!.total <= 4, 'never more than the 4 pooled connections');
+      });
+    }
+  }
+});
+
+describe('pymongo and the Go driver: transactions in mongos mode stay on one router', () => {
+  let programs: ReturnType<typeof drivers>;
+  const fleet = new ReplicaSetFixture(db, 'fleet', 3, 'mongos');
+  before(async () => {
+    programs = drivers();
+    await fleet.start();
+  });
+  after(() => fleet.stop());
+  const stack = useFrontedMongoplex(() => fleet.addresses.join(','), () => ({ topology: { mode: 'mongos', heartbeatMs: 300 }, upstream: { servers: fleet.addresses, maxPoolSize: 3 } }));
+
+  for (const driver of DRIVERS) {
+    for (const via of PATHS) {
+      it(`${driver} through ${pathName(via)}: 18 transactions, every statement of each on one router`, async () => {
+        const mark = fleet.executed.length;
+        ok(await run(programs[driver], stack.uri(via), `${driver}_${via}`, ['transactions']), driver, ['transactions']);
+        const inTxn = fleet.executed.slice(mark).filter((e) => e.lsid && e.txnNumber !== undefined && e.doc.autocommit === false);
+        const byTxn = new Map<string, Set<number>>();
+        for (const e of inTxn) byTxn.set(`${e.lsid}/${e.txnNumber}`, (byTxn.get(`${e.lsid}/${e.txnNumber}`) ?? new Set()).add(e.member));
+        assert.equal(byTxn.size, 18);
+        for (const [key, members] of byTxn) assert.equal(members.size, 1, `transaction ${key} ran on one router, not ${[...members]}`);
+        assert.equal(inTxn.filter((e) => e.command === 'commitTransaction').length, 18);
+      });
+    }
+  }
+});
+
+describe('pymongo and the Go driver: retryable writes across a step-down in mongos mode', () => {
+  let programs: ReturnType<typeof drivers>;
+  const rs = new ReplicaSetFixture(db);
+  before(async () => {
+    programs = drivers();
+    await rs.start();
+  });
+  after(() => rs.stop());
+  const stack = useFrontedMongoplex(() => rs.addresses[0]!, () => ({ topology: { mode: 'mongos', heartbeatMs: 300 }, upstream: { maxPoolSize: 4 } }));
+
+  for (const driver of DRIVERS) {
+    for (const via of PATHS) {
+      it(`${driver} through ${pathName(via)}: 120 inserts while the primary steps down, each stored exactly once`, async () => {
+        const formerPrimary = rs.primary;
+        let atStepDown = -1;
+        const r = await run(programs[driver], stack.uri(via), `${driver}_${via}`, ['stepdown'], (line, reply) => {
+          if (line.stepdown !== 'now') return;
+          atStepDown = rs.executed.length;
+          rs.stepDown();
+          reply();
+        });
+        ok(r, driver, ['stepdown']);
+        assert.equal(r.lines[0]!.stored, 120);
+        assert.notEqual(rs.primary, formerPrimary);
+        assert.ok(atStepDown >= 0, 'the program asked for the step-down');
+        const refused = rs.executed.slice(atStepDown).filter((e) => e.command === 'insert' && e.member === formerPrimary).length;
+        assert.ok(refused >= 1, 'some writes reached the former primary, were refused, and were retried');
       });
     }
   }

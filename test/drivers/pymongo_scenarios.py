@@ -1,6 +1,6 @@
 """The shared driver scenarios, as a pymongo application runs them (see test/other-drivers.test.ts).
 
-usage: pymongo_scenarios.py URI DB SCENARIO...   (crud, cursors, bulk, sessions)
+usage: pymongo_scenarios.py URI DB SCENARIO...   (crud, cursors, bulk, sessions, transactions, stepdown)
 Prints one JSON line per scenario; exits 1 at the first failure, with the reason on stderr.
 """
 import json
@@ -93,7 +93,65 @@ def sessions(uri, db):
     return {}
 
 
-SCENARIOS = {"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions}
+def transactions(uri, db, clients=6, per_client=3):
+    """Every statement of each transaction must reach one router (the test reads the fleet's log)."""
+    all_clients = [MongoClient(uri, maxPoolSize=3) for _ in range(clients)]
+    failures = []
+
+    def run(ci, client):
+        try:
+            col = client[db]["t"]
+            for k in range(per_client):
+                with client.start_session() as s:
+                    with s.start_transaction():
+                        col.insert_one({"ci": ci, "k": k, "step": 1}, session=s)
+                        col.insert_one({"ci": ci, "k": k, "step": 2}, session=s)
+                        col.find_one({"ci": ci, "k": k}, session=s)
+                        col.update_one({"ci": ci, "k": k, "step": 1}, {"$set": {"done": True}}, session=s)
+        except Exception as e:  # reported below
+            failures.append(repr(e))
+
+    try:
+        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(all_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for c in all_clients:
+            c.close()
+    assert not failures, failures
+    return {"transactions": clients * per_client}
+
+
+def stepdown(uri, db, writers=4, per_writer=30):
+    """Retryable inserts while the primary steps down: asks the test (stdout/stdin) to step it down."""
+    failures = []
+    with MongoClient(uri, retryWrites=True) as client:
+        col = client[db]["failover"]
+
+        def write(w):
+            try:
+                for i in range(per_writer):
+                    col.insert_one({"_id": f"{w}-{i}"})
+                    if w == 0 and i == per_writer // 4:
+                        print(json.dumps({"stepdown": "now"}), flush=True)
+                        sys.stdin.readline()
+            except Exception as e:  # reported below
+                failures.append(repr(e))
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures
+        stored = col.count_documents({})
+        assert stored == writers * per_writer, stored
+    return {"stored": stored}
+
+
+SCENARIOS = {"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions, "transactions": transactions, "stepdown": stepdown}
 
 
 def main():

@@ -1,11 +1,12 @@
 // The shared driver scenarios, as a Go application runs them with the official driver
 // (see test/other-drivers.test.ts).
 //
-// usage: go-scenarios URI DB SCENARIO...   (crud, cursors, bulk, sessions)
+// usage: go-scenarios URI DB SCENARIO...   (crud, cursors, bulk, sessions, transactions, stepdown)
 // Prints one JSON line per scenario; exits 1 at the first failure, with the reason on stderr.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -183,8 +184,88 @@ func sessions(ctx context.Context, uri, db string) map[string]any {
 	return map[string]any{}
 }
 
+// Every statement of each transaction must reach one router (the test reads the fleet's log).
+func transactions(ctx context.Context, uri, db string) map[string]any {
+	const clients, perClient = 6, 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for ci := 0; ci < clients; ci++ {
+		client := connect(uri, 3)
+		defer client.Disconnect(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			col := client.Database(db).Collection("t")
+			for k := 0; k < perClient; k++ {
+				sess, err := client.StartSession()
+				if err == nil {
+					_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
+						if _, err := col.InsertOne(sc, bson.D{{Key: "ci", Value: ci}, {Key: "k", Value: k}, {Key: "step", Value: 1}}); err != nil {
+							return nil, err
+						}
+						if _, err := col.InsertOne(sc, bson.D{{Key: "ci", Value: ci}, {Key: "k", Value: k}, {Key: "step", Value: 2}}); err != nil {
+							return nil, err
+						}
+						if err := col.FindOne(sc, bson.D{{Key: "ci", Value: ci}, {Key: "k", Value: k}}).Err(); err != nil {
+							return nil, err
+						}
+						return col.UpdateOne(sc, bson.D{{Key: "ci", Value: ci}, {Key: "k", Value: k}, {Key: "step", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}}}})
+					})
+					sess.EndSession(ctx)
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	check(len(failures) == 0, "transaction failures: %v", failures)
+	return map[string]any{"transactions": clients * perClient}
+}
+
+// Retryable inserts while the primary steps down: asks the test (stdout/stdin) to step it down.
+func stepdown(ctx context.Context, uri, db string) map[string]any {
+	const writers, perWriter = 4, 30
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetRetryWrites(true))
+	must(err)
+	defer client.Disconnect(ctx)
+	col := client.Database(db).Collection("failover")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	stdin := bufio.NewReader(os.Stdin)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				if _, err := col.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%d-%d", w, i)}}); err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					return
+				}
+				if w == 0 && i == perWriter/4 {
+					fmt.Println(`{"stepdown":"now"}`)
+					_, _ = stdin.ReadString('\n')
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	check(len(failures) == 0, "write failures: %v", failures)
+	n, err := col.CountDocuments(ctx, bson.D{})
+	must(err)
+	check(n == writers*perWriter, "stored %d", n)
+	return map[string]any{"stored": n}
+}
+
 var scenarios = map[string]func(context.Context, string, string) map[string]any{
-	"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions,
+	"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions, "transactions": transactions, "stepdown": stepdown,
 }
 
 func main() {
