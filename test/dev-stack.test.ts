@@ -7,17 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { MongoClient } from 'mongodb';
-import { freePort } from '../scripts/ports';
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
+import { acceptsConnections, freePort } from '../scripts/ports';
 
 interface DevStack {
   readonly ports: Record<string, number>;
@@ -71,7 +61,7 @@ describe('the dev stack (npm run dev)', () => {
     }
     child.kill('SIGINT');
     assert.equal(await exited, 0);
-    for (const [name, port] of Object.entries(ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed after Ctrl-C`);
+    for (const [name, port] of Object.entries(ports)) assert.equal(await acceptsConnections(port), false, `${name} ${port} is closed after Ctrl-C`);
   });
 
   it('notices when its FerretDB dies: says so, stops mongoplex and Envoy, and exits 1', async () => {
@@ -82,7 +72,7 @@ describe('the dev stack (npm run dev)', () => {
     assert.equal(await stack.exited, 1);
     assert.ok(Date.now() - started < 10_000, `the stack stopped ${Date.now() - started} ms after FerretDB died`);
     assert.match(stack.stderr(), /dev stack: FerretDB was killed by SIGKILL; stopping the rest of the stack\./);
-    for (const [name, port] of Object.entries(stack.ports)) assert.equal(await portOpen(port), false, `${name} ${port} is closed`);
+    for (const [name, port] of Object.entries(stack.ports)) assert.equal(await acceptsConnections(port), false, `${name} ${port} is closed`);
   });
 
   it('refuses to start when a port is taken, naming the port and the variable that moves it, leaving nothing behind', async () => {
@@ -108,7 +98,7 @@ describe('the dev stack (npm run dev)', () => {
       const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
       assert.equal(code, 2);
       assert.match(stderr, new RegExp(`port ${taken} \\(DEV_ENVOY_PORT\\) is already in use on 127\\.0\\.0\\.1: set DEV_ENVOY_PORT to a free port`));
-      for (const [name, port] of Object.entries(others)) assert.equal(await portOpen(port), false, `${name} ${port} was never opened`);
+      for (const [name, port] of Object.entries(others)) assert.equal(await acceptsConnections(port), false, `${name} ${port} was never opened`);
       assert.equal(existsSync(dataDir), false, 'FerretDB never started: no data folder');
       assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('mongoplex-envoy-')).length, tmpBefore, 'no Envoy folder left behind');
     } finally {

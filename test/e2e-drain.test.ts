@@ -1,25 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { MongoClient } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
-import { freePort } from '../scripts/ports';
+import { acceptsConnections, freePort } from '../scripts/ports';
 import { FaultRelay } from './support/fault-relay';
 import { RawClient } from './support/raw-client';
 import { useFerretDB } from './support/setup';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
-
-function connectRefused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.on('error', () => resolve(true));
-  });
-}
 
 describe('SIGTERM drains: every request already sent is answered before its client is closed', () => {
   let relay: FaultRelay;
@@ -50,7 +39,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       await new Promise((r) => setTimeout(r, 300));
       const exit = proxy.signal('SIGTERM');
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal(await connectRefused(port), true, 'no new connections while draining');
+      assert.equal(await acceptsConnections(port), false, 'no new connections while draining');
       const ready = await fetch(`http://127.0.0.1:${admin}/readyz`);
       assert.equal(ready.status, 503, '/readyz fails while draining');
       assert.match(JSON.stringify(await ready.json()), /draining/);

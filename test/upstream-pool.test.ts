@@ -36,6 +36,16 @@ class HandshakeServer {
   }
 }
 
+/** A pool with small test defaults, remembered in `pools` to be closed after the suite. */
+function newPool(pools: UpstreamPool[], address: ServerAddress, options: Partial<PoolOptions>): UpstreamPool {
+  const p = new UpstreamPool(address, {
+    maxPoolSize: 2, minPoolSize: 0, maxConnecting: 2, maxIdleTimeMs: 60_000, waitQueueTimeoutMs: 5000, maxWaitQueueSize: 100,
+    connectTimeoutMs: 2000, appName: 'pool-test', compressors: [], ...options,
+  });
+  pools.push(p);
+  return p;
+}
+
 const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('upstream pool', () => {
@@ -48,14 +58,7 @@ describe('upstream pool', () => {
     await server.endpoint.close();
   });
 
-  function pool(options: Partial<PoolOptions> = {}, address = ServerAddress.parse(server.endpoint.address)): UpstreamPool {
-    const p = new UpstreamPool(address, {
-      maxPoolSize: 2, minPoolSize: 0, maxConnecting: 2, maxIdleTimeMs: 60_000, waitQueueTimeoutMs: 5000, maxWaitQueueSize: 100,
-      connectTimeoutMs: 2000, appName: 'pool-test', compressors: [], ...options,
-    });
-    pools.push(p);
-    return p;
-  }
+  const pool = (options: Partial<PoolOptions> = {}, address = ServerAddress.parse(server.endpoint.address)): UpstreamPool => newPool(pools, address, options);
 
   it('lends the most recently returned idle connection first, and serves waiters in arrival order', async () => {
     const p = pool({ maxPoolSize: 2 });
@@ -155,14 +158,7 @@ describe('upstream pool: continuations before new work', () => {
     await server.endpoint.close();
   });
 
-  function pool(maxPoolSize: number): UpstreamPool {
-    const p = new UpstreamPool(ServerAddress.parse(server.endpoint.address), {
-      maxPoolSize, minPoolSize: 0, maxConnecting: 2, maxIdleTimeMs: 60_000, waitQueueTimeoutMs: 5000, maxWaitQueueSize: 100,
-      connectTimeoutMs: 2000, appName: 'pool-test', compressors: [],
-    });
-    pools.push(p);
-    return p;
-  }
+  const pool = (maxPoolSize: number): UpstreamPool => newPool(pools, ServerAddress.parse(server.endpoint.address), { maxPoolSize });
 
   it('while a cursor is open, new work gets at most all but one connection; the last one serves a continuation', async () => {
     const p = pool(3);

@@ -11,6 +11,24 @@ from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 
+def in_threads(target, args_list):
+    """Runs target(*args) on one thread each; raises with every failure once all are done."""
+    failures = []
+
+    def guarded(*args):
+        try:
+            target(*args)
+        except Exception as e:  # collected, reported below
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=guarded, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
 def crud(uri, db):
     with MongoClient(uri, maxPoolSize=3) as client:
         col = client[db]["people"]
@@ -36,26 +54,16 @@ def crud(uri, db):
 def cursors(uri, db, clients=10):
     with MongoClient(uri) as seed:
         seed[db]["cursors"].insert_many([{"_id": i} for i in range(200)])
-    failures = []
-
     def drain(client):
-        try:
-            ids = [d["_id"] for d in client[db]["cursors"].find({}, batch_size=7, sort=[("_id", 1)])]
-            assert ids == list(range(200)), ids[:10]
-        except Exception as e:  # reported below
-            failures.append(repr(e))
+        ids = [d["_id"] for d in client[db]["cursors"].find({}, batch_size=7, sort=[("_id", 1)])]
+        assert ids == list(range(200)), ids[:10]
 
     all_clients = [MongoClient(uri, maxPoolSize=2) for _ in range(clients)]
     try:
-        threads = [threading.Thread(target=drain, args=(c,)) for c in all_clients for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(drain, [(c,) for c in all_clients for _ in range(2)])
     finally:
         for c in all_clients:
             c.close()
-    assert not failures, failures
     return {"cursors": clients * 2}
 
 
@@ -96,56 +104,38 @@ def sessions(uri, db):
 def transactions(uri, db, clients=6, per_client=3):
     """Every statement of each transaction must reach one router (the test reads the fleet's log)."""
     all_clients = [MongoClient(uri, maxPoolSize=3) for _ in range(clients)]
-    failures = []
 
     def run(ci, client):
-        try:
-            col = client[db]["t"]
-            for k in range(per_client):
-                with client.start_session() as s:
-                    with s.start_transaction():
-                        col.insert_one({"ci": ci, "k": k, "step": 1}, session=s)
-                        col.insert_one({"ci": ci, "k": k, "step": 2}, session=s)
-                        col.find_one({"ci": ci, "k": k}, session=s)
-                        col.update_one({"ci": ci, "k": k, "step": 1}, {"$set": {"done": True}}, session=s)
-        except Exception as e:  # reported below
-            failures.append(repr(e))
+        col = client[db]["t"]
+        for k in range(per_client):
+            with client.start_session() as s:
+                with s.start_transaction():
+                    col.insert_one({"ci": ci, "k": k, "step": 1}, session=s)
+                    col.insert_one({"ci": ci, "k": k, "step": 2}, session=s)
+                    col.find_one({"ci": ci, "k": k}, session=s)
+                    col.update_one({"ci": ci, "k": k, "step": 1}, {"$set": {"done": True}}, session=s)
 
     try:
-        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(all_clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(run, list(enumerate(all_clients)))
     finally:
         for c in all_clients:
             c.close()
-    assert not failures, failures
     return {"transactions": clients * per_client}
 
 
 def stepdown(uri, db, writers=4, per_writer=30):
     """Retryable inserts while the primary steps down: asks the test (stdout/stdin) to step it down."""
-    failures = []
     with MongoClient(uri, retryWrites=True) as client:
         col = client[db]["failover"]
 
         def write(w):
-            try:
-                for i in range(per_writer):
-                    col.insert_one({"_id": f"{w}-{i}"})
-                    if w == 0 and i == per_writer // 4:
-                        print(json.dumps({"stepdown": "now"}), flush=True)
-                        sys.stdin.readline()
-            except Exception as e:  # reported below
-                failures.append(repr(e))
+            for i in range(per_writer):
+                col.insert_one({"_id": f"{w}-{i}"})
+                if w == 0 and i == per_writer // 4:
+                    print(json.dumps({"stepdown": "now"}), flush=True)
+                    sys.stdin.readline()
 
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not failures, failures
+        in_threads(write, [(w,) for w in range(writers)])
         stored = col.count_documents({})
         assert stored == writers * per_writer, stored
     return {"stored": stored}

@@ -42,6 +42,22 @@ func must(err error) {
 	}
 }
 
+// failures collects what goroutines report, for one check at the end.
+type failures struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (f *failures) add(v any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.list = append(f.list, fmt.Sprint(v))
+}
+
+func (f *failures) none(what string) {
+	check(len(f.list) == 0, "%s: %v", what, f.list)
+}
+
 func crud(ctx context.Context, uri, db string) map[string]any {
 	client := connect(uri, 3)
 	defer client.Disconnect(ctx)
@@ -95,8 +111,7 @@ func cursors(ctx context.Context, uri, db string) map[string]any {
 	must(seed.Disconnect(ctx))
 	const clients = 10
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failures []string
+	var failed failures
 	for c := 0; c < clients; c++ {
 		client := connect(uri, 2)
 		defer client.Disconnect(ctx)
@@ -106,9 +121,7 @@ func cursors(ctx context.Context, uri, db string) map[string]any {
 				defer wg.Done()
 				defer func() {
 					if r := recover(); r != nil {
-						mu.Lock()
-						failures = append(failures, fmt.Sprint(r))
-						mu.Unlock()
+						failed.add(r)
 					}
 				}()
 				cur, err := client.Database(db).Collection("cursors").Find(ctx, bson.D{}, options.Find().SetBatchSize(7).SetSort(bson.D{{Key: "_id", Value: 1}}))
@@ -125,7 +138,7 @@ func cursors(ctx context.Context, uri, db string) map[string]any {
 		}
 	}
 	wg.Wait()
-	check(len(failures) == 0, "cursor failures: %v", failures)
+	failed.none("cursor failures")
 	return map[string]any{"cursors": clients * 2}
 }
 
@@ -188,8 +201,7 @@ func sessions(ctx context.Context, uri, db string) map[string]any {
 func transactions(ctx context.Context, uri, db string) map[string]any {
 	const clients, perClient = 6, 3
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failures []string
+	var failed failures
 	for ci := 0; ci < clients; ci++ {
 		client := connect(uri, 3)
 		defer client.Disconnect(ctx)
@@ -215,15 +227,13 @@ func transactions(ctx context.Context, uri, db string) map[string]any {
 					sess.EndSession(ctx)
 				}
 				if err != nil {
-					mu.Lock()
-					failures = append(failures, err.Error())
-					mu.Unlock()
+					failed.add(err)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	check(len(failures) == 0, "transaction failures: %v", failures)
+	failed.none("transaction failures")
 	return map[string]any{"transactions": clients * perClient}
 }
 
@@ -235,8 +245,7 @@ func stepdown(ctx context.Context, uri, db string) map[string]any {
 	defer client.Disconnect(ctx)
 	col := client.Database(db).Collection("failover")
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failures []string
+	var failed failures
 	stdin := bufio.NewReader(os.Stdin)
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -244,9 +253,7 @@ func stepdown(ctx context.Context, uri, db string) map[string]any {
 			defer wg.Done()
 			for i := 0; i < perWriter; i++ {
 				if _, err := col.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%d-%d", w, i)}}); err != nil {
-					mu.Lock()
-					failures = append(failures, err.Error())
-					mu.Unlock()
+					failed.add(err)
 					return
 				}
 				if w == 0 && i == perWriter/4 {
@@ -257,7 +264,7 @@ func stepdown(ctx context.Context, uri, db string) map[string]any {
 		}()
 	}
 	wg.Wait()
-	check(len(failures) == 0, "write failures: %v", failures)
+	failed.none("write failures")
 	n, err := col.CountDocuments(ctx, bson.D{})
 	must(err)
 	check(n == writers*perWriter, "stored %d", n)
