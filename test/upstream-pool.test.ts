@@ -46,17 +46,22 @@ function newPool(pools: UpstreamPool[], address: ServerAddress, options: Partial
   return p;
 }
 
-const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-describe('upstream pool', () => {
+/** Inside a describe: a handshake-only server, and the pools to close after the suite. */
+function useHandshakeServer(): { server: HandshakeServer; pools: UpstreamPool[] } {
   const server = new HandshakeServer();
   const pools: UpstreamPool[] = [];
-
   before(() => server.endpoint.listen());
   after(async () => {
     for (const p of pools) p.close();
     await server.endpoint.close();
   });
+  return { server, pools };
+}
+
+const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('upstream pool', () => {
+  const { server, pools } = useHandshakeServer();
 
   const pool = (options: Partial<PoolOptions> = {}, address = ServerAddress.parse(server.endpoint.address)): UpstreamPool => newPool(pools, address, options);
 
@@ -150,13 +155,7 @@ describe('upstream pool', () => {
 });
 
 describe('upstream pool: continuations before new work', () => {
-  const server = new HandshakeServer();
-  const pools: UpstreamPool[] = [];
-  before(() => server.endpoint.listen());
-  after(async () => {
-    for (const p of pools) p.close();
-    await server.endpoint.close();
-  });
+  const { server, pools } = useHandshakeServer();
 
   const pool = (maxPoolSize: number): UpstreamPool => newPool(pools, ServerAddress.parse(server.endpoint.address), { maxPoolSize });
 
