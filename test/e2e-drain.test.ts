@@ -4,6 +4,7 @@ import { MongoClient } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { acceptsConnections, freePort } from '../scripts/ports';
 import { FaultRelay } from './support/fault-relay';
+import { startEnvoyFront } from '../scripts/envoy';
 import { RawClient } from './support/raw-client';
 import { useFerretDB } from './support/setup';
 
@@ -81,6 +82,64 @@ describe('SIGTERM drains: every request already sent is answered before its clie
     } finally {
       relay.release();
       c.destroy();
+      await proxy.stop();
+    }
+  });
+});
+
+describe('SIGTERM drains through Envoy ext_proc too', () => {
+  let relay: FaultRelay;
+
+  before(async () => {
+    relay = new FaultRelay(db.host, db.port);
+    await relay.listen();
+  });
+  after(async () => {
+    relay?.release();
+    await relay?.close();
+  });
+
+  it('5 inserts in flight through Envoy all get their replies and are applied once; Envoy then closes those clients and refuses new ones at once', async () => {
+    const grpc = await freePort();
+    const proxy = await MongoplexProcess.start({
+      MONGOPLEX_LISTEN_PORT: 'null',
+      MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
+      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
+    });
+    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(front.port)));
+    try {
+      for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      relay.hold();
+      const replies = clients.map((c, i) => c.command({ insert: 'drain', documents: [{ client: i }], $db: 'drain_envoy' }));
+      await new Promise((r) => setTimeout(r, 300));
+      const exit = proxy.signal('SIGTERM');
+      await new Promise((r) => setTimeout(r, 300));
+      // Envoy opens a client's ext_proc stream at its first bytes: mongoplex takes no new ones.
+      const late = await RawClient.connect(front.port);
+      const lateStarted = Date.now();
+      const lateAnswer = late.command({ ping: 1, $db: 'admin' }).catch(() => undefined);
+      await Promise.race([late.closedPromise, new Promise((r) => setTimeout(r, 5000))]);
+      assert.equal(late.closed, true, 'a new client through Envoy is closed');
+      assert.ok(Date.now() - lateStarted < 2000, `closed after ${Date.now() - lateStarted} ms`);
+      assert.equal(await lateAnswer, undefined, 'and gets no reply');
+      relay.release();
+      const answered = await Promise.all(replies);
+      assert.deepEqual(answered.map((r) => [r.ok, r.n]), Array.from({ length: 5 }, () => [1, 1]), 'every in-flight insert was answered');
+      for (const c of clients) await c.closedPromise;
+      assert.equal(await exit, 0);
+      assert.ok(front.envoy.running, 'Envoy keeps running');
+      const direct = await new MongoClient(db.uri).connect();
+      try {
+        assert.equal(await direct.db('drain_envoy').collection('drain').countDocuments(), 5, 'each insert applied once');
+      } finally {
+        await direct.close();
+      }
+    } finally {
+      relay.release();
+      for (const c of clients) c.destroy();
+      await front.envoy.stop();
       await proxy.stop();
     }
   });
