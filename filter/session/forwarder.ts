@@ -24,11 +24,8 @@ export type ForwardOutcome =
   | { readonly kind: 'reply'; readonly reply: WireMessage; readonly conn: UpstreamConnection }
   /** A fire-and-forget request: sent, or dropped with a log line and a metric (no reply is possible). */
   | { readonly kind: 'no_reply' }
-  /**
-   * The proxy answers with this error. `delivered`: whether the request may have reached the
-   * server; `abandoned`: the proxy gave up on it (never sent, or no reply in time).
-   */
-  | { readonly kind: 'failed'; readonly error: Document; readonly delivered: boolean; readonly abandoned: boolean };
+  /** The proxy answers with this error; `abandoned`: it gave up on the request (never sent, or no reply in time). */
+  | { readonly kind: 'failed'; readonly error: Document; readonly abandoned: boolean };
 
 /** How long a forwarded request may wait for its reply. */
 export interface ReplyDeadlines {
@@ -73,7 +70,7 @@ export class Forwarder {
       const kind = CHECKOUT_ERRORS[e.reason];
       const labels = e.reason === 'queue_full' ? ['SystemOverloadedError', 'RetryableError'] : failureLabels(cmd);
       endSpanWithError(span, kind.code, e.message);
-      return this.failed(req, kind, e.message, labels, false, true);
+      return this.failed(req, kind, e.message, labels, true);
     }
     let reply: WireMessage | undefined;
     // A stalled server must not hold the client forever: past the deadline the connection is
@@ -94,11 +91,11 @@ export class Forwarder {
           ? [ErrorCode.MaxTimeMSExpired, `${server} did not answer within maxTimeMS ${cmd?.maxTimeMS} ms + ${this.deadlines.maxTimeGraceMs} ms (upstream.maxTimeGraceMs); the connection was discarded`, []]
           : [ErrorCode.NetworkTimeout, `${server} did not answer within ${deadline.ms} ms (upstream.socketTimeoutMs); the connection was discarded`, failureLabels(cmd)];
         endSpanWithError(span, kind.code, message);
-        return this.failed(req, kind, message, labels, true, true);
+        return this.failed(req, kind, message, labels, true);
       }
       const message = (err as Error).message;
       endSpanWithError(span, ErrorCode.HostUnreachable.code, message);
-      return this.failed(req, ErrorCode.HostUnreachable, message, failureLabels(cmd), true);
+      return this.failed(req, ErrorCode.HostUnreachable, message, failureLabels(cmd), false);
     } finally {
       if (timer) clearTimeout(timer);
     }
@@ -109,13 +106,13 @@ export class Forwarder {
     return reply ? { kind: 'reply', reply, conn } : { kind: 'no_reply' };
   }
 
-  private failed(req: RoutedRequest, kind: KnownError, message: string, labels: readonly string[], delivered: boolean, abandoned = false): ForwardOutcome {
+  private failed(req: RoutedRequest, kind: KnownError, message: string, labels: readonly string[], abandoned: boolean): ForwardOutcome {
     if (req.moreToCome) {
       Metrics.commandErrors.add(1, { code: 'unacknowledged_dropped' });
       if (clientCausedLogs.allow(this.log, 'unacknowledged_dropped')) this.log.warn({ command: req.name, err: message }, 'fire-and-forget (moreToCome) request could not be delivered');
       return { kind: 'no_reply' };
     }
-    return { kind: 'failed', error: errorDocument(kind, `mongoplex: ${message}`, labels), delivered, abandoned };
+    return { kind: 'failed', error: errorDocument(kind, `mongoplex: ${message}`, labels), abandoned };
   }
 }
 
