@@ -1,9 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { acceptsConnections, freePort } from '../scripts/ports';
-import { FaultRelay } from './support/fault-relay';
+import { useFaultRelay } from './support/fault-relay';
 import { startEnvoyFront } from '../scripts/envoy';
 import { RawClient } from './support/raw-client';
 import { useFerretDB } from './support/setup';
@@ -12,30 +12,21 @@ import { useFerretDB } from './support/setup';
 const db = useFerretDB();
 
 describe('SIGTERM drains: every request already sent is answered before its client is closed', () => {
-  let relay: FaultRelay;
-
-  before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-  });
-  after(async () => {
-    relay?.release();
-    await relay?.close();
-  });
+  const fault = useFaultRelay(() => db);
 
   it('10 inserts in flight at SIGTERM all get their replies, each applied exactly once; new clients are refused; the process exits 0', async () => {
     const port = await freePort();
     const admin = await freePort();
     const proxy = await MongoplexProcess.start({
       MONGOPLEX_LISTEN_PORT: String(port),
-      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_ADMIN_PORT: String(admin),
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
     });
     const clients = await Promise.all(Array.from({ length: 10 }, () => RawClient.connect(port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
-      relay.hold(); // the server applies the inserts; their replies wait
+      fault.relay.hold(); // the server applies the inserts; their replies wait
       const replies = clients.map((c, i) => c.command({ insert: 'drain', documents: [{ client: i }], $db: 'drain' }));
       await new Promise((r) => setTimeout(r, 300));
       const exit = proxy.signal('SIGTERM');
@@ -44,7 +35,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       const ready = await fetch(`http://127.0.0.1:${admin}/readyz`);
       assert.equal(ready.status, 503, '/readyz fails while draining');
       assert.match(JSON.stringify(await ready.json()), /draining/);
-      relay.release();
+      fault.relay.release();
       const answered = await Promise.all(replies);
       assert.deepEqual(answered.map((r) => [r.ok, r.n]), Array.from({ length: 10 }, () => [1, 1]), 'every in-flight insert was answered');
       for (const c of clients) await c.closedPromise; // then closed, between requests
@@ -56,7 +47,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
         await direct.close();
       }
     } finally {
-      relay.release();
+      fault.relay.release();
       for (const c of clients) c.destroy();
       await proxy.stop();
     }
@@ -66,13 +57,13 @@ describe('SIGTERM drains: every request already sent is answered before its clie
     const port = await freePort();
     const proxy = await MongoplexProcess.start({
       MONGOPLEX_LISTEN_PORT: String(port),
-      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '1000',
     });
     const c = await RawClient.connect(port);
     try {
       assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
-      relay.hold();
+      fault.relay.hold();
       void c.command({ ping: 1, $db: 'admin' }).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 200));
       const started = Date.now();
@@ -80,7 +71,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       const took = Date.now() - started;
       assert.ok(took >= 900 && took < 4000, `exited ${took} ms after SIGTERM`);
     } finally {
-      relay.release();
+      fault.relay.release();
       c.destroy();
       await proxy.stop();
     }
@@ -88,30 +79,21 @@ describe('SIGTERM drains: every request already sent is answered before its clie
 });
 
 describe('SIGTERM drains through Envoy ext_proc too', () => {
-  let relay: FaultRelay;
-
-  before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-  });
-  after(async () => {
-    relay?.release();
-    await relay?.close();
-  });
+  const fault = useFaultRelay(() => db);
 
   it('5 inserts in flight through Envoy all get their replies and are applied once; Envoy then closes those clients and refuses new ones at once', async () => {
     const grpc = await freePort();
     const proxy = await MongoplexProcess.start({
       MONGOPLEX_LISTEN_PORT: 'null',
       MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
-      MONGOPLEX_UPSTREAM_SERVERS: relay.address,
+      MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
     });
     const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
     const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(front.port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
-      relay.hold();
+      fault.relay.hold();
       const replies = clients.map((c, i) => c.command({ insert: 'drain', documents: [{ client: i }], $db: 'drain_envoy' }));
       await new Promise((r) => setTimeout(r, 300));
       const exit = proxy.signal('SIGTERM');
@@ -124,7 +106,7 @@ describe('SIGTERM drains through Envoy ext_proc too', () => {
       assert.equal(late.closed, true, 'a new client through Envoy is closed');
       assert.ok(Date.now() - lateStarted < 2000, `closed after ${Date.now() - lateStarted} ms`);
       assert.equal(await lateAnswer, undefined, 'and gets no reply');
-      relay.release();
+      fault.relay.release();
       const answered = await Promise.all(replies);
       assert.deepEqual(answered.map((r) => [r.ok, r.n]), Array.from({ length: 5 }, () => [1, 1]), 'every in-flight insert was answered');
       for (const c of clients) await c.closedPromise;
@@ -137,7 +119,7 @@ describe('SIGTERM drains through Envoy ext_proc too', () => {
         await direct.close();
       }
     } finally {
-      relay.release();
+      fault.relay.release();
       for (const c of clients) c.destroy();
       await front.envoy.stop();
       await proxy.stop();

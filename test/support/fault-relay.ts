@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 import * as net from 'node:net';
 
 /**
@@ -75,4 +76,23 @@ export class FaultRelay {
     }
     await new Promise((r) => this.server.close(r));
   }
+}
+
+/** Inside a describe: a relay in front of `target()`, listening before the suite and closed (released) after it. */
+export function useFaultRelay(target: () => { host: string; port: number }): { readonly relay: FaultRelay } {
+  const state: { relay?: FaultRelay } = {};
+  before(async () => {
+    const t = target();
+    state.relay = new FaultRelay(t.host, t.port);
+    await state.relay.listen();
+  });
+  after(async () => {
+    state.relay?.release();
+    await state.relay?.close();
+  });
+  return {
+    get relay(): FaultRelay {
+      return state.relay!;
+    },
+  };
 }
