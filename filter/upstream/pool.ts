@@ -125,7 +125,8 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   }
 
   private mayServe(kind: CheckoutKind): boolean {
-    return kind === 'continuation' || this.newInUse < this.newLimit;
+    if (kind === 'continuation' || this.newInUse < this.options.maxPoolSize - 1) return true;
+    return this.newInUse < this.newLimit; // the last connection: look for open cursors only now
   }
 
   /** Resolves with a connection for exclusive use; give it back with `checkIn`. */
