@@ -71,7 +71,8 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   /** Connections checked out, and for what. */
   private readonly inUse = new Map<UpstreamConnection, CheckoutKind>();
   private newInUse = 0;
-  private readonly waiters: Waiter[] = [];
+  /** Waiters by kind, each oldest first (continuations are served first; no scans of the queue). */
+  private readonly queues: Record<CheckoutKind, Waiter[]> = { continuation: [], new: [] };
   private connecting = 0;
   private closed = false;
   private lastDescription: ServerDescription | undefined;
@@ -97,15 +98,19 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       idle: this.idle.length,
       inUse: this.inUse.size,
       connecting: this.connecting,
-      waiting: this.waiters.length,
+      waiting: this.waiting,
       holdingCursors,
     };
   }
 
-  /** How long the request at the head of the wait queue has waited (0: none waits). */
+  private get waiting(): number {
+    return this.queues.continuation.length + this.queues.new.length;
+  }
+
+  /** How long the longest-waiting request has waited (0: none waits). */
   oldestWaitMs(now = Date.now()): number {
-    const w = this.waiters[0];
-    return w ? now - w.enqueuedAt : 0;
+    const oldest = Math.min(this.queues.continuation[0]?.enqueuedAt ?? Infinity, this.queues.new[0]?.enqueuedAt ?? Infinity);
+    return oldest === Infinity ? 0 : now - oldest;
   }
 
   get maxSize(): number {
@@ -133,13 +138,13 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   checkOut(kind: CheckoutKind = 'new'): Promise<UpstreamConnection> {
     if (this.closed) return Promise.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
     // Nobody of the same or higher priority may be passed in the queue.
-    const queuedAhead = kind === 'continuation' ? this.waiters.some((w) => w.kind === 'continuation') : this.waiters.length > 0;
+    const queuedAhead = kind === 'continuation' ? this.queues.continuation.length > 0 : this.waiting > 0;
     const conn = !queuedAhead && this.mayServe(kind) ? this.popIdle() : undefined;
     if (conn) {
       this.lend(conn, kind);
       return Promise.resolve(conn);
     }
-    if (this.waiters.length >= this.options.maxWaitQueueSize) {
+    if (this.waiting >= this.options.maxWaitQueueSize) {
       Metrics.poolWaitQueueFull.add(1, { server: this.address.toString() });
       return Promise.reject(new CheckoutError(`wait queue for ${this.address} is full (${this.options.maxWaitQueueSize} waiting)`, 'queue_full', this.address));
     }
@@ -152,15 +157,16 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         resolve,
         reject,
         timer: timeout > 0 ? setTimeout(() => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
+          const queue = this.queues[kind];
+          const i = queue.indexOf(waiter);
+          if (i >= 0) queue.splice(i, 1);
           Metrics.poolWaitTimeouts.add(1, { server: this.address.toString() });
           reject(new CheckoutError(`timed out after ${timeout} ms waiting for a connection to ${this.address} (pool size ${this.options.maxPoolSize})`, 'timeout', this.address));
         }, timeout) : undefined,
       };
-      this.waiters.push(waiter);
+      this.queues[kind].push(waiter);
       this.pump();
-      if (this.waiters.length > this.connecting && this.size >= this.options.maxPoolSize) this.emit('exhausted');
+      if (this.waiting > this.connecting && this.size >= this.options.maxPoolSize) this.emit('exhausted');
     });
   }
 
@@ -207,27 +213,24 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     return true;
   }
 
-  /** The waiter to serve next: the oldest continuation, else the oldest new request if new work may have another connection. */
-  private nextWaiter(): number {
-    const c = this.waiters.findIndex((w) => w.kind === 'continuation');
-    if (c >= 0) return c;
-    return this.waiters.length > 0 && this.mayServe('new') ? 0 : -1;
+  /** The queue to serve next: the oldest continuation, else the oldest new request if new work may have another connection. */
+  private nextQueue(): Waiter[] | undefined {
+    if (this.queues.continuation.length > 0) return this.queues.continuation;
+    return this.queues.new.length > 0 && this.mayServe('new') ? this.queues.new : undefined;
   }
 
   /** Waiters a new connection could serve now. */
   private servableWaiters(): number {
-    let continuations = 0;
-    for (const w of this.waiters) if (w.kind === 'continuation') continuations++;
-    const news = this.waiters.length - continuations;
-    return continuations + Math.min(news, Math.max(0, this.newLimit - this.newInUse));
+    const news = this.queues.new.length;
+    return this.queues.continuation.length + (news === 0 ? 0 : Math.min(news, Math.max(0, this.newLimit - this.newInUse)));
   }
 
   /** Hands idle connections to waiters and opens new ones while there is room. */
   private pump(): void {
-    for (let i = this.nextWaiter(); i >= 0; i = this.nextWaiter()) {
+    for (let q = this.nextQueue(); q; q = this.nextQueue()) {
       const c = this.popIdle();
       if (!c) break;
-      this.give(i, c);
+      this.give(q.shift()!, c);
     }
     while (
       !this.closed &&
@@ -239,8 +242,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     }
   }
 
-  private give(index: number, conn: UpstreamConnection): void {
-    const w = this.waiters.splice(index, 1)[0]!;
+  private give(w: Waiter, conn: UpstreamConnection): void {
     if (w.timer) clearTimeout(w.timer);
     this.lend(conn, w.kind);
     Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, { server: this.address.toString() });
@@ -277,8 +279,8 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         // With no connection left to serve them, waiters beyond what is still being opened
         // would only sit out their timeout: fail them now so clients can retry elsewhere.
         if (this.idle.length + this.inUse.size === 0) {
-          while (this.waiters.length > this.connecting) {
-            const w = this.waiters.pop()!;
+          while (this.waiting > this.connecting) {
+            const w = (this.queues.new.length > 0 ? this.queues.new : this.queues.continuation).pop()!;
             if (w.timer) clearTimeout(w.timer);
             w.reject(new CheckoutError(err.message, 'connect_failed', this.address));
           }
@@ -303,7 +305,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
 
   close(): void {
     this.closed = true;
-    for (const w of this.waiters.splice(0)) {
+    for (const w of [...this.queues.continuation.splice(0), ...this.queues.new.splice(0)]) {
       if (w.timer) clearTimeout(w.timer);
       w.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
     }
