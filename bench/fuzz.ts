@@ -98,15 +98,16 @@ function mutate(seed: Buffer, r: () => number): Buffer {
 interface Findings {
   cases: number;
   crashes: number;
+  /** Inputs kept for reproduction (crashes and hangs), at most 20. */
   crashFiles: string[];
 }
 
-function saveCrash(kind: string, input: Buffer, err: unknown, f: Findings): void {
-  f.crashes++;
+/** Keeps a failing input (and what went wrong) under .cache/fuzz/; the caller counts the finding. */
+function saveInput(kind: string, input: Buffer, err: unknown, f: Findings): void {
   if (f.crashFiles.length >= 20) return;
   const dir = path.join(ROOT, '.cache', 'fuzz');
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${kind}-crash-${Date.now()}-${f.crashes}.bin`);
+  const file = path.join(dir, `${kind}-${Date.now()}-${f.crashFiles.length + 1}.bin`);
   writeFileSync(file, input);
   writeFileSync(`${file}.txt`, String((err as Error)?.stack ?? err));
   f.crashFiles.push(path.relative(ROOT, file));
@@ -127,7 +128,10 @@ async function fuzzDecoders(all: Buffer[], r: () => number, until: number): Prom
         else validateLegacyMessage(msg);
       }
     } catch (err) {
-      if (!(err instanceof FramingError) && !(err instanceof ProtocolError)) saveCrash('decoder', input, err, f);
+      if (!(err instanceof FramingError) && !(err instanceof ProtocolError)) {
+        f.crashes++;
+        saveInput('decoder-crash', input, err, f);
+      }
     }
   }
   return f;
@@ -213,7 +217,7 @@ async function fuzzLive(port: number, all: Buffer[], r: () => number, until: num
       f.cases++;
       if ((await sendCase(port, input)) === 'hang') {
         f.hangs++;
-        saveCrash('hang', input, new Error('no close within 2 s of half-close'), f);
+        saveInput('hang', input, new Error('no close within 2 s of half-close'), f);
       }
       if (f.cases % 200 === 0) await check();
     }

@@ -73,7 +73,7 @@ export class Proxy {
   readonly inputBudget: ByteBudget;
   private readonly janitor: Janitor;
   private nextClientId = 1;
-  private drainingSince: number | undefined;
+  private drainingNow = false;
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
@@ -134,7 +134,7 @@ export class Proxy {
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
     this.janitor.every('stalled-senders', (now) => {
-      for (const s of [...this.sessions]) s.closeIfStalled(now);
+      for (const s of this.sessions) s.closeIfStalled(now);
     });
     this.janitor.every('readiness', (now) => this.readiness.sample(now));
     observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
@@ -171,7 +171,7 @@ export class Proxy {
    * it). `member`: in replset mode, the member whose proxy address the client dialled.
    */
   openSession(transport: ClientTransport, member?: ServerAddress): ClientSession | undefined {
-    if (this.drainingSince !== undefined) {
+    if (this.drainingNow) {
       Metrics.clientConnectionsRejected.add(1, { reason: 'draining' });
       return undefined;
     }
@@ -197,7 +197,7 @@ export class Proxy {
   }
 
   get draining(): boolean {
-    return this.drainingSince !== undefined;
+    return this.drainingNow;
   }
 
   /**
@@ -206,7 +206,7 @@ export class Proxy {
    * `timeoutMs` with the count of clients still open (the caller then stops everything).
    */
   async drain(timeoutMs: number): Promise<number> {
-    this.drainingSince ??= Date.now();
+    this.drainingNow = true;
     for (const s of [...this.sessions]) s.drain();
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));

@@ -57,11 +57,13 @@ export async function decompressMessage(msg: WireMessage, maxMessageSize: number
   try {
     switch (compressor) {
       case 'noop': body = payload; break;
-      case 'snappy':
+      case 'snappy': {
         // The snappy decoder allocates what the payload's preamble says: check it first.
-        if (snappyLength(payload) !== uncompressedSize) throw new Error(`its length preamble says ${snappyLength(payload)} bytes, the header ${uncompressedSize}`);
+        const preamble = snappyLength(payload);
+        if (preamble !== uncompressedSize) throw new Error(`its length preamble says ${preamble} bytes, the header ${uncompressedSize}`);
         body = (await snappy.uncompress(payload, { asBuffer: true })) as Buffer;
         break;
+      }
       case 'zlib': body = await inflate(payload, { maxOutputLength: Math.max(uncompressedSize, 1) }); break;
       case 'zstd': body = await inflateZstd(payload, uncompressedSize); break;
     }
