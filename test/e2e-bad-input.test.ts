@@ -5,7 +5,7 @@ import { BSON } from 'bson';
 import { MongoClient, MongoServerError } from 'mongodb';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient, decodeReply } from './support/raw-client';
-import { FaultRelay } from './support/fault-relay';
+import { useFaultRelay } from './support/fault-relay';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { writeHeader } from '../filter/wire/header';
 import { Metrics } from '../filter/telemetry/metrics';
@@ -147,29 +147,26 @@ describe('bad input gets a clear error and disturbs no one else', () => {
 });
 
 describe('an upstream that vanishes mid-reply', () => {
-  let relay: FaultRelay;
+  const fault = useFaultRelay(() => db);
   let proxy: Awaited<ReturnType<typeof startMongoplex>>;
 
   before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-    proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1 } });
+    proxy = await startMongoplex(fault.relay.address, { upstream: { maxPoolSize: 1 } });
   });
   after(async () => {
     await proxy?.stop();
-    await relay?.close();
   });
 
   it('gives the client a HostUnreachable error reply instead of a hang, and the next request works', async () => {
     const c = await RawClient.connect(proxy.port);
     assert.equal((await c.command({ insert: 'v', documents: [{ _id: 1 }], $db: 'cut' })).ok, 1);
-    relay.severNextReply(10);
+    fault.relay.severNextReply(10);
     const doc = await c.command({ find: 'v', filter: {}, $db: 'cut' });
     assert.equal(doc.ok, 0);
     assert.equal(doc.codeName, 'HostUnreachable');
     assert.match(doc.errmsg, /lost/);
     assert.equal(doc.errorLabels, undefined, 'a read carries no write labels');
-    assert.equal(relay.severed, 1);
+    assert.equal(fault.relay.severed, 1);
     const again = await c.command({ find: 'v', filter: {}, $db: 'cut' });
     assert.equal(again.ok, 1);
     c.destroy();
@@ -181,13 +178,13 @@ describe('an upstream that vanishes mid-reply', () => {
       const col = client.db('cut').collection('retry');
       await col.insertOne({ _id: 'warm' } as never);
       const updatesBefore = await db.metricSum('ferretdb_client_requests_total{command="update"');
-      relay.severNextReply(10);
+      fault.relay.severNextReply(10);
       // Idempotent on purpose: FerretDB does not deduplicate retried writes by txnNumber the
       // way mongod does (the proxy passes lsid/txnNumber through untouched for mongod to do so).
       const res = await col.updateOne({ _id: 'once' } as never, { $set: { v: 1 } }, { upsert: true });
       assert.equal(res.acknowledged, true);
       assert.deepEqual(await col.findOne({ _id: 'once' } as never), { _id: 'once', v: 1 });
-      assert.equal(relay.severed, 2);
+      assert.equal(fault.relay.severed, 2);
       const updatesAfter = await db.metricSum('ferretdb_client_requests_total{command="update"');
       assert.equal(updatesAfter - updatesBefore, 2, 'the server saw the write and its retry');
     } finally {
@@ -200,7 +197,7 @@ describe('an upstream that vanishes mid-reply', () => {
     try {
       const col = client.db('cut').collection('noretry');
       await col.insertOne({ _id: 'warm' } as never);
-      relay.severNextReply(10);
+      fault.relay.severNextReply(10);
       await assert.rejects(col.insertOne({ _id: 'x' } as never), (err: unknown) => {
         assert.ok(err instanceof MongoServerError);
         assert.equal(err.code, 6);

@@ -11,6 +11,16 @@ import { useFerretDB } from './support/setup';
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
 
+/** Documents in `<dbName>.drain`, counted on FerretDB directly (not through the proxy under test). */
+async function storedInFerretDB(dbName: string): Promise<number> {
+  const direct = await new MongoClient(db.uri).connect();
+  try {
+    return await direct.db(dbName).collection('drain').countDocuments();
+  } finally {
+    await direct.close();
+  }
+}
+
 describe('SIGTERM drains: every request already sent is answered before its client is closed', () => {
   const fault = useFaultRelay(() => db);
 
@@ -40,12 +50,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       assert.deepEqual(answered.map((r) => [r.ok, r.n]), Array.from({ length: 10 }, () => [1, 1]), 'every in-flight insert was answered');
       for (const c of clients) await c.closedPromise; // then closed, between requests
       assert.equal(await exit, 0);
-      const direct = await new MongoClient(db.uri).connect();
-      try {
-        assert.equal(await direct.db('drain').collection('drain').countDocuments(), 10, 'each insert applied once');
-      } finally {
-        await direct.close();
-      }
+      assert.equal(await storedInFerretDB('drain'), 10, 'each insert applied once');
     } finally {
       fault.relay.release();
       for (const c of clients) c.destroy();
@@ -112,12 +117,7 @@ describe('SIGTERM drains through Envoy ext_proc too', () => {
       for (const c of clients) await c.closedPromise;
       assert.equal(await exit, 0);
       assert.ok(front.envoy.running, 'Envoy keeps running');
-      const direct = await new MongoClient(db.uri).connect();
-      try {
-        assert.equal(await direct.db('drain_envoy').collection('drain').countDocuments(), 5, 'each insert applied once');
-      } finally {
-        await direct.close();
-      }
+      assert.equal(await storedInFerretDB('drain_envoy'), 5, 'each insert applied once');
     } finally {
       fault.relay.release();
       for (const c of clients) c.destroy();

@@ -4,7 +4,7 @@ import { MongoClient } from 'mongodb';
 import { BSON, type Long } from 'bson';
 import { startMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
-import { FaultRelay } from './support/fault-relay';
+import { useFaultRelay } from './support/fault-relay';
 import { waitFor } from '../scripts/ports';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { Metrics } from '../filter/telemetry/metrics';
@@ -17,24 +17,21 @@ type PoolStats = { total: number; idle: number; holdingCursors: number; waiting:
 const poolOf = (p: Running): PoolStats => p.proxy.stats().pools[0]!;
 
 describe('pool limits end in clear Mongo errors', () => {
-  let relay: FaultRelay;
+  const fault = useFaultRelay(() => db);
   let proxy: Running;
 
   before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-    proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 1, waitQueueTimeoutMs: 200, maxWaitQueueSize: 1 } });
+    proxy = await startMongoplex(fault.relay.address, { upstream: { maxPoolSize: 1, waitQueueTimeoutMs: 200, maxWaitQueueSize: 1 } });
   });
   after(async () => {
-    relay?.release();
+    fault.relay.release();
     await proxy?.stop();
-    await relay?.close();
   });
 
   it('a request that waits past waitQueueTimeoutMs gets NetworkInterfaceExceededTimeLimit, then a full queue gets a retryable overload error', async () => {
     const [a, b, c] = await Promise.all([0, 1, 2].map(() => RawClient.connect(proxy.port)));
     assert.equal((await a!.command({ ping: 1, $db: 'admin' })).ok, 1); // warm: the one pooled connection exists
-    relay.hold();
+    fault.relay.hold();
     const slow = a!.command({ ping: 1, $db: 'admin' }); // occupies the only pooled connection
     await waitFor('the request to be upstream', async () => (poolOf(proxy).idle === 0 ? true : undefined));
     const waiting = b!.command({ ping: 1, $db: 'admin' });
@@ -46,7 +43,7 @@ describe('pool limits end in clear Mongo errors', () => {
     assert.equal(timedOut.ok, 0);
     assert.equal(timedOut.codeName, 'NetworkInterfaceExceededTimeLimit');
     assert.match(timedOut.errmsg, /timed out after 200 ms waiting for a connection/);
-    relay.release();
+    fault.relay.release();
     assert.equal((await slow).ok, 1, 'the held request completes once the server answers');
     for (const x of [a, b, c]) x!.destroy();
   });
@@ -58,13 +55,13 @@ describe('pool limits end in clear Mongo errors', () => {
     const cursorId = (first.cursor as { id: Long }).id;
     assert.equal(proxy.proxy.cursors.size, 1);
     const killsBefore = await db.metricSum('ferretdb_client_requests_total{command="killCursors"');
-    relay.hold();
+    fault.relay.hold();
     const slow = b!.command({ ping: 1, $db: 'admin' });
     await waitFor('the only connection to be busy', async () => (poolOf(proxy).idle === 0 ? true : undefined));
     const failed = await a!.command({ getMore: cursorId, collection: 'abandon', $db: 'limits' });
     assert.equal(failed.codeName, 'NetworkInterfaceExceededTimeLimit');
     assert.equal(proxy.proxy.cursors.size, 0, 'the route is forgotten');
-    relay.release();
+    fault.relay.release();
     await slow;
     await waitFor('killCursors to reach the server', async () =>
       ((await db.metricSum('ferretdb_client_requests_total{command="killCursors"')) > killsBefore ? true : undefined));
@@ -105,33 +102,30 @@ describe('pool reaping', () => {
 });
 
 describe('a stalled upstream: requests already sent get an answer in time', () => {
-  let relay: FaultRelay;
+  const fault = useFaultRelay(() => db);
   let proxy: Running;
 
   before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-    proxy = await startMongoplex(relay.address, { upstream: { maxPoolSize: 2, socketTimeoutMs: 1500, maxTimeGraceMs: 300 } });
+    proxy = await startMongoplex(fault.relay.address, { upstream: { maxPoolSize: 2, socketTimeoutMs: 1500, maxTimeGraceMs: 300 } });
   });
   after(async () => {
-    relay?.release();
+    fault.relay.release();
     await proxy?.stop();
-    await relay?.close();
   });
 
   it('a command with maxTimeMS gets MaxTimeMSExpired at maxTimeMS + upstream.maxTimeGraceMs, its connection discarded, and the pool serves the next one', async () => {
     const c = await RawClient.connect(proxy.port);
     await c.command({ insert: 'stall', documents: [{ a: 1 }], $db: 'limits' });
-    const closedBefore = Metrics.upstreamConnectionsClosed.value({ server: relay.address, reason: 'timeout' });
-    relay.hold();
+    const closedBefore = Metrics.upstreamConnectionsClosed.value({ server: fault.relay.address, reason: 'timeout' });
+    fault.relay.hold();
     const started = Date.now();
     const r = await c.command({ find: 'stall', maxTimeMS: 200, $db: 'limits' });
     const took = Date.now() - started;
     assert.equal(r.codeName, 'MaxTimeMSExpired');
     assert.match(r.errmsg, /did not answer within maxTimeMS 200 ms \+ 300 ms \(upstream\.maxTimeGraceMs\)/);
     assert.ok(took >= 480 && took < 1400, `answered after ${took} ms`);
-    assert.equal(Metrics.upstreamConnectionsClosed.value({ server: relay.address, reason: 'timeout' }), closedBefore + 1);
-    relay.release();
+    assert.equal(Metrics.upstreamConnectionsClosed.value({ server: fault.relay.address, reason: 'timeout' }), closedBefore + 1);
+    fault.relay.release();
     assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
     c.destroy();
   });
@@ -139,7 +133,7 @@ describe('a stalled upstream: requests already sent get an answer in time', () =
   it('without maxTimeMS, upstream.socketTimeoutMs answers NetworkTimeout, labelled RetryableWriteError for a retryable write', async () => {
     const c = await RawClient.connect(proxy.port);
     await c.command({ ping: 1, $db: 'admin' });
-    relay.hold();
+    fault.relay.hold();
     const started = Date.now();
     const r = await c.command({ insert: 'stall', documents: [{ b: 1 }], lsid: { id: new BSON.UUID() }, txnNumber: new BSON.Long(1), $db: 'limits' });
     const took = Date.now() - started;
@@ -147,7 +141,7 @@ describe('a stalled upstream: requests already sent get an answer in time', () =
     assert.match(r.errmsg, /did not answer within 1500 ms \(upstream\.socketTimeoutMs\)/);
     assert.deepEqual(r.errorLabels, ['RetryableWriteError']);
     assert.ok(took >= 1400 && took < 2500, `answered after ${took} ms`);
-    relay.release();
+    fault.relay.release();
     c.destroy();
   });
 
@@ -157,11 +151,11 @@ describe('a stalled upstream: requests already sent get an answer in time', () =
     const first = await c.command({ find: 'stallcur', batchSize: 2, $db: 'limits' });
     const id = (first.cursor as { id: Long }).id;
     const routes = proxy.proxy.cursors.size;
-    relay.hold();
+    fault.relay.hold();
     const r = await c.command({ getMore: id, collection: 'stallcur', maxTimeMS: 100, $db: 'limits' });
     assert.equal(r.codeName, 'MaxTimeMSExpired');
     assert.equal(proxy.proxy.cursors.size, routes - 1, 'the route is forgotten');
-    relay.release();
+    fault.relay.release();
     c.destroy();
   });
 });

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '../scripts/ports';
-import { FaultRelay } from './support/fault-relay';
+import { useFaultRelay } from './support/fault-relay';
 import { TopologyMonitor } from '../filter/topology/monitor';
 import { ServerAddress } from '../filter/upstream/address';
 import { useFerretDB } from './support/setup';
@@ -10,13 +10,11 @@ import { useFerretDB } from './support/setup';
 const db = useFerretDB();
 
 describe('topology monitor', () => {
-  let relay: FaultRelay;
+  const fault = useFaultRelay(() => db);
   let monitor: TopologyMonitor;
 
   before(async () => {
-    relay = new FaultRelay(db.host, db.port);
-    await relay.listen();
-    monitor = new TopologyMonitor([ServerAddress.parse(relay.address)], {
+    monitor = new TopologyMonitor([ServerAddress.parse(fault.relay.address)], {
       heartbeatMs: 60_000, connectTimeoutMs: 300, appName: 'test-monitor', compressors: [],
     });
     monitor.start();
@@ -24,19 +22,17 @@ describe('topology monitor', () => {
   });
   after(async () => {
     monitor?.stop();
-    relay?.release();
-    await relay?.close();
   });
 
   it('a server that stops answering is marked Unknown within the timeout; a re-check never hangs (clients wait on it)', { timeout: 10_000 }, async () => {
-    const server = ServerAddress.parse(relay.address);
+    const server = ServerAddress.parse(fault.relay.address);
     assert.equal(monitor.description(server)!.type, 'Standalone');
-    relay.hold();
+    fault.relay.hold();
     await monitor.recheck(server);
     const d = monitor.description(server)!;
     assert.equal(d.type, 'Unknown');
     assert.match(d.error ?? '', /timed out/);
-    relay.release();
+    fault.relay.release();
     await monitor.recheck(server);
     await waitFor('the server to be known again', async () => (monitor.description(server)!.type === 'Standalone' ? true : undefined));
   });
