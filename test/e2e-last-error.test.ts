@@ -21,23 +21,31 @@ function opInsert(requestId: number, ns: string, docs: object[]): Buffer {
   return out;
 }
 
-describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', () => {
-  let legacy: LegacyServerFixture;
-  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
-
+/** Inside a describe: the 4.2-behaving fixture over the file's FerretDB, and mongoplex in front of it. */
+function useLegacyProxy(options: Parameters<typeof startMongoplex>[1]): { readonly proxy: Awaited<ReturnType<typeof startMongoplex>> } {
+  const state: { legacy?: LegacyServerFixture; proxy?: Awaited<ReturnType<typeof startMongoplex>> } = {};
   before(async () => {
-    legacy = new LegacyServerFixture(db);
-    await legacy.start();
-    proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 4 } });
+    state.legacy = new LegacyServerFixture(db);
+    await state.legacy.start();
+    state.proxy = await startMongoplex(state.legacy.address, options);
   });
   after(async () => {
-    await proxy?.stop();
-    await legacy?.stop();
+    await state.proxy?.stop();
+    await state.legacy?.stop();
   });
+  return {
+    get proxy() {
+      return state.proxy!;
+    },
+  };
+}
+
+describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', () => {
+  const stack = useLegacyProxy({ upstream: { maxPoolSize: 4 } });
 
   /** Busy neighbours keep every pooled connection in rotation while the test client works. */
   async function withNeighbours<T>(work: () => Promise<T>): Promise<T> {
-    const neighbours = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(proxy.port)));
+    const neighbours = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(stack.proxy.port)));
     let stop = false;
     const load = neighbours.map(async (n, i) => {
       while (!stop) await n.command({ insert: 'noise', documents: [{ i }], $db: 'gle' });
@@ -52,7 +60,7 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
   }
 
   it('reports the duplicate key of an OP_MSG w:0 insert (moreToCome), on the connection that ran it', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     await c.command({ insert: 'u', documents: [{ _id: 1 }], $db: 'gle' });
     const results = await withNeighbours(async () => {
       const out = [];
@@ -70,7 +78,7 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
   });
 
   it('pins legacy OP_INSERT to the getLastError that follows (OP_QUERY form), and repeats answer the same', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     await c.command({ insert: 'legacy', documents: [{ _id: 'x' }], $db: 'gle' });
     await withNeighbours(async () => {
       for (let i = 0; i < 10; i++) {
@@ -87,7 +95,7 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
   });
 
   it('a getLastError with no unacknowledged write before it reports no error instead of another client\'s', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     await c.command({ insert: 'u', documents: [{ _id: 'fresh' }], $db: 'gle' });
     const r = await c.command({ getLastError: 1, $db: 'gle' });
     assert.equal(r.ok, 1);
@@ -97,29 +105,18 @@ describe('getLastError after unacknowledged writes (legacy ≤5.0 upstream)', ()
 });
 
 describe('getLastError pins never starve the pool', () => {
-  let legacy: LegacyServerFixture;
-  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
-
-  before(async () => {
-    legacy = new LegacyServerFixture(db);
-    await legacy.start();
-    // A quarter of 16: four connections at most may be pinned.
-    proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 16, waitQueueTimeoutMs: 2000 } });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await legacy?.stop();
-  });
+  // A quarter of 16: four connections at most may be pinned.
+  const stack = useLegacyProxy({ upstream: { maxPoolSize: 16, waitQueueTimeoutMs: 2000 } });
 
   it('16 clients repeating w:0 writes (as many as the pool has connections) hold at most a quarter of it, a reader is served throughout, and each writer\'s getLastError still reports its own write', async () => {
-    const setup = await RawClient.connect(proxy.port);
+    const setup = await RawClient.connect(stack.proxy.port);
     await setup.command({ insert: 'dup', documents: [{ _id: 'taken' }], $db: 'gle' });
     setup.destroy();
     const reclaimedBefore = Metrics.lastErrorPinsReclaimed.value();
-    const writers = await Promise.all(Array.from({ length: 16 }, () => RawClient.connect(proxy.port)));
-    const reader = await RawClient.connect(proxy.port);
+    const writers = await Promise.all(Array.from({ length: 16 }, () => RawClient.connect(stack.proxy.port)));
+    const reader = await RawClient.connect(stack.proxy.port);
     let maxPins = 0;
-    const sampler = setInterval(() => (maxPins = Math.max(maxPins, proxy.proxy.lastErrorPins.size)), 10);
+    const sampler = setInterval(() => (maxPins = Math.max(maxPins, stack.proxy.proxy.lastErrorPins.size)), 10);
     try {
       // Each writer keeps writing (every 100 ms, renewing its pin) until the reader is done.
       let readsDone = false;
@@ -197,18 +194,7 @@ describe('getLastError against a server without it (5.1+ wire version)', () => {
 });
 
 describe('malformed legacy messages are not forwarded (a server would drop the pooled connection)', () => {
-  let legacy: LegacyServerFixture;
-  let proxy: Awaited<ReturnType<typeof startMongoplex>>;
-
-  before(async () => {
-    legacy = new LegacyServerFixture(db);
-    await legacy.start();
-    proxy = await startMongoplex(legacy.address, { upstream: { maxPoolSize: 2 } });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await legacy?.stop();
-  });
+  const stack = useLegacyProxy({ upstream: { maxPoolSize: 2 } });
 
   function legacyMessage(opCode: number, requestId: number, body: Buffer): Buffer {
     const out = Buffer.concat([Buffer.alloc(HEADER_SIZE), body]);
@@ -217,7 +203,7 @@ describe('malformed legacy messages are not forwarded (a server would drop the p
   }
 
   it('an OP_INSERT with a broken document, an OP_KILL_CURSORS that miscounts, an OP_UPDATE with trailing bytes: no reply, getLastError reports each, no pooled connection lost', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     await c.command({ ping: 1, $db: 'admin' });
     const closedBefore = Metrics.upstreamConnectionsClosed.value();
     const broken = Buffer.from(BSON.serialize({ a: 'x' }));
@@ -240,7 +226,7 @@ describe('malformed legacy messages are not forwarded (a server would drop the p
   });
 
   it('a malformed OP_GET_MORE gets an OP_REPLY error', async () => {
-    const c = await RawClient.connect(proxy.port);
+    const c = await RawClient.connect(stack.proxy.port);
     c.send(legacyMessage(OpCode.GET_MORE, 20, Buffer.concat([Buffer.alloc(4), Buffer.from('nonamespace\0'), Buffer.alloc(12)])));
     const reply = (await c.next())!;
     assert.equal(reply.header.opCode, OpCode.REPLY);
