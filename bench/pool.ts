@@ -13,19 +13,20 @@ import { startEnvoyFront } from '../scripts/envoy';
  * multi-batch finds with getMore. Prints one JSON object per mode.
  */
 
-interface Options {
+export interface Options {
   clients: number;
   busy: number;
   seconds: number;
   poolSize: number;
   /**
    * 'mixed': 60% find-by-_id, 30% insert, 10% multi-batch find; 'reads': find-by-_id only;
-   * 'ping': forwarded pings, the cheapest server round trip (shows the proxy's own cost).
+   * 'ping': forwarded pings, the cheapest server round trip (shows the proxy's own cost);
+   * 'small-reads': find-by-_id in a 10-document collection (the cheapest real query on FerretDB).
    */
-  mix: 'mixed' | 'reads' | 'ping';
+  mix: 'mixed' | 'reads' | 'ping' | 'small-reads';
 }
 
-interface Result {
+export interface Result {
   mode: string;
   clients: number;
   busy: number;
@@ -40,6 +41,7 @@ interface Result {
 }
 
 const DOCS = 1000;
+export const MIXES: ReadonlyArray<Options['mix']> = ['mixed', 'reads', 'ping', 'small-reads'];
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -53,6 +55,10 @@ async function op(c: LoadClient, mix: Options['mix'], seq: number): Promise<void
   };
   if (mix === 'ping') {
     check(await c.command({ ping: 1, $db: 'admin' }));
+    return;
+  }
+  if (mix === 'small-reads') {
+    check(await c.command({ find: 'few', filter: { _id: seq % 10 }, limit: 1, singleBatch: true, $db: 'bench' }));
     return;
   }
   const kind = mix === 'reads' ? 0 : Math.floor(Math.random() * 100);
@@ -70,7 +76,7 @@ async function op(c: LoadClient, mix: Options['mix'], seq: number): Promise<void
   }
 }
 
-async function runMode(mode: string, port: number, db: FerretDB, o: Options): Promise<Result> {
+export async function runMode(mode: string, port: number, db: FerretDB, o: Options): Promise<Result> {
   const before = await db.connections();
   const clients: LoadClient[] = [];
   for (let i = 0; i < o.clients; i += 100) {
@@ -145,19 +151,15 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
     },
   });
   const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
-  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !['mixed', 'reads', 'ping'].includes(o.mix)) {
-    throw new Error('options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix mixed|reads|ping --modes a,b,...');
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
+    throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix ${MIXES.join('|')} --modes a,b,...`);
   }
   const modes = values.modes.split(',') as Mode[];
   for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
   const db = await FerretDB.start();
   const stops: Array<() => Promise<void>> = [() => db.stop()];
   try {
-    const seed = await LoadClient.connect(db.port);
-    for (let i = 0; i < DOCS; i += 500) {
-      await seed.command({ insert: 'items', documents: Array.from({ length: 500 }, (_, k) => ({ _id: i + k, v: 'x'.repeat(100) })), $db: 'bench' });
-    }
-    seed.destroy();
+    await seedItems(db);
     const results: Result[] = [];
     for (const mode of modes) {
       const port = await startMode(mode, db, o, stops);
@@ -179,6 +181,16 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
   }
+}
+
+/** The documents the workload reads (`bench.items`, ids 0..DOCS-1). */
+export async function seedItems(db: FerretDB): Promise<void> {
+  const seed = await LoadClient.connect(db.port);
+  for (let i = 0; i < DOCS; i += 500) {
+    await seed.command({ insert: 'items', documents: Array.from({ length: 500 }, (_, k) => ({ _id: i + k, v: 'x'.repeat(100) })), $db: 'bench' });
+  }
+  await seed.command({ insert: 'few', documents: Array.from({ length: 10 }, (_, k) => ({ _id: k, v: 'x'.repeat(100) })), $db: 'bench' });
+  seed.destroy();
 }
 
 /** Starts what a mode needs (mongoplex in its own process, a real Envoy); returns the port clients dial. */

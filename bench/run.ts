@@ -1,11 +1,13 @@
 import { runFuzz } from './fuzz';
 import { runPoolBenchmark } from './pool';
+import { runTrafficBenchmark } from './traffic';
 import { runUnreadReplies } from './unread';
 
 const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   pool: runPoolBenchmark,
   fuzz: runFuzz,
   unread: runUnreadReplies,
+  traffic: runTrafficBenchmark,
 };
 
 async function main(): Promise<void> {

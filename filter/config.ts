@@ -110,9 +110,48 @@ export const ConfigSchema = z.strictObject({
     saturatedForMs: ms.default(10_000),
   }).prefault({}),
   admin: z.strictObject({
-    /** HTTP admin endpoint (/livez, /readyz, /stats); port 0 picks a free port, null disables it. */
+    /** HTTP admin endpoint (/livez, /readyz, /stats, /capture); port 0 picks a free port, null disables it. */
     host: z.string().default('127.0.0.1'),
     port: port.nullable().default(null),
+    /** Bearer token the control endpoints (POST /capture/start, /capture/stop) require; without one they are served only on a loopback admin address. */
+    token: z.string().min(16, 'use at least 16 characters').nullable().default(null),
+  }).prefault({}),
+  capture: z.strictObject({
+    /** Start recording forwarded commands when mongoplex starts (else: POST /capture/start). */
+    enabled: z.boolean().default(false),
+    /** Directory for capture files; null: captures cannot start. */
+    dir: z.string().min(1).nullable().default(null),
+    /** Fraction of client connections recorded, whole connections at a time. */
+    sampleRate: z.number().min(0).max(1).default(1),
+    /** Only these namespaces (`db`, `db.*`, `db.collection`); empty: all. */
+    namespaces: z.array(z.string().min(1)).default([]),
+    /** Replace values in filters and documents with type-preserving placeholders. */
+    redact: z.boolean().default(false),
+    compression: z.enum(['zstd', 'none']).default('zstd'),
+    /** Start a new file past this size. */
+    maxFileBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+    /** Stop the capture once its files hold this much. */
+    maxTotalBytes: z.number().int().min(64 * 1024).default(1024 * 1024 * 1024),
+    /** Stop the capture after this long (0: no limit). */
+    maxDurationMs: ms.default(60 * 60_000),
+    /** Records waiting to be written may hold this many bytes; more are dropped and counted. */
+    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+  }).prefault({}),
+  mirror: z.strictObject({
+    /** Shadow server (host:port) that a fraction of reads is copied to; null: no mirroring. */
+    target: hostPort.nullable().default(null),
+    /** Fraction of eligible reads (find, aggregate without $out/$merge, count, distinct; not in transactions) mirrored. */
+    fraction: z.number().min(0).max(1).default(1),
+    /** Only these namespaces (`db`, `db.*`, `db.collection`); empty: all. */
+    namespaces: z.array(z.string().min(1)).default([]),
+    /** Connections to the shadow server (reads in flight there). */
+    poolSize: z.number().int().min(1).max(64).default(2),
+    /** Reads waiting for the shadow; more are dropped and counted. */
+    maxQueue: z.number().int().min(1).default(1000),
+    /** Bytes those waiting reads may hold (request + primary reply). */
+    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+    /** A shadow read not answered in this long is dropped and its connection closed. */
+    timeoutMs: z.number().int().min(1).default(2000),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -120,6 +159,16 @@ export const ConfigSchema = z.strictObject({
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** What a POST /capture/start body may change for that capture (never where files go). */
+export const CaptureStartSchema = z.strictObject({
+  sampleRate: z.number().min(0).max(1).optional(),
+  namespaces: z.array(z.string().min(1)).optional(),
+  redact: z.boolean().optional(),
+  compression: z.enum(['zstd', 'none']).optional(),
+  maxDurationMs: ms.optional(),
+  maxTotalBytes: z.number().int().min(64 * 1024).optional(),
+});
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
 export class ConfigError extends Error {
@@ -214,7 +263,7 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
     if (!path) throw new ConfigError(`unknown environment setting ${name} (known: ${[...known.keys()].join(', ')})`);
     let parsed = parseEnvValue(value);
     if (name === 'MONGOPLEX_UPSTREAM_SERVERS' && typeof parsed === 'string') parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
-    if (/COMPRESSORS$/.test(name) && typeof parsed === 'string') parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
+    if (/(COMPRESSORS|NAMESPACES)$/.test(name) && typeof parsed === 'string') parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
     setPath(raw, path, parsed);
     fromEnv.set(path.join('.'), name);
   }
@@ -229,6 +278,9 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   const cfg = result.data;
   if (cfg.client.maxTotalBufferedBytes < cfg.client.maxMessageSizeBytes) {
     throw new ConfigError('invalid configuration:\n  client.maxTotalBufferedBytes: must be at least client.maxMessageSizeBytes');
+  }
+  if (cfg.capture.enabled && !cfg.capture.dir) {
+    throw new ConfigError('invalid configuration:\n  capture.enabled: needs capture.dir (where capture files go)');
   }
   if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
     throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');

@@ -5,9 +5,11 @@ import { createLogger } from './log';
 import { startServer } from './server';
 import { startTelemetry } from './telemetry/sdk';
 import { envoyConfigCommand, ENVOY_CONFIG_USAGE } from './envoy/cli';
+import { formatReport, progressPrinter, replay, replayTarget, writeJsonReport } from './traffic/replay';
 
 const USAGE = `usage: mongoplex [--config FILE] [--print-env]
        mongoplex envoy-config --help
+       mongoplex replay --help
 
   --config FILE   YAML or JSON configuration (default: $MONGOPLEX_CONFIG, else built-in defaults)
   --print-env     list every MONGOPLEX_* environment setting and the config path it overrides`;
@@ -26,6 +28,7 @@ async function main(): Promise<void> {
     }
     return;
   }
+  if (process.argv[2] === 'replay') return replayCommand(process.argv.slice(3));
   let args;
   try {
     args = parseArgs({ options: { config: { type: 'string' }, 'print-env': { type: 'boolean' }, help: { type: 'boolean' } } }).values;
@@ -77,6 +80,70 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+const REPLAY_USAGE = `usage: mongoplex replay FILE... --target mongodb://HOST:PORT [options]
+
+  Sends the commands of capture files (from capture.dir) to another server, one connection per
+  recorded client connection, in each connection's recorded order, and reports what differed.
+
+  --target URI            the server to replay against (mongodb://host:port, no credentials)
+  --speed N               N times the recorded pace (default 1: the recorded timing)
+  --as-fast-as-possible   each connection sends its next command as soon as the last is answered
+  --reads-only            skip writes (transactions' reads run outside their transaction)
+  --json FILE             also write the report as JSON (- for stdout, instead of the table)
+  --connect-timeout-ms N  (default 10000)
+  --no-progress           no progress bar on stderr`;
+
+async function replayCommand(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        target: { type: 'string' }, speed: { type: 'string' }, 'as-fast-as-possible': { type: 'boolean' }, 'reads-only': { type: 'boolean' },
+        json: { type: 'string' }, 'connect-timeout-ms': { type: 'string' }, 'no-progress': { type: 'boolean' }, help: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    console.error(`mongoplex replay: ${(err as Error).message}\n${REPLAY_USAGE}`);
+    process.exit(2);
+  }
+  const { values: v, positionals: files } = parsed;
+  if (v.help) {
+    console.log(REPLAY_USAGE);
+    return;
+  }
+  const fail = (message: string): never => {
+    console.error(`mongoplex replay: ${message}\n${REPLAY_USAGE}`);
+    process.exit(2);
+  };
+  if (files.length === 0) fail('name at least one capture file');
+  if (!v.target) fail('--target is required');
+  if (v.speed !== undefined && v['as-fast-as-possible']) fail('give --speed or --as-fast-as-possible, not both');
+  const speed = v['as-fast-as-possible'] ? Infinity : Number(v.speed ?? '1');
+  if (!(speed > 0)) fail(`--speed must be a positive number (got ${v.speed})`);
+  const connectTimeoutMs = Number(v['connect-timeout-ms'] ?? '10000');
+  if (!(connectTimeoutMs > 0)) fail('--connect-timeout-ms must be a positive number');
+  let target = '';
+  try {
+    target = replayTarget(v.target!);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  let report;
+  try {
+    report = await replay({
+      files, target, speed, readsOnly: v['reads-only'] ?? false, connectTimeoutMs,
+      onProgress: v['no-progress'] ? undefined : progressPrinter(process.stderr),
+    });
+  } catch (err) {
+    console.error(`mongoplex replay: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  if (v.json) writeJsonReport(v.json, report);
+  if (v.json !== '-') console.log(formatReport(report));
 }
 
 main().catch((err) => {

@@ -20,6 +20,8 @@ import { MongosPresentation, ReplicaSetPresentation, type Presentation } from '.
 import { ServerSet } from './topology/server-set';
 import { ServerAddress } from './upstream/address';
 import type { PoolStats } from './upstream/pool';
+import { Mirror, type MirrorStatus } from './traffic/mirror';
+import { Recorder, type CaptureStatus } from './traffic/recorder';
 
 /** One member of the monitored deployment, as `/stats` shows it. */
 export interface MemberStats {
@@ -43,6 +45,10 @@ export interface ProxyStats {
   readonly lastErrorPins: number;
   /** The monitored servers (in single mode, the configured ones). */
   readonly topology: MemberStats[];
+  /** The traffic capture (running or last). */
+  readonly capture: CaptureStatus;
+  /** Read mirroring, when a shadow is configured. */
+  readonly mirror: MirrorStatus | undefined;
   /** Counter name → attribute set (`k=v,…`) → value. */
   readonly counters: Record<string, Record<string, number>>;
 }
@@ -74,6 +80,11 @@ export class Proxy {
   private readonly janitor: Janitor;
   private nextClientId = 1;
   private drainingNow = false;
+  /** Records forwarded commands to capture files while a capture runs. */
+  readonly recorder: Recorder;
+  /** Copies a fraction of reads to a shadow server (mirror.target). */
+  readonly mirror: Mirror;
+  private readonly taps: readonly [Recorder, Mirror];
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
@@ -125,6 +136,10 @@ export class Proxy {
       }
     }
     this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all(), () => this.draining);
+    this.recorder = new Recorder(config.capture, log.child({ component: 'capture' }));
+    this.mirror = new Mirror(config.mirror, config.upstream, log.child({ component: 'mirror' }));
+    this.taps = [this.recorder, this.mirror];
+    if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection);
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
@@ -157,6 +172,7 @@ export class Proxy {
   }
 
   start(): void {
+    if (this.config.capture.enabled) this.recorder.start();
     this.monitor.start();
     this.janitor.start();
     this.janitor.tick();
@@ -184,7 +200,7 @@ export class Proxy {
     const log = this.log.child({ session: id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation }, routes, { id, remote: transport.remote }, log);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps }, routes, { id, remote: transport.remote }, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.add(session);
     Metrics.clientConnectionsAccepted.add(1);
@@ -235,6 +251,8 @@ export class Proxy {
       transactionRoutes: this.transactions.size,
       lastErrorPins: this.lastErrorPins.size,
       topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
+      capture: this.recorder.status(),
+      mirror: this.config.mirror.target ? this.mirror.status() : undefined,
       counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
     };
   }
@@ -245,5 +263,7 @@ export class Proxy {
     for (const s of [...this.sessions]) s.close('shutdown');
     this.sessions.clear();
     this.servers.close();
+    this.mirror.close();
+    await this.recorder.stop('mongoplex stopped');
   }
 }

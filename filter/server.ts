@@ -50,7 +50,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   let admin: AdminServer | undefined;
   let adminAddress: AddressInfo | undefined;
   if (config.admin.port !== null) {
-    admin = new AdminServer(proxy);
+    admin = new AdminServer(proxy, config.admin.token);
     adminAddress = await admin.listen(config.admin.host, config.admin.port);
   }
   log.info({ tcp: tcp && `${tcp.address}:${tcp.port}`, grpcPort, admin: adminAddress && `${adminAddress.address}:${adminAddress.port}`, upstream: config.upstream.servers }, 'mongoplex listening');

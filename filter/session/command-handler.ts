@@ -17,6 +17,7 @@ import { readCommand } from '../wire/peek';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import { encodeReply, errorDocument } from './error-reply';
 import { Forwarder } from './forwarder';
+import type { ForwardedCommand, TrafficTap } from '../traffic/taps';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -24,6 +25,8 @@ export interface HandlerDeps {
   readonly observer: ReplyObserver;
   /** What this client's listener tells clients about the deployment. */
   readonly presentation: Presentation;
+  /** Watchers of forwarded commands (capture, mirror); each says whether it is on. */
+  readonly taps: readonly TrafficTap[];
 }
 
 /** How one request reached the client-facing wire, so its reply can mirror it. */
@@ -158,17 +161,38 @@ export class CommandHandler {
       return this.reply(inbound, await decision.reply, isCompressible(req.name));
     }
     const { route } = decision;
+    const startedAt = performance.now();
     const outcome = await this.forwarder.forward({ req, route, bytes });
-    if (outcome.kind === 'no_reply') return undefined;
+    const tapped = { inbound, req, bytes, server: route.pool.address.toString(), startedAt };
+    if (outcome.kind === 'no_reply') {
+      this.tap(tapped, { replyBytes: 0 });
+      return undefined;
+    }
     if (outcome.kind === 'failed') {
       if (outcome.abandoned) this.deps.observer.abandoned(req, route, this.client);
+      this.tap(tapped, { replyBytes: 0, error: outcome.error });
       return this.refused(inbound, req.name, outcome.error);
     }
     const { reply, conn } = outcome;
     const observed = await this.deps.observer.observe(req, reply, route, conn, this.client);
+    this.tap(tapped, { replyBytes: reply.bytes.length, replyBody: observed?.body, replyInfo: observed?.info });
     const rewritten = observed?.info.ok ? this.deps.presentation.rewriteReply(req.name, observed.body) : undefined;
     const out = rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
     return this.compress(out, isCompressible(req.name) ? inbound.compressor : undefined);
+  }
+
+  /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on (none: nothing is done). */
+  private tap(
+    f: { inbound: Inbound; req: RoutedRequest; bytes: Buffer; server: string; startedAt: number },
+    result: Pick<ForwardedCommand, 'replyBytes'> & Partial<Pick<ForwardedCommand, 'replyBody' | 'replyInfo' | 'error'>>,
+  ): void {
+    const taps = this.deps.taps;
+    if (!f.req.cmd || f.req.opCode !== OpCode.MSG || !taps.some((t) => t.active)) return;
+    const event: ForwardedCommand = {
+      connectionId: this.connection.id, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
+      server: f.server, replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
+    };
+    for (const t of taps) if (t.active) t.forwarded(event);
   }
 
   private refuse(inbound: Inbound, command: string, kind: KnownError, message: string): Promise<Buffer> {

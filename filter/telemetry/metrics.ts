@@ -74,4 +74,6 @@ export const Metrics = {
   primaryChanges: new Counter('mongoplex.topology.primary_changes', 'Times the monitored primary changed (elections, step-downs, a primary lost)'),
   lastErrorPinsReclaimed: new Counter('mongoplex.last_error_pins.reclaimed', 'getLastError pins ended early so their connection could serve others (outcome read and kept), by reason'),
   cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
+  captureRecords: new Counter('mongoplex.capture.records', 'Commands offered to a running capture: recorded, or dropped by reason (queue_full, write_failed, ...)'),
+  mirrorRequests: new Counter('mongoplex.mirror.requests', 'Reads mirrored to the shadow upstream, by result (matched, differed, dropped_queue_full, dropped_timeout, dropped_error)'),
 } as const;

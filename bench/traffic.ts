@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FerretDB } from '../scripts/ferretdb';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { freePort } from '../scripts/ports';
+import { MIXES, runMode, seedItems, type Options, type Result } from './pool';
+
+/**
+ * `npm run bench -- traffic`: what recording and mirroring cost clients, in one invocation —
+ * the same workload through mongoplex (TCP ingress) with both off, with a capture running
+ * (plain, then redacted), mirroring 100% of reads to a shadow FerretDB, and mirroring to a
+ * shadow that is stopped (SIGSTOP). Prints one JSON object per mode (with what the capture or
+ * the mirror counted) and one per mode with its ratios to `off`.
+ */
+
+const MODES = ['off', 'capture', 'capture-redacted', 'mirror-100', 'mirror-100-shadow-stopped'] as const;
+type Mode = (typeof MODES)[number];
+
+export async function runTrafficBenchmark(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      clients: { type: 'string', default: '200' },
+      busy: { type: 'string', default: '50' },
+      seconds: { type: 'string', default: '5' },
+      'pool-size': { type: 'string', default: '8' },
+      mix: { type: 'string', default: 'small-reads' },
+      modes: { type: 'string', default: MODES.join(',') },
+    },
+  });
+  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
+    throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P --mix ${MIXES.join('|')} --modes a,b,...`);
+  }
+  const modes = values.modes.split(',') as Mode[];
+  for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
+  const primary = await FerretDB.start();
+  const shadow = await FerretDB.start();
+  const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-bench-capture-'));
+  try {
+    await seedItems(primary);
+    await seedItems(shadow);
+    const results: Array<Result & { traffic: unknown }> = [];
+    for (const mode of modes) {
+      const tcp = await freePort();
+      const admin = await freePort();
+      const env: Record<string, string> = {
+        MONGOPLEX_LISTEN_PORT: String(tcp),
+        MONGOPLEX_ADMIN_PORT: String(admin),
+        MONGOPLEX_UPSTREAM_SERVERS: primary.address,
+        MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
+      };
+      if (mode.startsWith('capture')) {
+        Object.assign(env, { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: path.join(dir, mode), MONGOPLEX_CAPTURE_REDACT: String(mode === 'capture-redacted') });
+      }
+      if (mode.startsWith('mirror')) Object.assign(env, { MONGOPLEX_MIRROR_TARGET: shadow.address, MONGOPLEX_MIRROR_FRACTION: '1' });
+      const proxy = await MongoplexProcess.start(env);
+      if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGSTOP');
+      try {
+        const r = await runMode(mode, tcp, primary, o);
+        const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { capture: Record<string, unknown>; mirror?: Record<string, unknown> };
+        const traffic = mode.startsWith('capture')
+          ? { recorded: stats.capture.recorded, dropped: stats.capture.dropped, bytesWritten: stats.capture.bytesWritten }
+          : mode.startsWith('mirror') ? { sent: stats.mirror?.sent, matched: stats.mirror?.matched, differed: stats.mirror?.differed, dropped: stats.mirror?.dropped } : {};
+        results.push({ ...r, traffic });
+      } finally {
+        if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGCONT');
+        await proxy.stop();
+      }
+    }
+    for (const r of results) console.log(JSON.stringify(r));
+    const base = results.find((r) => r.mode === 'off') ?? results[0]!;
+    for (const r of results) {
+      if (r === base) continue;
+      console.log(JSON.stringify({
+        mode: r.mode,
+        vs: base.mode,
+        opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
+        p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
+        p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
+      }));
+    }
+  } finally {
+    await primary.stop();
+    await shadow.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,269 @@
+import { mkdirSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { compress as zstdCompress } from '@mongodb-js/zstd';
+import type { Logger } from '../log';
+import { Metrics } from '../telemetry/metrics';
+import { parseOpMsg } from '../wire/opmsg';
+import { CAPTURE_FORMAT_VERSION, encodeHeader, encodeRecord, type CaptureRecord } from './format';
+import { Redactor } from './redact';
+import { collectionOf, isTappable, NamespaceFilter, type ForwardedCommand, type TrafficTap } from './taps';
+
+/** What a capture records and how much it may hold (`capture.*` settings, or a start request). */
+export interface CaptureSettings {
+  readonly dir: string | null;
+  /** Fraction of client connections recorded (whole connections, so their order, cursors and transactions stay complete). */
+  readonly sampleRate: number;
+  readonly namespaces: readonly string[];
+  readonly redact: boolean;
+  readonly compression: 'zstd' | 'none';
+  readonly maxFileBytes: number;
+  readonly maxTotalBytes: number;
+  readonly maxDurationMs: number;
+  readonly queueBytes: number;
+}
+
+export class CaptureError extends Error {
+  override name = 'CaptureError';
+}
+
+export interface CaptureStatus {
+  readonly active: boolean;
+  readonly files: string[];
+  readonly startedAt: string | undefined;
+  readonly recorded: number;
+  readonly dropped: Record<string, number>;
+  readonly bytesWritten: number;
+  readonly queuedBytes: number;
+  readonly queueBytes: number;
+  readonly stoppedBecause: string | undefined;
+  readonly settings: Omit<CaptureSettings, 'dir'> & { dir: string | null } | undefined;
+}
+
+/** A queued record and the bytes it holds against the queue bound. */
+interface Queued {
+  readonly record: CaptureRecord;
+  readonly size: number;
+}
+
+/** Per-record overhead counted against the queue besides the command's own bytes. */
+const RECORD_OVERHEAD = 256;
+
+/** Knuth's multiplicative hash: a connection id → [0, 1), to sample whole connections without state. */
+function connectionSample(id: number): number {
+  return (Math.imul(id, 2654435761) >>> 0) / 2 ** 32;
+}
+
+/**
+ * Records forwarded commands to capture files. On the client's path it only decides (sampled?
+ * namespace? room in the queue?) and copies the command's bytes; encoding, redaction,
+ * compression and disk writes happen after, in batches. When the queue (`queueBytes`) is full
+ * the record is dropped and counted — a slow disk never slows a client.
+ */
+export class Recorder implements TrafficTap {
+  private capture: ActiveCapture | undefined;
+  private last: CaptureStatus | undefined;
+
+  constructor(private readonly defaults: CaptureSettings, private readonly log: Logger) {}
+
+  get active(): boolean {
+    return this.capture !== undefined;
+  }
+
+  /** Starts a capture with the configured settings, changed by `overrides`. */
+  start(overrides: Partial<CaptureSettings> = {}): CaptureStatus {
+    if (this.capture) throw new CaptureError('a capture is already running; stop it first');
+    const settings = { ...this.defaults, ...overrides };
+    if (!settings.dir) throw new CaptureError('capture.dir is not set: say where capture files go');
+    try {
+      mkdirSync(settings.dir, { recursive: true });
+    } catch (err) {
+      throw new CaptureError(`cannot create capture.dir ${settings.dir}: ${(err as Error).message}`);
+    }
+    this.capture = new ActiveCapture(settings as CaptureSettings & { dir: string }, this.log, (why) => void this.stop(why));
+    this.log.info({ dir: settings.dir, sampleRate: settings.sampleRate, namespaces: settings.namespaces, redact: settings.redact }, 'capture started');
+    return this.status();
+  }
+
+  /** Stops the running capture once what it queued is on disk. */
+  async stop(because = 'stopped'): Promise<CaptureStatus> {
+    const c = this.capture;
+    if (!c) return this.status();
+    this.capture = undefined;
+    await c.finish(because);
+    this.last = c.status(false);
+    this.log.info({ files: this.last.files, recorded: this.last.recorded, dropped: this.last.dropped, because }, 'capture stopped');
+    return this.last;
+  }
+
+  status(): CaptureStatus {
+    return this.capture?.status(true) ?? this.last ?? {
+      active: false, files: [], startedAt: undefined, recorded: 0, dropped: {}, bytesWritten: 0, queuedBytes: 0,
+      queueBytes: this.defaults.queueBytes, stoppedBecause: undefined, settings: undefined,
+    };
+  }
+
+  forwarded(e: ForwardedCommand): void {
+    this.capture?.offer(e);
+  }
+}
+
+class ActiveCapture {
+  private readonly startedAt = performance.timeOrigin + performance.now();
+  private readonly filter: NamespaceFilter;
+  private readonly redactor: Redactor | undefined;
+  private queue: Queued[] = [];
+  private queuedBytes = 0;
+  private recorded = 0;
+  private readonly dropped: Record<string, number> = {};
+  private bytesWritten = 0;
+  private fileBytes = 0;
+  private readonly files: string[] = [];
+  private file: FileHandle | undefined;
+  private writing: Promise<void> | undefined;
+  private stoppedBecause: string | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly settings: CaptureSettings & { dir: string }, private readonly log: Logger, private readonly stopSelf: (why: string) => void) {
+    this.filter = new NamespaceFilter(settings.namespaces);
+    this.redactor = settings.redact ? new Redactor() : undefined;
+    if (settings.maxDurationMs > 0) {
+      this.timer = setTimeout(() => this.stopSelf(`capture.maxDurationMs (${settings.maxDurationMs} ms) reached`), settings.maxDurationMs);
+      this.timer.unref();
+    }
+  }
+
+  offer(e: ForwardedCommand): void {
+    if (this.stoppedBecause) return;
+    if (this.settings.sampleRate < 1 && connectionSample(e.connectionId) >= this.settings.sampleRate) return;
+    if (!isTappable(e.cmd.name) || !this.filter.matches(e.cmd.db, collectionOf(e.cmd))) return;
+    const size = e.request.bytes.length + RECORD_OVERHEAD;
+    if (this.queuedBytes + size > this.settings.queueBytes) return this.drop('queue_full');
+    let msg;
+    try {
+      msg = parseOpMsg(e.request);
+    } catch {
+      return this.drop('unreadable');
+    }
+    const info = e.replyInfo;
+    const code = info ? (info.ok ? undefined : info.code) : (e.error?.code as number | undefined);
+    const cursorId = info?.cursor?.id;
+    const record: CaptureRecord = {
+      t: performance.timeOrigin + e.startedAt - this.startedAt,
+      conn: e.connectionId,
+      ms: performance.now() - e.startedAt,
+      server: e.server,
+      cmd: e.cmd.name,
+      db: e.cmd.db ?? '',
+      coll: collectionOf(e.cmd),
+      ok: info ? info.ok : false,
+      code,
+      replyBytes: e.replyBytes,
+      cursorId: cursorId !== undefined && cursorId !== 0n ? cursorId : undefined,
+      flags: msg.flagBits,
+      // Copies: the client's buffers are not kept past this call.
+      body: Buffer.from(msg.body),
+      seqs: msg.sequences.map((s) => ({ identifier: s.identifier, documents: s.documents.map((d) => Buffer.from(d)) })),
+    };
+    this.queue.push({ record, size });
+    this.queuedBytes += size;
+    if (!this.writing) this.writing = new Promise((resolve) => setImmediate(resolve)).then(() => this.writeQueued());
+  }
+
+  private drop(reason: string): void {
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
+    Metrics.captureRecords.add(1, { result: `dropped_${reason}` });
+  }
+
+  /** Writes batches until the queue is empty. */
+  private async writeQueued(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && !this.failed) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.writeBatch(batch);
+        for (const q of batch) this.queuedBytes -= q.size;
+      }
+    } finally {
+      this.writing = undefined;
+    }
+    if (this.queue.length > 0 && !this.failed) this.writing = this.writeQueued();
+  }
+
+  private failed = false;
+
+  private async writeBatch(batch: Queued[]): Promise<void> {
+    try {
+      const encoded: Buffer[] = [];
+      for (const { record } of batch) {
+        const r = this.redactor ? { ...record, ...this.redacted(record) } : record;
+        encoded.push(encodeRecord(r));
+      }
+      await this.write(Buffer.concat(encoded));
+      this.recorded += batch.length;
+      Metrics.captureRecords.add(batch.length, { result: 'recorded' });
+      if (this.bytesWritten >= this.settings.maxTotalBytes) this.stopSelf(`capture.maxTotalBytes (${this.settings.maxTotalBytes}) reached`);
+    } catch (err) {
+      this.failed = true;
+      for (let i = 0; i < batch.length; i++) this.drop('write_failed');
+      this.log.error({ err: (err as Error).message, dir: this.settings.dir }, 'capture write failed; stopping the capture');
+      this.stopSelf(`write failed: ${(err as Error).message}`);
+    }
+  }
+
+  private redacted(r: CaptureRecord): Pick<CaptureRecord, 'body' | 'seqs'> {
+    const { body, sequences } = this.redactor!.redactCommand(r.body, r.seqs);
+    return { body, seqs: sequences };
+  }
+
+  private async write(plain: Buffer): Promise<void> {
+    if (!this.file || this.fileBytes >= this.settings.maxFileBytes) await this.rotate();
+    const bytes = this.settings.compression === 'zstd' ? await zstdCompress(plain, 3) : plain;
+    await this.file!.write(bytes);
+    this.fileBytes += bytes.length;
+    this.bytesWritten += bytes.length;
+  }
+
+  private async rotate(): Promise<void> {
+    await this.file?.close();
+    const stamp = new Date(this.startedAt).toISOString().replace(/[:.]/g, '-');
+    const seq = this.files.length + 1;
+    const name = path.join(this.settings.dir, `capture-${stamp}-${String(seq).padStart(4, '0')}.bson${this.settings.compression === 'zstd' ? '.zst' : ''}`);
+    this.file = await open(name, 'wx');
+    this.files.push(name);
+    this.fileBytes = 0;
+    const header = encodeHeader({
+      mongoplexCapture: CAPTURE_FORMAT_VERSION, startedAt: new Date(this.startedAt), file: seq,
+      redacted: this.redactor !== undefined, compression: this.settings.compression,
+    });
+    const bytes = this.settings.compression === 'zstd' ? await zstdCompress(header, 3) : header;
+    await this.file.write(bytes);
+    this.fileBytes += bytes.length;
+    this.bytesWritten += bytes.length;
+  }
+
+  async finish(because: string): Promise<void> {
+    this.stoppedBecause = because;
+    if (this.timer) clearTimeout(this.timer);
+    while (this.writing) await this.writing;
+    for (const _ of this.queue.splice(0)) this.drop('stopped'); // left after a write failure
+    this.queuedBytes = 0;
+    await this.file?.close();
+    this.file = undefined;
+  }
+
+  status(active: boolean): CaptureStatus {
+    return {
+      active,
+      files: [...this.files],
+      startedAt: new Date(this.startedAt).toISOString(),
+      recorded: this.recorded,
+      dropped: { ...this.dropped },
+      bytesWritten: this.bytesWritten,
+      queuedBytes: this.queuedBytes,
+      queueBytes: this.settings.queueBytes,
+      stoppedBecause: this.stoppedBecause,
+      settings: this.settings,
+    };
+  }
+}
