@@ -75,6 +75,7 @@ export class Mirror implements TrafficTap {
   private readonly logs = new LogLimiter(5, 60_000);
   /** After a failed or timed-out shadow read, reads are dropped at once until then (one probe per period). */
   private unavailableUntil = 0;
+  private closed = false;
 
   constructor(private readonly settings: MirrorSettings, connect: { appName: string; connectTimeoutMs: number }, private readonly log: Logger) {
     this.filter = new NamespaceFilter(settings.namespaces);
@@ -89,7 +90,7 @@ export class Mirror implements TrafficTap {
   }
 
   forwarded(e: ForwardedCommand): void {
-    if (!e.replyBody || e.cmd.inTransaction) return;
+    if (this.closed || !e.replyBody || e.cmd.inTransaction) return;
     if (!MIRRORED.has(e.cmd.name.toLowerCase())) return;
     const collection = collectionOf(e.cmd);
     if (!this.filter.matches(e.cmd.db, collection)) return;
@@ -156,6 +157,7 @@ export class Mirror implements TrafficTap {
    * to wait for a server that is not answering.
    */
   private failed(err: Error, timedOut: boolean): void {
+    if (this.closed) return this.drop('stopped');
     this.drop(timedOut ? 'timeout' : 'error');
     this.unavailableUntil = performance.now() + this.settings.timeoutMs;
     for (const item of this.queue.splice(0)) {
@@ -194,6 +196,7 @@ export class Mirror implements TrafficTap {
   }
 
   close(): void {
+    this.closed = true;
     for (const _ of this.queue.splice(0)) this.drop('stopped');
     this.queuedBytes = 0;
     this.pool?.close();

@@ -46,6 +46,9 @@ interface Queued {
   readonly size: number;
 }
 
+/** Records are written (and compressed) in chunks of at most this many bytes. */
+const MAX_CHUNK_BYTES = 1024 * 1024;
+
 /** Per-record overhead counted against the queue besides the command's own bytes. */
 const RECORD_OVERHEAD = 256;
 
@@ -118,10 +121,14 @@ class ActiveCapture {
   private readonly dropped: Record<string, number> = {};
   private bytesWritten = 0;
   private fileBytes = 0;
+  /** The current file's header size. */
+  private headerBytes = 0;
   private readonly files: string[] = [];
   private file: FileHandle | undefined;
   private writing: Promise<void> | undefined;
   private stoppedBecause: string | undefined;
+  /** A write failed: nothing more is written. */
+  private failed = false;
   private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly settings: CaptureSettings & { dir: string }, private readonly log: Logger, private readonly stopSelf: (why: string) => void) {
@@ -190,25 +197,43 @@ class ActiveCapture {
     if (this.queue.length > 0 && !this.failed) this.writing = this.writeQueued();
   }
 
-  private failed = false;
-
+  /**
+   * Encodes (and redacts) a batch and writes it in chunks of at most `maxFileBytes`, so files
+   * rotate near their bound; once the capture holds `maxTotalBytes`, the rest is dropped and the
+   * capture stops.
+   */
   private async writeBatch(batch: Queued[]): Promise<void> {
+    const chunkLimit = Math.min(MAX_CHUNK_BYTES, this.settings.maxFileBytes);
+    let chunk: Buffer[] = [];
+    let chunkBytes = 0;
+    let done = 0;
+    const flush = async (): Promise<void> => {
+      if (chunk.length === 0) return;
+      await this.write(Buffer.concat(chunk, chunkBytes));
+      this.recorded += chunk.length;
+      Metrics.captureRecords.add(chunk.length, { result: 'recorded' });
+      done += chunk.length;
+      chunk = [];
+      chunkBytes = 0;
+    };
     try {
-      const encoded: Buffer[] = [];
       for (const { record } of batch) {
-        const r = this.redactor ? { ...record, ...this.redacted(record) } : record;
-        encoded.push(encodeRecord(r));
+        if (this.bytesWritten >= this.settings.maxTotalBytes) break;
+        const bytes = encodeRecord(this.redactor ? { ...record, ...this.redacted(record) } : record);
+        if (chunkBytes > 0 && chunkBytes + bytes.length > chunkLimit) await flush();
+        chunk.push(bytes);
+        chunkBytes += bytes.length;
       }
-      await this.write(Buffer.concat(encoded));
-      this.recorded += batch.length;
-      Metrics.captureRecords.add(batch.length, { result: 'recorded' });
-      if (this.bytesWritten >= this.settings.maxTotalBytes) this.stopSelf(`capture.maxTotalBytes (${this.settings.maxTotalBytes}) reached`);
+      await flush();
     } catch (err) {
       this.failed = true;
-      for (let i = 0; i < batch.length; i++) this.drop('write_failed');
+      for (let i = done; i < batch.length; i++) this.drop('write_failed');
       this.log.error({ err: (err as Error).message, dir: this.settings.dir }, 'capture write failed; stopping the capture');
       this.stopSelf(`write failed: ${(err as Error).message}`);
+      return;
     }
+    for (let i = done; i < batch.length; i++) this.drop('max_total_bytes');
+    if (this.bytesWritten >= this.settings.maxTotalBytes) this.stopSelf(`capture.maxTotalBytes (${this.settings.maxTotalBytes}) reached`);
   }
 
   private redacted(r: CaptureRecord): Pick<CaptureRecord, 'body' | 'seqs'> {
@@ -217,8 +242,9 @@ class ActiveCapture {
   }
 
   private async write(plain: Buffer): Promise<void> {
-    if (!this.file || this.fileBytes >= this.settings.maxFileBytes) await this.rotate();
     const bytes = this.settings.compression === 'zstd' ? await zstdCompress(plain, 3) : plain;
+    // A file takes at least one chunk after its header; one that would cross maxFileBytes goes to the next file.
+    if (!this.file || (this.fileBytes > this.headerBytes && this.fileBytes + bytes.length > this.settings.maxFileBytes)) await this.rotate();
     await this.file!.write(bytes);
     this.fileBytes += bytes.length;
     this.bytesWritten += bytes.length;
@@ -231,14 +257,13 @@ class ActiveCapture {
     const name = path.join(this.settings.dir, `capture-${stamp}-${String(seq).padStart(4, '0')}.bson${this.settings.compression === 'zstd' ? '.zst' : ''}`);
     this.file = await open(name, 'wx');
     this.files.push(name);
-    this.fileBytes = 0;
     const header = encodeHeader({
       mongoplexCapture: CAPTURE_FORMAT_VERSION, startedAt: new Date(this.startedAt), file: seq,
       redacted: this.redactor !== undefined, compression: this.settings.compression,
     });
     const bytes = this.settings.compression === 'zstd' ? await zstdCompress(header, 3) : header;
     await this.file.write(bytes);
-    this.fileBytes += bytes.length;
+    this.fileBytes = this.headerBytes = bytes.length;
     this.bytesWritten += bytes.length;
   }
 
