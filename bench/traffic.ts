@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,9 +11,40 @@ import { MIXES, runMode, seedItems, type Options, type Result } from './pool';
  * `npm run bench -- traffic`: what recording and mirroring cost clients, in one invocation —
  * the same workload through mongoplex (TCP ingress) with both off, with a capture running
  * (plain, then redacted), mirroring 100% of reads to a shadow FerretDB, and mirroring to a
- * shadow that is stopped (SIGSTOP). Prints one JSON object per mode (with what the capture or
- * the mirror counted) and one per mode with its ratios to `off`.
+ * shadow that is stopped (SIGSTOP). Modes run in `--rounds` rounds, in reverse order every
+ * other round (so drift in the shared machine does not favour one mode); figures are the mean
+ * of the rounds. Prints one JSON object per mode (with mongoplex's and the shadow's CPU time
+ * per operation, and what the capture or the mirror counted) and one per mode with its ratios
+ * to `off`.
  */
+
+/** CPU time (user + system) a process has used, ms, from /proc/PID/stat (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface ModeResult extends Result {
+  mongoplexCpuUsPerOp: number;
+  shadowCpuUsPerOp: number;
+  traffic: unknown;
+}
+
+function mean(results: ModeResult[]): ModeResult {
+  const avg = (f: (r: ModeResult) => number, digits = 2): number => Number((results.reduce((s, r) => s + f(r), 0) / results.length).toFixed(digits));
+  const last = results[results.length - 1]!;
+  return {
+    ...last,
+    ops: results.reduce((s, r) => s + r.ops, 0),
+    opsPerSec: avg((r) => r.opsPerSec, 0),
+    p50Ms: avg((r) => r.p50Ms),
+    p99Ms: avg((r) => r.p99Ms),
+    errors: results.reduce((s, r) => s + r.errors, 0),
+    mongoplexCpuUsPerOp: avg((r) => r.mongoplexCpuUsPerOp, 1),
+    shadowCpuUsPerOp: avg((r) => r.shadowCpuUsPerOp, 1),
+    traffic: results.map((r) => r.traffic),
+  };
+}
 
 const MODES = ['off', 'capture', 'capture-redacted', 'mirror-100', 'mirror-100-shadow-stopped'] as const;
 type Mode = (typeof MODES)[number];
@@ -28,12 +59,15 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
       'pool-size': { type: 'string', default: '8' },
       mix: { type: 'string', default: 'small-reads' },
       modes: { type: 'string', default: MODES.join(',') },
+      rounds: { type: 'string', default: '2' },
     },
   });
   const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
   if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
     throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P --mix ${MIXES.join('|')} --modes a,b,...`);
   }
+  const rounds = Number(values.rounds);
+  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error('--rounds must be a positive integer');
   const modes = values.modes.split(',') as Mode[];
   for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
   const primary = await FerretDB.start();
@@ -42,34 +76,11 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
   try {
     await seedItems(primary);
     await seedItems(shadow);
-    const results: Array<Result & { traffic: unknown }> = [];
-    for (const mode of modes) {
-      const tcp = await freePort();
-      const admin = await freePort();
-      const env: Record<string, string> = {
-        MONGOPLEX_LISTEN_PORT: String(tcp),
-        MONGOPLEX_ADMIN_PORT: String(admin),
-        MONGOPLEX_UPSTREAM_SERVERS: primary.address,
-        MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
-      };
-      if (mode.startsWith('capture')) {
-        Object.assign(env, { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: path.join(dir, mode), MONGOPLEX_CAPTURE_REDACT: String(mode === 'capture-redacted') });
-      }
-      if (mode.startsWith('mirror')) Object.assign(env, { MONGOPLEX_MIRROR_TARGET: shadow.address, MONGOPLEX_MIRROR_FRACTION: '1' });
-      const proxy = await MongoplexProcess.start(env);
-      if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGSTOP');
-      try {
-        const r = await runMode(mode, tcp, primary, o);
-        const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { capture: Record<string, unknown>; mirror?: Record<string, unknown> };
-        const traffic = mode.startsWith('capture')
-          ? { recorded: stats.capture.recorded, dropped: stats.capture.dropped, bytesWritten: stats.capture.bytesWritten }
-          : mode.startsWith('mirror') ? { sent: stats.mirror?.sent, matched: stats.mirror?.matched, differed: stats.mirror?.differed, dropped: stats.mirror?.dropped } : {};
-        results.push({ ...r, traffic });
-      } finally {
-        if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGCONT');
-        await proxy.stop();
-      }
+    const byMode = new Map<Mode, ModeResult[]>(modes.map((m) => [m, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const mode of round % 2 === 0 ? modes : [...modes].reverse()) byMode.get(mode)!.push(await runTrafficMode(mode, round, o, primary, shadow, dir));
     }
+    const results = modes.map((m) => mean(byMode.get(m)!));
     for (const r of results) console.log(JSON.stringify(r));
     const base = results.find((r) => r.mode === 'off') ?? results[0]!;
     for (const r of results) {
@@ -80,11 +91,46 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
         opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
         p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
         p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
+        mongoplexCpuPerOpRatio: Number((r.mongoplexCpuUsPerOp / base.mongoplexCpuUsPerOp).toFixed(3)),
       }));
     }
   } finally {
     await primary.stop();
     await shadow.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One mode, one round: its own mongoplex process, the workload, and what it counted. */
+async function runTrafficMode(mode: Mode, round: number, o: Options, primary: FerretDB, shadow: FerretDB, dir: string): Promise<ModeResult> {
+  const tcp = await freePort();
+  const admin = await freePort();
+  const env: Record<string, string> = {
+    MONGOPLEX_LISTEN_PORT: String(tcp),
+    MONGOPLEX_ADMIN_PORT: String(admin),
+    MONGOPLEX_UPSTREAM_SERVERS: primary.address,
+    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
+  };
+  if (mode.startsWith('capture')) {
+    Object.assign(env, { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: path.join(dir, `${mode}-${round}`), MONGOPLEX_CAPTURE_REDACT: String(mode === 'capture-redacted') });
+  }
+  if (mode.startsWith('mirror')) Object.assign(env, { MONGOPLEX_MIRROR_TARGET: shadow.address, MONGOPLEX_MIRROR_FRACTION: '1' });
+  const proxy = await MongoplexProcess.start(env);
+  if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGSTOP');
+  try {
+    const cpu0 = cpuMs(proxy.pid!);
+    const shadowCpu0 = cpuMs(shadow.pid!);
+    const r = await runMode(mode, tcp, primary, o);
+    const perOp = (ms: number): number => (r.ops ? Number(((ms * 1000) / r.ops).toFixed(1)) : 0);
+    const cpu = perOp(cpuMs(proxy.pid!) - cpu0);
+    const shadowCpu = perOp(cpuMs(shadow.pid!) - shadowCpu0);
+    const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { capture: Record<string, unknown>; mirror?: Record<string, unknown> };
+    const traffic = mode.startsWith('capture')
+      ? { recorded: stats.capture.recorded, dropped: stats.capture.dropped, bytesWritten: stats.capture.bytesWritten }
+      : mode.startsWith('mirror') ? { sent: stats.mirror?.sent, matched: stats.mirror?.matched, differed: stats.mirror?.differed, dropped: stats.mirror?.dropped } : {};
+    return { ...r, mongoplexCpuUsPerOp: cpu, shadowCpuUsPerOp: shadowCpu, traffic };
+  } finally {
+    if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGCONT');
+    await proxy.stop();
   }
 }

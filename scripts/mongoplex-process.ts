@@ -23,6 +23,10 @@ export class MongoplexProcess {
     return new MongoplexProcess(child, listening);
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** Sends a signal; resolves with the exit code once the process has exited. */
   async signal(signal: NodeJS.Signals): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;

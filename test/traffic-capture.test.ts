@@ -143,14 +143,15 @@ describe('record through mongoplex, replay against another server: same document
       await people.insertOne({ _id: secretId, name: 'Zebulon Quarternight', ssn: 987654321, balance: 1234.5678, born: new Date('1961-07-04') });
       await people.updateOne({ name: 'Zebulon Quarternight' }, { $set: { email: 'zebulon@example.org' } });
       assert.equal((await people.findOne({ _id: secretId }))?.email, 'zebulon@example.org');
-      await people.aggregate([{ $match: { ssn: 987654321 } }]).toArray();
+      await people.aggregate([{ $match: { ssn: 987654321 } }, { $addFields: { label: 'Magnificent-label', copy: '$name' } }]).toArray();
+      await people.updateOne({ _id: secretId }, [{ $set: { nick: 'Magnificent-nick' } }]).catch(() => undefined); // FerretDB may refuse update pipelines; recorded either way
     } finally {
       await client.close();
     }
     const status = await control(proxy, 'stop');
     const files = status.files as string[];
     const raw = Buffer.concat(await collect(readDocuments(files[0]!)));
-    for (const needle of [Buffer.from('Zebulon'), Buffer.from('zebulon@example.org'), Buffer.from(secretId.id), int32(987654321), double(1234.5678), int64(new Date('1961-07-04').getTime())]) {
+    for (const needle of [Buffer.from('Zebulon'), Buffer.from('Magnificent'), Buffer.from('zebulon@example.org'), Buffer.from(secretId.id), int32(987654321), double(1234.5678), int64(new Date('1961-07-04').getTime())]) {
       assert.equal(raw.indexOf(needle), -1, `${needle.toString('hex')} is not in the capture`);
     }
     const { headers, records: recs } = await records(files);
@@ -164,6 +165,8 @@ describe('record through mongoplex, replay against another server: same document
     const find = BSON.deserialize(recs.find((r) => r.cmd === 'find')!.body, { promoteValues: false });
     assert.equal(find.find, 'people', 'the collection name is kept');
     assert.ok((find.filter._id as ObjectId).equals(doc._id as ObjectId), 'the same _id gets the same placeholder');
+    const agg = BSON.deserialize(recs.find((r) => r.cmd === 'aggregate')!.body);
+    assert.equal(agg.pipeline[1].$addFields.copy, '$name', 'field paths in expressions are kept');
   });
 });
 
@@ -205,6 +208,27 @@ describe('capture queue: a full queue drops and counts, clients are not slowed o
     const bad = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/start`, { method: 'POST', body: '{"dir":"/etc"}' });
     assert.equal(bad.status, 400);
     await control(proxy, 'stop');
+  });
+
+  it('with admin.token set, control requests without the token get 401 and change nothing', async () => {
+    const token = 'a-long-enough-admin-token';
+    const guarded = await startMongoplex(recorded.address, { capture: { dir }, admin: { port: 0, token } });
+    try {
+      const url = `http://127.0.0.1:${guarded.admin!.port}/capture/start`;
+      for (const authorization of [undefined, 'Bearer wrong-token-of-some-length', `Basic ${token}`]) {
+        const res = await fetch(url, { method: 'POST', headers: authorization ? { authorization } : {} });
+        assert.equal(res.status, 401);
+        assert.doesNotMatch(await res.text(), new RegExp(token));
+      }
+      assert.equal(guarded.proxy.recorder.active, false);
+      const ok = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(ok.status, 200);
+      assert.equal(guarded.proxy.recorder.active, true);
+      const stats = await (await fetch(`http://127.0.0.1:${guarded.admin!.port}/stats`)).text();
+      assert.doesNotMatch(stats, new RegExp(token), 'the token is not in /stats');
+    } finally {
+      await guarded.stop();
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { BSON, Double, Int32, Long, onDemand, type Document } from 'bson';
+import { BSON, Double, Int32, Long, type Document } from 'bson';
+import { documentOf, element, elementsByName, valueBytes } from '../wire/raw-bson';
 import { Decompress } from 'fzstd';
 import { MAX_MESSAGE_SIZE_BYTES } from '../wire/limits';
 
@@ -79,48 +80,20 @@ export function encodeRecord(r: CaptureRecord): Buffer {
   return documentOf(parts.slice(1), parts[0]);
 }
 
-/** A BSON element: type byte, NUL-terminated name, value bytes. */
-function element(type: number, name: string, value: Buffer): Buffer {
-  const n = Buffer.from(name, 'utf8');
-  const out = Buffer.allocUnsafe(1 + n.length + 1 + value.length);
-  out[0] = type;
-  n.copy(out, 1);
-  out[1 + n.length] = 0;
-  value.copy(out, n.length + 2);
-  return out;
-}
-
-/** A document from its elements (`prefix`: an already-serialized document minus its trailing NUL). */
-function documentOf(elements: Buffer[], prefix?: Buffer): Buffer {
-  const start = prefix ?? Buffer.alloc(4);
-  const out = Buffer.concat([start, ...elements, Buffer.alloc(1)]);
-  out.writeInt32LE(out.length, 0);
-  return out;
-}
-
-/** Top-level elements of a BSON document: name → [type, value offset, value length]. */
-function rawElements(doc: Buffer, offset = 0): Map<string, [number, number, number]> {
-  const out = new Map<string, [number, number, number]>();
-  for (const e of onDemand.parseToElements(doc, offset) as Iterable<[number, number, number, number, number]>) {
-    out.set(doc.toString('utf8', e[1], e[1] + e[2]), [e[0], e[3], e[4]]);
-  }
-  return out;
-}
-
 /** Reads a record back (raw body and sequence bytes kept as Buffers). */
 export function decodeRecord(bytes: Buffer): CaptureRecord {
-  const els = rawElements(bytes);
+  const els = elementsByName(bytes);
   const raw = (name: string): Buffer | undefined => {
     const e = els.get(name);
-    return e && e[0] === 3 ? bytes.subarray(e[1], e[1] + e[2]) : undefined;
+    return e && e[0] === 3 ? valueBytes(bytes, e) : undefined;
   };
   const body = raw('body');
   if (!body) throw new Error('capture record has no body');
   const seqsDoc = raw('seqs');
   const seqs = seqsDoc
-    ? [...rawElements(seqsDoc)].map(([identifier, [, off, len]]) => {
-      const arr = seqsDoc.subarray(off, off + len);
-      return { identifier, documents: [...rawElements(arr).values()].map(([, o, l]) => arr.subarray(o, o + l)) };
+    ? [...elementsByName(seqsDoc)].map(([identifier, e]) => {
+      const arr = valueBytes(seqsDoc, e);
+      return { identifier, documents: [...elementsByName(arr).values()].map((d) => valueBytes(arr, d)) };
     })
     : [];
   const d = BSON.deserialize(bytes, { promoteLongs: false });

@@ -7,7 +7,7 @@ import { UpstreamPool } from '../upstream/pool';
 import { newRequestId, readHeader, type WireMessage } from '../wire/header';
 import { encodeOpMsg, parseOpMsg } from '../wire/opmsg';
 import { readReply } from '../wire/peek';
-import { portableCommand, replyDigest } from './portable';
+import { portableBody, replyDigest } from './portable';
 import { collectionOf, NamespaceFilter, type ForwardedCommand, type TrafficTap } from './taps';
 
 /** `mirror.*` settings. */
@@ -203,10 +203,8 @@ export class Mirror implements TrafficTap {
   }
 }
 
-/** The client's request re-encoded for the shadow: no session, no cluster time of the primary's cluster. */
+/** The client's request for the shadow: no session, no cluster time of the primary's cluster; sequences as sent. */
 function portableRequest(bytes: Buffer): Buffer {
   const msg = parseOpMsg({ header: readHeader(bytes), bytes });
-  const doc = portableCommand(BSON.deserialize(msg.body, { promoteValues: false, bsonRegExp: true }));
-  delete doc.lsid;
-  return encodeOpMsg(newRequestId(), 0, BSON.serialize(doc), 0, msg.sequences);
+  return encodeOpMsg(newRequestId(), 0, portableBody(msg.body, ['lsid']), 0, msg.sequences);
 }

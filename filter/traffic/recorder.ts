@@ -49,6 +49,9 @@ interface Queued {
 /** Records are written (and compressed) in chunks of at most this many bytes. */
 const MAX_CHUNK_BYTES = 1024 * 1024;
 
+/** How long a record may wait to be written with others (one compression and one write per batch). */
+const FLUSH_INTERVAL_MS = 50;
+
 /** Per-record overhead counted against the queue besides the command's own bytes. */
 const RECORD_OVERHEAD = 256;
 
@@ -79,7 +82,7 @@ export class Recorder implements TrafficTap {
     const settings = { ...this.defaults, ...overrides };
     if (!settings.dir) throw new CaptureError('capture.dir is not set: say where capture files go');
     try {
-      mkdirSync(settings.dir, { recursive: true });
+      mkdirSync(settings.dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new CaptureError(`cannot create capture.dir ${settings.dir}: ${(err as Error).message}`);
     }
@@ -127,6 +130,9 @@ class ActiveCapture {
   private file: FileHandle | undefined;
   private writing: Promise<void> | undefined;
   private stoppedBecause: string | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Starts the pending batch's write before its timer. */
+  private flushNow: (() => void) | undefined;
   /** A write failed: nothing more is written. */
   private failed = false;
   private readonly timer: NodeJS.Timeout | undefined;
@@ -174,7 +180,13 @@ class ActiveCapture {
     };
     this.queue.push({ record, size });
     this.queuedBytes += size;
-    if (!this.writing) this.writing = new Promise((resolve) => setImmediate(resolve)).then(() => this.writeQueued());
+    // Written in batches: every FLUSH_INTERVAL_MS, or at once when a chunk's worth is waiting.
+    if (!this.writing) {
+      this.writing = new Promise<void>((resolve) => {
+        this.flushTimer = setTimeout(resolve, FLUSH_INTERVAL_MS);
+        this.flushNow = resolve;
+      }).then(() => this.writeQueued());
+    } else if (this.queuedBytes >= MAX_CHUNK_BYTES) this.flushNow?.();
   }
 
   private drop(reason: string): void {
@@ -184,6 +196,8 @@ class ActiveCapture {
 
   /** Writes batches until the queue is empty. */
   private async writeQueued(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushNow = undefined;
     try {
       while (this.queue.length > 0 && !this.failed) {
         const batch = this.queue;
@@ -255,7 +269,7 @@ class ActiveCapture {
     const stamp = new Date(this.startedAt).toISOString().replace(/[:.]/g, '-');
     const seq = this.files.length + 1;
     const name = path.join(this.settings.dir, `capture-${stamp}-${String(seq).padStart(4, '0')}.bson${this.settings.compression === 'zstd' ? '.zst' : ''}`);
-    this.file = await open(name, 'wx');
+    this.file = await open(name, 'wx', 0o600); // production data: readable by mongoplex's user only
     this.files.push(name);
     const header = encodeHeader({
       mongoplexCapture: CAPTURE_FORMAT_VERSION, startedAt: new Date(this.startedAt), file: seq,
@@ -270,6 +284,7 @@ class ActiveCapture {
   async finish(because: string): Promise<void> {
     this.stoppedBecause = because;
     if (this.timer) clearTimeout(this.timer);
+    this.flushNow?.();
     while (this.writing) await this.writing;
     for (const _ of this.queue.splice(0)) this.drop('stopped'); // left after a write failure
     this.queuedBytes = 0;

@@ -30,6 +30,9 @@ const DATA_FIELDS: Record<string, readonly string[]> = {
 /** Inside a write's statement documents (update/delete/bulkWrite items). */
 const STATEMENT_DATA_FIELDS = new Set(['q', 'u', 'filter', 'document', 'updateMods', 'update']);
 
+/** Pipeline stages whose expressions may hold literals (an update pipeline's `$set`, `$addFields` in an aggregation). */
+const EXPRESSION_STAGES = ['$set', '$addFields', '$replaceWith', '$replaceRoot'];
+
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
 export class Redactor {
@@ -72,6 +75,7 @@ export class Redactor {
     if (!isDocument(stage)) return stage;
     const out: Document = { ...stage };
     if ('$match' in out) out.$match = this.value(out.$match);
+    for (const k of EXPRESSION_STAGES) if (k in out) out[k] = this.expression(out[k]);
     if (isDocument(out.$geoNear) && 'query' in out.$geoNear) out.$geoNear = { ...out.$geoNear, query: this.value(out.$geoNear.query) };
     if (isDocument(out.$facet)) {
       out.$facet = Object.fromEntries(Object.entries(out.$facet).map(([n, p]) => [n, Array.isArray(p) ? p.map((st) => this.redactStage(st)) : p]));
@@ -89,9 +93,20 @@ export class Redactor {
     if (v === null || v === undefined || typeof v !== 'object') return this.scalar(v);
     if (isDocument(v)) {
       const out: Document = {};
-      for (const [k, x] of Object.entries(v)) out[k] = this.value(x);
+      for (const [k, x] of Object.entries(v)) out[k] = k === '$expr' ? this.expression(x) : this.value(x);
       return out;
     }
+    return this.scalar(v);
+  }
+
+  /**
+   * An aggregation expression: literals are replaced, but `$field` paths and `$$variables` are
+   * names, not data, and are kept so the expression still means the same thing.
+   */
+  private expression(v: unknown): unknown {
+    if (typeof v === 'string' && v.startsWith('$')) return v;
+    if (Array.isArray(v)) return v.map((x) => this.expression(x));
+    if (isDocument(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.expression(x)]));
     return this.scalar(v);
   }
 

@@ -7,7 +7,7 @@ import { newRequestId } from '../wire/header';
 import { encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
 import { readReply } from '../wire/peek';
 import { readCapture, type CaptureRecord } from './format';
-import { portableCommand } from './portable';
+import { portableBody } from './portable';
 
 /**
  * `mongoplex replay`: sends a capture's commands to another server, one connection per
@@ -202,7 +202,7 @@ class ReplayState {
     const name = r.cmd.toLowerCase();
     const readsOnly = this.options.readsOnly;
     if (readsOnly && (WRITES.has(name) || (name === 'aggregate' && /\$(out|merge)\0/.test(r.body.toString('latin1'))))) return undefined;
-    const doc = portableCommand(BSON.deserialize(r.body, { promoteValues: false, bsonRegExp: true }));
+    const doc = BSON.deserialize(portableBody(r.body), { promoteValues: false, bsonRegExp: true });
     if (readsOnly) for (const f of TXN_FIELDS) delete doc[f]; // a transaction's reads run on their own
     const lsid = doc.lsid as Document | undefined;
     if (lsid?.id instanceof Binary) {

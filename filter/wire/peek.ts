@@ -8,9 +8,11 @@ import { ErrorCode, protocolError } from './errors';
 
 const T_DOUBLE = 1, T_STRING = 2, T_DOCUMENT = 3, T_ARRAY = 4, T_BOOL = 8, T_INT32 = 16, T_INT64 = 18;
 
-type Element = readonly [type: number, nameOffset: number, nameLength: number, offset: number, length: number];
+/** One element of a BSON document: its type, where its name is, where its value is (offset, length). */
+export type Element = readonly [type: number, nameOffset: number, nameLength: number, offset: number, length: number];
 
-function elements(doc: Buffer, offset = 0): Element[] {
+/** The top-level elements of the document at `offset` (InvalidBSON when it is malformed). */
+export function elements(doc: Buffer, offset = 0): Element[] {
   try {
     return [...onDemand.parseToElements(doc, offset)] as Element[];
   } catch (err) {
@@ -18,7 +20,7 @@ function elements(doc: Buffer, offset = 0): Element[] {
   }
 }
 
-function nameOf(doc: Buffer, e: Element): string {
+export function nameOf(doc: Buffer, e: Element): string {
   return doc.toString('utf8', e[1], e[1] + e[2]);
 }
 
@@ -26,7 +28,7 @@ function stringOf(doc: Buffer, e: Element): string | undefined {
   return e[0] === T_STRING ? doc.toString('utf8', e[3] + 4, e[3] + e[4] - 1) : undefined;
 }
 
-function numberOf(doc: Buffer, e: Element): number | bigint | undefined {
+export function numberOf(doc: Buffer, e: Element): number | bigint | undefined {
   switch (e[0]) {
     case T_INT32: return doc.readInt32LE(e[3]);
     case T_INT64: return doc.readBigInt64LE(e[3]);
