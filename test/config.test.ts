@@ -43,6 +43,9 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ env: { MONGOPLEX_UPSTREAM_SERVERS: 'no-port' } }), /upstream\.servers\.0.*expected host:port/);
     assert.throws(() => loadConfig({ env: { MONGOPLEX_CLIENT_COMPRESSORS: 'lz4' } }), /client\.compressors\.0/);
     assert.throws(() => loadConfig({ env: { MONGOPLEX_UPSTREAM_MIN_POOL_SIZE: '50' } }), /minPoolSize: must not exceed/);
+    assert.throws(() => loadConfig({ env: { MONGOPLEX_CAPTURE_ENABLED: 'true' } }), /capture\.enabled: needs capture\.dir/);
+    assert.throws(() => loadConfig({ env: { MONGOPLEX_ADMIN_TOKEN: 'short' } }), /admin\.token \(from MONGOPLEX_ADMIN_TOKEN\): use at least 16 characters/);
+    assert.deepEqual(loadConfig({ env: { MONGOPLEX_CAPTURE_NAMESPACES: 'shop.*,app.users' } }).capture.namespaces, ['shop.*', 'app.users']);
   });
 
   it('refuses an unknown MONGOPLEX_ environment variable (a typo must not be silently ignored)', () => {
