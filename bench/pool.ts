@@ -150,12 +150,8 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
       modes: { type: 'string', default: MODES.join(',') },
     },
   });
-  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
-  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
-    throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix ${MIXES.join('|')} --modes a,b,...`);
-  }
-  const modes = values.modes.split(',') as Mode[];
-  for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
+  const o = workloadOptions(values);
+  const modes = parseModes(values.modes, MODES);
   const db = await FerretDB.start();
   const stops: Array<() => Promise<void>> = [() => db.stop()];
   try {
@@ -165,21 +161,42 @@ export async function runPoolBenchmark(argv: string[]): Promise<void> {
       const port = await startMode(mode, db, o, stops);
       results.push(await runMode(mode, port, db, o));
     }
-    for (const r of results) console.log(JSON.stringify(r));
-    const base = results.find((r) => r.mode === 'direct') ?? results[0]!;
-    for (const r of results) {
-      if (r === base) continue;
-      console.log(JSON.stringify({
-        mode: r.mode,
-        vs: base.mode,
-        opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
-        p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
-        p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
-        upstreamConnectionsRatio: Number((r.upstreamConnections / base.upstreamConnections).toFixed(4)),
-      }));
-    }
+    printWithRatios(results, 'direct', (r, base) => ({ upstreamConnectionsRatio: Number((r.upstreamConnections / base.upstreamConnections).toFixed(4)) }));
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  }
+}
+
+/** The workload options every load benchmark shares, checked. */
+export function workloadOptions(values: { clients: string; busy: string; seconds: string; 'pool-size': string; mix: string }): Options {
+  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
+  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
+    throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P (all positive) --mix ${MIXES.join('|')} --modes a,b,...`);
+  }
+  return o;
+}
+
+/** `--modes a,b` checked against the benchmark's modes. */
+export function parseModes<M extends string>(list: string, known: readonly M[]): M[] {
+  const modes = list.split(',') as M[];
+  for (const m of modes) if (!known.includes(m)) throw new Error(`unknown mode '${m}' (known: ${known.join(', ')})`);
+  return modes;
+}
+
+/** One JSON line per mode, then one per mode with its ratios to the `baseline` mode (plus `extra` ratios). */
+export function printWithRatios<R extends Result>(results: R[], baseline: string, extra: (r: R, base: R) => Record<string, number> = () => ({})): void {
+  for (const r of results) console.log(JSON.stringify(r));
+  const base = results.find((r) => r.mode === baseline) ?? results[0]!;
+  for (const r of results) {
+    if (r === base) continue;
+    console.log(JSON.stringify({
+      mode: r.mode,
+      vs: base.mode,
+      opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
+      p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
+      p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
+      ...extra(r, base),
+    }));
   }
 }
 

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort } from '../scripts/ports';
-import { MIXES, runMode, seedItems, type Options, type Result } from './pool';
+import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options, type Result } from './pool';
 
 /**
  * `npm run bench -- traffic`: what recording and mirroring cost clients, in one invocation —
@@ -62,14 +62,10 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
       rounds: { type: 'string', default: '2' },
     },
   });
-  const o: Options = { clients: Number(values.clients), busy: Number(values.busy), seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: values.mix as Options['mix'] };
-  if (!(o.clients > 0 && o.busy > 0 && o.busy <= o.clients && o.seconds > 0 && o.poolSize > 0) || !MIXES.includes(o.mix)) {
-    throw new Error(`options: --clients N --busy M (M <= N) --seconds S --pool-size P --mix ${MIXES.join('|')} --modes a,b,...`);
-  }
+  const o = workloadOptions(values);
   const rounds = Number(values.rounds);
   if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error('--rounds must be a positive integer');
-  const modes = values.modes.split(',') as Mode[];
-  for (const m of modes) if (!MODES.includes(m)) throw new Error(`unknown mode '${m}' (known: ${MODES.join(', ')})`);
+  const modes = parseModes(values.modes, MODES);
   const primary = await FerretDB.start();
   const shadow = await FerretDB.start();
   const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-bench-capture-'));
@@ -81,19 +77,7 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
       for (const mode of round % 2 === 0 ? modes : [...modes].reverse()) byMode.get(mode)!.push(await runTrafficMode(mode, round, o, primary, shadow, dir));
     }
     const results = modes.map((m) => mean(byMode.get(m)!));
-    for (const r of results) console.log(JSON.stringify(r));
-    const base = results.find((r) => r.mode === 'off') ?? results[0]!;
-    for (const r of results) {
-      if (r === base) continue;
-      console.log(JSON.stringify({
-        mode: r.mode,
-        vs: base.mode,
-        opsPerSecRatio: Number((r.opsPerSec / base.opsPerSec).toFixed(3)),
-        p50Ratio: Number((r.p50Ms / base.p50Ms).toFixed(3)),
-        p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
-        mongoplexCpuPerOpRatio: Number((r.mongoplexCpuUsPerOp / base.mongoplexCpuUsPerOp).toFixed(3)),
-      }));
-    }
+    printWithRatios(results, 'off', (r, base) => ({ mongoplexCpuPerOpRatio: Number((r.mongoplexCpuUsPerOp / base.mongoplexCpuUsPerOp).toFixed(3)) }));
   } finally {
     await primary.stop();
     await shadow.stop();
