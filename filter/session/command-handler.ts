@@ -3,7 +3,7 @@ import type { Config } from '../config';
 import { clientCausedLogs, type Logger } from '../log';
 import type { ClientRoutes } from '../routing/client-routes';
 import type { ReplyObserver } from '../routing/reply-observer';
-import type { RoutedRequest, Router } from '../routing/router';
+import type { Route, RoutedRequest, Router } from '../routing/router';
 import { Metrics } from '../telemetry/metrics';
 import { isHelloCommand } from '../topology/hello-reply';
 import type { Presentation } from '../topology/presentation';
@@ -13,7 +13,7 @@ import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
 import { expectsReply, LEGACY_OPCODES, OpCode, opcodeName, type WireMessage } from '../wire/header';
 import { parseOpQuery, validateLegacyMessage } from '../wire/legacy';
 import { clearOpMsgFlags, encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
-import { readCommand } from '../wire/peek';
+import { readCommand, type CommandInfo } from '../wire/peek';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import { encodeReply, errorDocument } from './error-reply';
 import { Forwarder } from './forwarder';
@@ -163,36 +163,40 @@ export class CommandHandler {
     const { route } = decision;
     const startedAt = performance.now();
     const outcome = await this.forwarder.forward({ req, route, bytes });
-    const tapped = { inbound, req, bytes, server: route.pool.address.toString(), startedAt };
+    // Nothing is built for the taps unless one is on (the common case costs one check).
+    const tapped = this.tapsOn(req) ? { inbound, req, bytes, route, startedAt } : undefined;
     if (outcome.kind === 'no_reply') {
-      this.tap(tapped, { replyBytes: 0 });
+      if (tapped) this.tap(tapped, { replyBytes: 0 });
       return undefined;
     }
     if (outcome.kind === 'failed') {
       if (outcome.abandoned) this.deps.observer.abandoned(req, route, this.client);
-      this.tap(tapped, { replyBytes: 0, error: outcome.error });
+      if (tapped) this.tap(tapped, { replyBytes: 0, error: outcome.error });
       return this.refused(inbound, req.name, outcome.error);
     }
     const { reply, conn } = outcome;
     const observed = await this.deps.observer.observe(req, reply, route, conn, this.client);
-    this.tap(tapped, { replyBytes: reply.bytes.length, replyBody: observed?.body, replyInfo: observed?.info });
+    if (tapped) this.tap(tapped, { replyBytes: reply.bytes.length, replyBody: observed?.body, replyInfo: observed?.info });
     const rewritten = observed?.info.ok ? this.deps.presentation.rewriteReply(req.name, observed.body) : undefined;
     const out = rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
     return this.compress(out, isCompressible(req.name) ? inbound.compressor : undefined);
   }
 
-  /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on (none: nothing is done). */
+  /** Whether a traffic tap (capture, mirror) is on and this request is one they watch (an OP_MSG command). */
+  private tapsOn(req: RoutedRequest): req is RoutedRequest & { cmd: CommandInfo } {
+    return req.cmd !== undefined && req.opCode === OpCode.MSG && this.deps.taps.some((t) => t.active);
+  }
+
+  /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on. */
   private tap(
-    f: { inbound: Inbound; req: RoutedRequest; bytes: Buffer; server: string; startedAt: number },
+    f: { inbound: Inbound; req: RoutedRequest & { cmd: CommandInfo }; bytes: Buffer; route: Route; startedAt: number },
     result: Pick<ForwardedCommand, 'replyBytes'> & Partial<Pick<ForwardedCommand, 'replyBody' | 'replyInfo' | 'error'>>,
   ): void {
-    const taps = this.deps.taps;
-    if (!f.req.cmd || f.req.opCode !== OpCode.MSG || !taps.some((t) => t.active)) return;
     const event: ForwardedCommand = {
       connectionId: this.connection.id, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
-      server: f.server, replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
+      server: f.route.pool.address.toString(), replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
     };
-    for (const t of taps) if (t.active) t.forwarded(event);
+    for (const t of this.deps.taps) if (t.active) t.forwarded(event);
   }
 
   private refuse(inbound: Inbound, command: string, kind: KnownError, message: string): Promise<Buffer> {
