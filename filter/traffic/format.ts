@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { BSON, Double, Int32, Long, type Document } from 'bson';
+import { T_ARRAY, T_DOCUMENT } from '../wire/peek';
 import { documentOf, element, elementsByName, valueBytes } from '../wire/raw-bson';
 import { Decompress } from 'fzstd';
 import { MAX_MESSAGE_SIZE_BYTES } from '../wire/limits';
@@ -72,10 +73,10 @@ export function encodeRecord(r: CaptureRecord): Buffer {
   if (r.cursorId !== undefined) meta.cursorId = Long.fromBigInt(r.cursorId);
   meta.flags = new Int32(r.flags);
   const head = BSON.serialize(meta);
-  const parts: Buffer[] = [Buffer.from(head.buffer, head.byteOffset, head.length - 1), element(3, 'body', r.body)];
+  const parts: Buffer[] = [Buffer.from(head.buffer, head.byteOffset, head.length - 1), element(T_DOCUMENT, 'body', r.body)];
   if (r.seqs.length > 0) {
-    const seqParts = r.seqs.map((s) => element(4, s.identifier, documentOf(s.documents.map((d, i) => element(3, String(i), d)))));
-    parts.push(element(3, 'seqs', documentOf(seqParts)));
+    const seqParts = r.seqs.map((s) => element(T_ARRAY, s.identifier, documentOf(s.documents.map((d, i) => element(T_DOCUMENT, String(i), d)))));
+    parts.push(element(T_DOCUMENT, 'seqs', documentOf(seqParts)));
   }
   return documentOf(parts.slice(1), parts[0]);
 }
@@ -85,7 +86,7 @@ export function decodeRecord(bytes: Buffer): CaptureRecord {
   const els = elementsByName(bytes);
   const raw = (name: string): Buffer | undefined => {
     const e = els.get(name);
-    return e && e[0] === 3 ? valueBytes(bytes, e) : undefined;
+    return e && e[0] === T_DOCUMENT ? valueBytes(bytes, e) : undefined;
   };
   const body = raw('body');
   if (!body) throw new Error('capture record has no body');

@@ -8,7 +8,7 @@ import { newRequestId, readHeader, type WireMessage } from '../wire/header';
 import { encodeOpMsg, parseOpMsg } from '../wire/opmsg';
 import { readReply } from '../wire/peek';
 import { portableBody, replyDigest } from './portable';
-import { collectionOf, NamespaceFilter, type ForwardedCommand, type TrafficTap } from './taps';
+import { collectionOf, NamespaceFilter, writesThroughPipeline, type ForwardedCommand, type TrafficTap } from './taps';
 
 /** `mirror.*` settings. */
 export interface MirrorSettings {
@@ -29,7 +29,6 @@ export interface MirrorSettings {
 
 /** Reads the mirror copies; aggregate only without $out/$merge. Never inside a transaction. */
 const MIRRORED = new Set(['find', 'aggregate', 'count', 'distinct']);
-const WRITING_STAGES = [Buffer.from('$out\0'), Buffer.from('$merge\0')];
 /** Namespaces tracked one by one in the differences table; the rest are summed as `(other)`. */
 const MAX_NAMESPACES = 1000;
 
@@ -95,7 +94,7 @@ export class Mirror implements TrafficTap {
     const collection = collectionOf(e.cmd);
     if (!this.filter.matches(e.cmd.db, collection)) return;
     if (this.settings.fraction < 1 && Math.random() >= this.settings.fraction) return;
-    if (e.cmd.name.toLowerCase() === 'aggregate' && WRITING_STAGES.some((s) => e.forwarded.includes(s))) return;
+    if (e.cmd.name.toLowerCase() === 'aggregate' && writesThroughPipeline(e.forwarded)) return;
     if (this.unavailableUntil > performance.now()) return this.drop('shadow_unavailable');
     const size = e.forwarded.length + e.replyBody.length;
     if (this.queue.length >= this.settings.maxQueue || this.queuedBytes + size > this.settings.queueBytes) return this.drop('queue_full');

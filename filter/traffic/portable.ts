@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import { BSON } from 'bson';
-import { elements, nameOf, numberOf } from '../wire/peek';
+import { elements, nameOf, numberOf, T_DOCUMENT } from '../wire/peek';
 import { documentOf, element, elementBytes, valueBytes } from '../wire/raw-bson';
-
-const T_DOCUMENT = 3;
 
 /**
  * A command body made fit for another deployment: what ties it to the cluster it was sent to

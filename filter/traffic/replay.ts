@@ -8,6 +8,7 @@ import { encodeOpMsg, MsgFlag, parseOpMsg } from '../wire/opmsg';
 import { readReply } from '../wire/peek';
 import { readCapture, type CaptureRecord } from './format';
 import { portableBody } from './portable';
+import { writesThroughPipeline } from './taps';
 
 /**
  * `mongoplex replay`: sends a capture's commands to another server, one connection per
@@ -201,7 +202,7 @@ class ReplayState {
   private prepare(r: CaptureRecord): Buffer | undefined {
     const name = r.cmd.toLowerCase();
     const readsOnly = this.options.readsOnly;
-    if (readsOnly && (WRITES.has(name) || (name === 'aggregate' && /\$(out|merge)\0/.test(r.body.toString('latin1'))))) return undefined;
+    if (readsOnly && (WRITES.has(name) || (name === 'aggregate' && writesThroughPipeline(r.body)))) return undefined;
     const doc = BSON.deserialize(portableBody(r.body), { promoteValues: false, bsonRegExp: true });
     if (readsOnly) for (const f of TXN_FIELDS) delete doc[f]; // a transaction's reads run on their own
     const lsid = doc.lsid as Document | undefined;

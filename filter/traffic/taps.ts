@@ -66,6 +66,17 @@ export class NamespaceFilter {
   }
 }
 
+const WRITING_STAGES = [Buffer.from('$out\0'), Buffer.from('$merge\0')];
+
+/**
+ * Whether a command's bytes name a `$out` or `$merge` stage (an aggregate that writes). A byte
+ * search: a string value containing one of those names followed by NUL also counts, which only
+ * errs on the side of treating a read as a write.
+ */
+export function writesThroughPipeline(bytes: Buffer): boolean {
+  return WRITING_STAGES.some((s) => bytes.includes(s));
+}
+
 /** Which collection a command reads or writes (getMore and killCursors name it in `collection`). */
 export function collectionOf(cmd: CommandInfo): string | undefined {
   return cmd.cursorCollection ?? cmd.collection;

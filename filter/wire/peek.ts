@@ -6,7 +6,9 @@ import { ErrorCode, protocolError } from './errors';
  * `bson` package's on-demand element scanner (no full deserialization on the hot path).
  */
 
-const T_DOUBLE = 1, T_STRING = 2, T_DOCUMENT = 3, T_ARRAY = 4, T_BOOL = 8, T_INT32 = 16, T_INT64 = 18;
+const T_DOUBLE = 1, T_STRING = 2, T_BOOL = 8, T_INT32 = 16, T_INT64 = 18;
+/** BSON element types of embedded documents and arrays. */
+export const T_DOCUMENT = 3, T_ARRAY = 4;
 
 /** One element of a BSON document: its type, where its name is, where its value is (offset, length). */
 export type Element = readonly [type: number, nameOffset: number, nameLength: number, offset: number, length: number];
