@@ -1,4 +1,5 @@
 import { runFuzz } from './fuzz';
+import { runOperationsBenchmark } from './operations';
 import { runPoolBenchmark } from './pool';
 import { runTrafficBenchmark } from './traffic';
 import { runUnreadReplies } from './unread';
@@ -8,6 +9,7 @@ const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   fuzz: runFuzz,
   unread: runUnreadReplies,
   traffic: runTrafficBenchmark,
+  operations: runOperationsBenchmark,
 };
 
 async function main(): Promise<void> {

@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort } from '../scripts/ports';
-import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options, type Result } from './pool';
+import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options } from './pool';
+import { cpuMs, perOp, runRounds, type ModeResult } from './rounds';
 
 /**
  * `npm run bench -- traffic`: what recording and mirroring cost clients, in one invocation —
@@ -18,32 +19,8 @@ import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type 
  * to `off`.
  */
 
-/** CPU time (user + system) a process has used, ms, from /proc/PID/stat (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-interface ModeResult extends Result {
-  mongoplexCpuUsPerOp: number;
+interface TrafficResult extends ModeResult {
   shadowCpuUsPerOp: number;
-  traffic: unknown;
-}
-
-function mean(results: ModeResult[]): ModeResult {
-  const avg = (f: (r: ModeResult) => number, digits = 2): number => Number((results.reduce((s, r) => s + f(r), 0) / results.length).toFixed(digits));
-  const last = results[results.length - 1]!;
-  return {
-    ...last,
-    ops: results.reduce((s, r) => s + r.ops, 0),
-    opsPerSec: avg((r) => r.opsPerSec, 0),
-    p50Ms: avg((r) => r.p50Ms),
-    p99Ms: avg((r) => r.p99Ms),
-    errors: results.reduce((s, r) => s + r.errors, 0),
-    mongoplexCpuUsPerOp: avg((r) => r.mongoplexCpuUsPerOp, 1),
-    shadowCpuUsPerOp: avg((r) => r.shadowCpuUsPerOp, 1),
-    traffic: results.map((r) => r.traffic),
-  };
 }
 
 const MODES = ['off', 'capture', 'capture-redacted', 'mirror-100', 'mirror-100-shadow-stopped'] as const;
@@ -63,8 +40,6 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
     },
   });
   const o = workloadOptions(values);
-  const rounds = Number(values.rounds);
-  if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error('--rounds must be a positive integer');
   const modes = parseModes(values.modes, MODES);
   const primary = await FerretDB.start();
   const shadow = await FerretDB.start();
@@ -72,11 +47,7 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
   try {
     await seedItems(primary);
     await seedItems(shadow);
-    const byMode = new Map<Mode, ModeResult[]>(modes.map((m) => [m, []]));
-    for (let round = 0; round < rounds; round++) {
-      for (const mode of round % 2 === 0 ? modes : [...modes].reverse()) byMode.get(mode)!.push(await runTrafficMode(mode, round, o, primary, shadow, dir));
-    }
-    const results = modes.map((m) => mean(byMode.get(m)!));
+    const results = await runRounds(modes, Number(values.rounds), (mode, round) => runTrafficMode(mode, round, o, primary, shadow, dir));
     printWithRatios(results, 'off', (r, base) => ({ mongoplexCpuPerOpRatio: Number((r.mongoplexCpuUsPerOp / base.mongoplexCpuUsPerOp).toFixed(3)) }));
   } finally {
     await primary.stop();
@@ -86,7 +57,7 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
 }
 
 /** One mode, one round: its own mongoplex process, the workload, and what it counted. */
-async function runTrafficMode(mode: Mode, round: number, o: Options, primary: FerretDB, shadow: FerretDB, dir: string): Promise<ModeResult> {
+async function runTrafficMode(mode: Mode, round: number, o: Options, primary: FerretDB, shadow: FerretDB, dir: string): Promise<TrafficResult> {
   const tcp = await freePort();
   const admin = await freePort();
   const env: Record<string, string> = {
@@ -105,14 +76,13 @@ async function runTrafficMode(mode: Mode, round: number, o: Options, primary: Fe
     const cpu0 = cpuMs(proxy.pid!);
     const shadowCpu0 = cpuMs(shadow.pid!);
     const r = await runMode(mode, tcp, primary, o);
-    const perOp = (ms: number): number => (r.ops ? Number(((ms * 1000) / r.ops).toFixed(1)) : 0);
-    const cpu = perOp(cpuMs(proxy.pid!) - cpu0);
-    const shadowCpu = perOp(cpuMs(shadow.pid!) - shadowCpu0);
+    const cpu = perOp(cpuMs(proxy.pid!) - cpu0, r.ops);
+    const shadowCpu = perOp(cpuMs(shadow.pid!) - shadowCpu0, r.ops);
     const stats = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as { capture: Record<string, unknown>; mirror?: Record<string, unknown> };
     const traffic = mode.startsWith('capture')
       ? { recorded: stats.capture.recorded, dropped: stats.capture.dropped, bytesWritten: stats.capture.bytesWritten }
       : mode.startsWith('mirror') ? { sent: stats.mirror?.sent, matched: stats.mirror?.matched, differed: stats.mirror?.differed, dropped: stats.mirror?.dropped } : {};
-    return { ...r, mongoplexCpuUsPerOp: cpu, shadowCpuUsPerOp: shadowCpu, traffic };
+    return { ...r, mongoplexCpuUsPerOp: cpu, shadowCpuUsPerOp: shadowCpu, details: traffic };
   } finally {
     if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGCONT');
     await proxy.stop();

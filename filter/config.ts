@@ -22,6 +22,8 @@ export const ConfigSchema = z.strictObject({
     port: port.nullable().default(27016),
     /** Envoy network ext_proc gRPC ingress (host:port), or null to disable it. */
     grpc: hostPort.nullable().default(null),
+    /** Each ext_proc reply tells Envoy the db, collection and command it answers, as dynamic metadata `mongoplex` (Envoy access logs, RBAC). */
+    grpcDynamicMetadata: z.boolean().default(false),
     /** Most client connections served at once; more are closed on accept and counted. */
     maxClientConnections: z.number().int().min(1).default(20000),
     /** On SIGTERM/SIGINT: how long clients get to receive the replies to what they sent before the rest are closed. */
@@ -110,11 +112,31 @@ export const ConfigSchema = z.strictObject({
     saturatedForMs: ms.default(10_000),
   }).prefault({}),
   admin: z.strictObject({
-    /** HTTP admin endpoint (/livez, /readyz, /stats, /capture); port 0 picks a free port, null disables it. */
+    /** HTTP admin endpoint (status page, /metrics, /stats, inspection and control); port 0 picks a free port, null disables it. */
     host: z.string().default('127.0.0.1'),
     port: port.nullable().default(null),
-    /** Bearer token the control endpoints (POST /capture/start, /capture/stop) require; without one they are served only on a loopback admin address. */
+    /** Bearer token the control endpoints (POST /pause, /resume, /drain, /reload, /capture/…) require; without one they are served only on a loopback admin address. */
     token: z.string().min(16, 'use at least 16 characters').nullable().default(null),
+    /** A pause (POST /pause) ends by itself after this long unless the request says less. */
+    maxPauseMs: z.number().int().min(1).default(5 * 60_000),
+  }).prefault({}),
+  stats: z.strictObject({
+    /** Per-db/collection/command and per-callsite statistics (/stats, /metrics). */
+    enabled: z.boolean().default(true),
+    /** Rows of (db, collection, command) kept; further combinations share one `_other` row. */
+    maxEntries: z.number().int().min(1).default(1000),
+    /** Rows of (callsite, command) kept (callsites come from a command's comment); the rest share `_other`. */
+    maxCallsites: z.number().int().min(1).default(200),
+  }).prefault({}),
+  accessLog: z.strictObject({
+    /** JSON-lines access log of forwarded commands: a file path, `-` for stdout, null: off. */
+    path: z.string().min(1).nullable().default(null),
+    /** Fraction of commands logged. */
+    sampleRate: z.number().min(0).max(1).default(1),
+    /** Most lines per second; more are counted (mongoplex.access_log.lines{result=rate_limited}), not written. */
+    maxPerSecond: z.number().int().min(1).default(1000),
+    /** Lines waiting to be written may hold this many bytes; more are dropped and counted. */
+    bufferBytes: z.number().int().min(64 * 1024).default(8 * 1024 * 1024),
   }).prefault({}),
   capture: z.strictObject({
     /** Start recording forwarded commands when mongoplex starts (else: POST /capture/start). */
@@ -155,6 +177,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Forwarded commands slower than this are logged at warn (rate-limited); 0: never. */
+    slowMs: ms.default(1000),
   }).prefault({}),
 });
 

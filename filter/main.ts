@@ -45,8 +45,9 @@ async function main(): Promise<void> {
     return;
   }
   let config;
+  const configFile = args.config ?? process.env.MONGOPLEX_CONFIG;
   try {
-    config = loadConfig({ file: args.config ?? process.env.MONGOPLEX_CONFIG });
+    config = loadConfig({ file: configFile });
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`mongoplex: ${err.message}`);
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.log.level);
   const stopTelemetry = await startTelemetry(log);
-  const server = await startServer(config, log);
+  const server = await startServer(config, log, { reloadConfig: () => loadConfig({ file: configFile }) });
   // One line on stdout that scripts can wait for.
   console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
   let stopping = false;
@@ -78,6 +79,16 @@ async function main(): Promise<void> {
       .then(() => stopTelemetry?.())
       .then(() => process.exit(0), () => process.exit(1));
   };
+  // SIGHUP: re-read the configuration (the file and the environment), apply what can change live.
+  process.on('SIGHUP', () => {
+    try {
+      const { applied, needsRestart } = server.reload();
+      log.info({ applied: applied.map((c) => c.setting), needsRestart: needsRestart.map((c) => c.setting) }, 'SIGHUP: configuration reloaded');
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      log.error({ err: err.message }, 'SIGHUP: configuration not reloaded (the running one stays)');
+    }
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

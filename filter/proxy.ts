@@ -22,6 +22,12 @@ import { ServerAddress } from './upstream/address';
 import type { PoolStats } from './upstream/pool';
 import { Mirror, type MirrorStatus } from './traffic/mirror';
 import { Recorder, type CaptureStatus } from './traffic/recorder';
+import { CommandStats } from './telemetry/command-stats';
+import { CommandLog } from './telemetry/command-log';
+import { PauseGate } from './session/pause-gate';
+import { ClientInfo } from './session/client-info';
+import { applyReload, type ReloadResult } from './admin/reload';
+import { History } from './admin/history';
 
 /** One member of the monitored deployment, as `/stats` shows it. */
 export interface MemberStats {
@@ -32,13 +38,33 @@ export interface MemberStats {
   readonly proxyAddress: string | undefined;
 }
 
+/** One client connection as /clients shows it. */
+export interface ClientStatus {
+  readonly id: number;
+  readonly remote: string;
+  readonly appName: string | undefined;
+  readonly driver: string | undefined;
+  readonly connectedForMs: number;
+  readonly state: string;
+  /** Messages read and waiting behind the one being handled. */
+  readonly queued: number;
+  readonly command: string | undefined;
+  readonly commandForMs: number | undefined;
+  readonly forwarded: number;
+  /** Replset mode: the member proxy address the client dialled. */
+  readonly member: string | undefined;
+  readonly loadBalanced: boolean;
+  /** What ties this client to a server: a getLastError pin, and (load-balanced) open cursors and transactions. */
+  readonly pins: { lastError: boolean; cursors: number; transactions: number };
+}
+
 /** What `/stats` serves: the engine's state now, and every counter since start. */
 export interface ProxyStats {
   readonly clients: number;
   readonly clientBufferedBytes: number;
   /** Claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size). */
   readonly clientClaimedBytes: number;
-  readonly pools: PoolStats[];
+  readonly pools: Array<PoolStats & { maxPoolSize: number; oldestWaitMs: number }>;
   readonly cursorRoutes: number;
   readonly transactionRoutes: number;
   /** Pooled connections held for a getLastError (at most a quarter of each pool). */
@@ -49,6 +75,12 @@ export interface ProxyStats {
   readonly capture: CaptureStatus;
   /** Read mirroring, when a shadow is configured. */
   readonly mirror: MirrorStatus | undefined;
+  /** PAUSE state: whether commands are held, how many wait. */
+  readonly pause: ReturnType<PauseGate['status']>;
+  /** Shutting down or drained: new clients are refused. */
+  readonly draining: boolean;
+  /** The busiest (db, collection, command) and callsite rows. */
+  readonly commandStats: ReturnType<CommandStats['top']>;
   /** Counter name → attribute set (`k=v,…`) → value. */
   readonly counters: Record<string, Record<string, number>>;
 }
@@ -74,7 +106,10 @@ export class Proxy {
   readonly addresses: AddressMap | undefined;
   /** What /readyz answers. */
   readonly readiness: Readiness;
-  private readonly sessions = new Set<ClientSession>();
+  /** Live client sessions, with what inspection shows about each. */
+  private readonly sessions = new Map<ClientSession, { readonly info: ClientInfo; readonly routes: ClientRoutes; readonly log: Logger }>();
+  /** Child loggers made at start (a reload's log level reaches them too). */
+  private readonly componentLogs: Logger[] = [];
   /** Client input held across all sessions (client.maxTotalBufferedBytes). */
   readonly inputBudget: ByteBudget;
   private readonly janitor: Janitor;
@@ -84,7 +119,18 @@ export class Proxy {
   readonly recorder: Recorder;
   /** Copies a fraction of reads to a shadow server (mirror.target). */
   readonly mirror: Mirror;
-  private readonly taps: readonly [Recorder, Mirror];
+  private readonly taps: readonly [Recorder, Mirror, CommandStats, CommandLog];
+  /** Per-db/collection/command and per-callsite statistics. */
+  readonly commandStats: CommandStats;
+  /** The access log and the slow-command log. */
+  readonly commandLog: CommandLog;
+  /** PAUSE/RESUME: holds commands before they are forwarded. */
+  readonly gate: PauseGate;
+  /** The last ten minutes, one sample a second (the status page). */
+  readonly history = new History(600);
+  private lastSampleAt = Date.now();
+  /** Unregisters this engine's gauges (stop). */
+  private readonly gauges: Array<() => void> = [];
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
@@ -136,9 +182,17 @@ export class Proxy {
       }
     }
     this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all(), () => this.draining);
-    this.recorder = new Recorder(config.capture, log.child({ component: 'capture' }));
-    this.mirror = new Mirror(config.mirror, config.upstream, log.child({ component: 'mirror' }));
-    this.taps = [this.recorder, this.mirror];
+    const component = (name: string): Logger => {
+      const child = log.child({ component: name });
+      this.componentLogs.push(child);
+      return child;
+    };
+    this.recorder = new Recorder(config.capture, component('capture'));
+    this.mirror = new Mirror(config.mirror, config.upstream, component('mirror'));
+    this.commandStats = new CommandStats(config.stats);
+    this.commandLog = new CommandLog({ ...config.accessLog, slowMs: config.log.slowMs }, component('commands'));
+    this.taps = [this.recorder, this.mirror, this.commandStats, this.commandLog];
+    this.gate = new PauseGate((reason, heldMs) => log.info({ reason, heldMs }, 'commands flow again (pause ended)'));
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection);
@@ -149,16 +203,19 @@ export class Proxy {
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
     this.janitor.every('stalled-senders', (now) => {
-      for (const s of this.sessions) s.closeIfStalled(now);
+      for (const s of this.sessions.keys()) s.closeIfStalled(now);
     });
     this.janitor.every('readiness', (now) => this.readiness.sample(now));
-    observeGauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
-    observeGauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
-    observeGauge('mongoplex.client.claimed_bytes', 'Client input claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size)', () => [[this.inputBudget.usedBytes]]);
-    observeGauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
-    observeGauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
-    observeGauge('mongoplex.last_error_pins', 'Pooled connections held for a getLastError after an unacknowledged write', () => [[this.lastErrorPins.size]]);
-    observeGauge('mongoplex.pool.connections', 'Pooled upstream connections by state', () =>
+    this.janitor.every('history', (now) => this.sampleHistory(now));
+    const gauge = (...a: Parameters<typeof observeGauge>): void => void this.gauges.push(observeGauge(...a));
+    gauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
+    gauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
+    gauge('mongoplex.client.claimed_bytes', 'Client input claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size)', () => [[this.inputBudget.usedBytes]]);
+    gauge('mongoplex.paused_commands.waiting', 'Commands held by a pause now', () => [[this.gate.waiting]]);
+    gauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
+    gauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
+    gauge('mongoplex.last_error_pins', 'Pooled connections held for a getLastError after an unacknowledged write', () => [[this.lastErrorPins.size]]);
+    gauge('mongoplex.pool.connections', 'Pooled upstream connections by state', () =>
       this.servers.all().flatMap((p) => {
         const s = p.stats();
         return [
@@ -167,7 +224,7 @@ export class Proxy {
           [s.connecting, { server: s.address, state: 'connecting' }],
         ] as Array<[number, Record<string, string>]>;
       }));
-    observeGauge('mongoplex.pool.waiting', 'Requests waiting for a pooled connection', () =>
+    gauge('mongoplex.pool.waiting', 'Requests waiting for a pooled connection', () =>
       this.servers.all().map((p) => [p.stats().waiting, { server: p.address.toString() }]));
   }
 
@@ -200,11 +257,17 @@ export class Proxy {
     const log = this.log.child({ session: id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps }, routes, { id, remote: transport.remote }, log);
+    const info = new ClientInfo(id, transport.remote);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate }, routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
-    this.sessions.add(session);
+    this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
     return session;
+  }
+
+  /** What the proxy knows about a live session's client (undefined once it ended). */
+  clientInfo(session: ClientSession): ClientInfo | undefined {
+    return this.sessions.get(session)?.info;
   }
 
   endSession(session: ClientSession, reason: string): void {
@@ -223,22 +286,35 @@ export class Proxy {
    */
   async drain(timeoutMs: number): Promise<number> {
     this.drainingNow = true;
-    for (const s of [...this.sessions]) s.drain();
+    for (const s of [...this.sessions.keys()]) s.drain();
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
     return this.sessions.size;
   }
 
+  private sampleHistory(now: number): void {
+    const pools = this.servers.all().map((p) => ({ s: p.stats(), max: p.maxSize, wait: p.oldestWaitMs(now) }));
+    const window = this.commandStats.window.take();
+    const seconds = Math.max(0.001, (now - this.lastSampleAt) / 1000);
+    this.lastSampleAt = now;
+    this.history.add({
+      t: now, clients: this.sessions.size,
+      upstream: pools.reduce((n, p) => n + p.s.total, 0), inUse: pools.reduce((n, p) => n + p.s.inUse, 0), maxPool: pools.reduce((n, p) => n + p.max, 0),
+      waiting: pools.reduce((n, p) => n + p.s.waiting, 0), oldestWaitMs: pools.reduce((n, p) => Math.max(n, p.wait), 0),
+      commandsPerSecond: Math.round(window.count / seconds), p50Ms: window.p50Ms, p99Ms: window.p99Ms,
+    });
+  }
+
   private bufferedBytes(): number {
     let n = 0;
-    for (const s of this.sessions) n += s.bufferedBytes;
+    for (const s of this.sessions.keys()) n += s.bufferedBytes;
     return n;
   }
 
   private closeIdleClients(now: number): void {
     const idle = this.config.client.idleTimeoutMs;
     if (idle <= 0) return;
-    for (const s of this.sessions) if (now - s.lastActivityAt > idle) s.close('idle_timeout');
+    for (const s of this.sessions.keys()) if (now - s.lastActivityAt > idle) s.close('idle_timeout');
   }
 
   stats(): ProxyStats {
@@ -246,24 +322,73 @@ export class Proxy {
       clients: this.sessions.size,
       clientBufferedBytes: this.bufferedBytes(),
       clientClaimedBytes: this.inputBudget.usedBytes,
-      pools: this.servers.all().map((p) => p.stats()),
+      pools: this.poolList(),
       cursorRoutes: this.cursors.size,
       transactionRoutes: this.transactions.size,
       lastErrorPins: this.lastErrorPins.size,
-      topology: this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) })),
+      topology: this.serverList(),
+      pause: this.gate.status(),
+      draining: this.drainingNow,
+      commandStats: this.commandStats.top(10),
       capture: this.recorder.status(),
       mirror: this.config.mirror.target ? this.mirror.status() : undefined,
       counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
     };
   }
 
+  /** The monitored servers (/servers): type, round trip, last error, the proxy address clients dial for it. */
+  serverList(): MemberStats[] {
+    return this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) }));
+  }
+
+  /** The pools (/pools): per server, connections by state, waiters and the oldest wait. */
+  poolList(now = Date.now()): Array<PoolStats & { maxPoolSize: number; oldestWaitMs: number }> {
+    return this.servers.all().map((p) => ({ ...p.stats(), maxPoolSize: p.maxSize, oldestWaitMs: p.oldestWaitMs(now) }));
+  }
+
+  /** The client connections (/clients), longest connected first, at most `limit`. */
+  clientList(limit: number, now = Date.now()): { total: number; clients: ClientStatus[] } {
+    const clients: ClientStatus[] = [];
+    for (const [session, { info, routes }] of this.sessions) {
+      if (clients.length >= limit) break;
+      const lb = routes.loadBalanced;
+      clients.push({
+        id: info.id, remote: info.remote, appName: info.appName, driver: info.driver,
+        connectedForMs: now - info.connectedAt, state: session.currentState, queued: session.queued,
+        command: info.command, commandForMs: info.command === undefined ? undefined : now - info.commandSince, forwarded: info.forwarded,
+        member: routes.member?.toString(), loadBalanced: lb !== undefined,
+        pins: { lastError: routes.lastError.pinned, cursors: lb?.openCursors ?? 0, transactions: lb?.openTransactions ?? 0 },
+      });
+    }
+    return { total: this.sessions.size, clients };
+  }
+
+  /**
+   * Applies a re-read configuration: what can change live changes now (pool sizes and
+   * timeouts, the server list in single mode, client limits, log level…); the result lists
+   * what needs a restart to take effect.
+   */
+  reload(next: Config): ReloadResult {
+    return applyReload(this, next);
+  }
+
+  setLogLevel(level: string): void {
+    this.log.level = level;
+    for (const l of this.componentLogs) l.level = level;
+    for (const { log } of this.sessions.values()) log.level = level;
+  }
+
   async stop(): Promise<void> {
+    for (const off of this.gauges.splice(0)) off();
     this.janitor.stop();
     this.monitor.stop();
-    for (const s of [...this.sessions]) s.close('shutdown');
+    this.gate.resume('stopped');
+    for (const s of [...this.sessions.keys()]) s.close('shutdown');
     this.sessions.clear();
     this.servers.close();
     this.mirror.close();
+    this.commandStats.close();
+    await this.commandLog.close();
     await this.recorder.stop('mongoplex stopped');
   }
 }

@@ -6,6 +6,9 @@ import { TcpIngress } from './ingress/tcp';
 import { ExtProcIngress } from './ingress/ext-proc';
 import { MemberListeners } from './ingress/member-listeners';
 import { AdminServer } from './admin/http';
+import { prometheusMetrics } from './telemetry/sdk';
+import type { ReloadResult } from './admin/reload';
+import { ConfigError } from './config';
 
 /** A running mongoplex: the engine, its TCP ingress and its admin endpoint. */
 export interface RunningServer {
@@ -21,10 +24,19 @@ export interface RunningServer {
    * clients were still open at the deadline; `stop()` then ends everything.
    */
   drain(timeoutMs: number): Promise<number>;
+  /** Re-reads the configuration (ConfigError when invalid: nothing changes) and applies what can change live. */
+  reload(): ReloadResult;
   stop(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger = createLogger(config.log.level)): Promise<RunningServer> {
+export interface ServerOptions {
+  /** Where a reload gets the configuration again (main: the file and the environment); without it, reload is refused. */
+  readonly reloadConfig?: () => Config;
+}
+
+export async function startServer(config: Config, log: Logger = createLogger(config.log.level), options: ServerOptions = {}): Promise<RunningServer> {
+  // Instruments made before a meter provider exists stay no-ops: install one first.
+  const metrics = prometheusMetrics();
   const proxy = new Proxy(config, log);
   proxy.start();
   let ingress: TcpIngress | undefined;
@@ -47,10 +59,20 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     extProc = new ExtProcIngress(proxy);
     grpcPort = await extProc.listen(config.listen.grpc);
   }
+  const drain = async (timeoutMs: number): Promise<number> => {
+    ingress?.stopAccepting();
+    extProc?.stopAccepting();
+    await members?.stopAccepting();
+    return proxy.drain(timeoutMs);
+  };
+  const reload = (): ReloadResult => {
+    if (!options.reloadConfig) throw new ConfigError('mongoplex was started without a configuration source to re-read');
+    return proxy.reload(options.reloadConfig());
+  };
   let admin: AdminServer | undefined;
   let adminAddress: AddressInfo | undefined;
   if (config.admin.port !== null) {
-    admin = new AdminServer(proxy, config.admin.token);
+    admin = new AdminServer(proxy, config.admin.token, metrics, { drain, reload });
     adminAddress = await admin.listen(config.admin.host, config.admin.port);
   }
   log.info({ tcp: tcp && `${tcp.address}:${tcp.port}`, grpcPort, admin: adminAddress && `${adminAddress.address}:${adminAddress.port}`, upstream: config.upstream.servers }, 'mongoplex listening');
@@ -59,12 +81,8 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     tcp,
     grpcPort,
     admin: adminAddress,
-    async drain(timeoutMs: number) {
-      ingress?.stopAccepting();
-      extProc?.stopAccepting();
-      await members?.stopAccepting();
-      return proxy.drain(timeoutMs);
-    },
+    drain,
+    reload,
     async stop() {
       await Promise.all([ingress?.close(), members?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
     },

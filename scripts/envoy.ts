@@ -96,7 +96,7 @@ export interface EnvoyFront {
 }
 
 /** A real Envoy in front (ingress) and/or behind (egress) mongoplex, on free loopback ports. */
-export async function startEnvoyFront(options: { ingress?: IngressMode; egress?: { maxConnectionsPerMember: number } }): Promise<EnvoyFront> {
+export async function startEnvoyFront(options: { ingress?: IngressMode; egress?: { maxConnectionsPerMember: number }; accessLog?: boolean }): Promise<EnvoyFront> {
   const admin = await freePort();
   const port = await freePort();
   const egressPort = options.egress ? await freePort() : undefined;
@@ -104,6 +104,7 @@ export async function startEnvoyFront(options: { ingress?: IngressMode; egress?:
     admin: { host: '127.0.0.1', port: admin },
     listeners: [{ name: 'main', host: '127.0.0.1', port }],
     ingress: options.ingress,
+    accessLog: options.accessLog,
     egress: options.egress && egressPort ? { host: '127.0.0.1', port: egressPort, maxConnectionsPerMember: options.egress.maxConnectionsPerMember, connectTimeoutMs: 5000, tls: false } : undefined,
   });
   const envoy = await Envoy.start(bootstrap, admin);

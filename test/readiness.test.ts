@@ -53,7 +53,7 @@ describe('liveness and readiness', () => {
     assert.equal((await readyz(proxy, '?full=true')).status, 200);
     const old = await fetch(`http://127.0.0.1:${proxy.admin!.port}/healthz`);
     assert.equal(old.status, 404);
-    assert.match(((await old.json()) as { error: string }).error, /try \/livez, \/readyz, \/stats or \/capture/);
+    assert.match(((await old.json()) as { error: string }).error, /try \/, \/livez, \/readyz, \/metrics, \/stats/);
   });
 
   it('/readyz fails within seconds of the upstream dying, names it, and recovers when it is back', async () => {

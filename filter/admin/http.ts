@@ -1,27 +1,56 @@
 import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
-import { CaptureStartSchema } from '../config';
+import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { z } from 'zod';
+import { CaptureStartSchema, ConfigError } from '../config';
 import type { Proxy } from '../proxy';
 import { CaptureError } from '../traffic/recorder';
+import { SORT_KEYS, type SortKey } from '../telemetry/command-stats';
+import type { ReloadResult } from './reload';
+import { STATUS_PAGE } from './status-page';
 
 /** Control requests carry small JSON bodies. */
 const MAX_BODY_BYTES = 64 * 1024;
 
 type Send = (status: number, body: unknown) => void;
 
+/** What the admin endpoint controls beyond the engine: the listeners and the configuration source. */
+export interface AdminControls {
+  /** Stops accepting and closes clients between commands; resolves with the clients left at the deadline. */
+  drain(timeoutMs: number): Promise<number>;
+  /** Re-reads the configuration and applies it (ConfigError: invalid, nothing applied). */
+  reload(): ReloadResult;
+}
+
+/** Most rows an inspection request returns. */
+const MAX_ROWS = 10_000;
+
+const PauseSchema = z.strictObject({ timeoutMs: z.number().int().min(1).optional() });
+const DrainSchema = z.strictObject({ timeoutMs: z.number().int().min(0).optional() });
+
+/** GET endpoints, for the 404 message and the status page. */
+const GET_ENDPOINTS = ['/', '/livez', '/readyz', '/metrics', '/stats', '/stats/history', '/clients', '/pools', '/servers', '/cursors', '/transactions', '/commands', '/capture'];
+const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/start', '/capture/stop'];
+
 /**
- * Admin endpoint: GET /livez (the process serves), GET /readyz (it can serve new clients: 200
- * or 503 with the reasons), GET /stats (pools, clients, routes, counters), GET /capture; and
- * the control requests POST /capture/start and POST /capture/stop, which need `admin.token`
- * (as `Authorization: Bearer …`) when one is set, and are refused on a non-loopback address
- * without one. Query strings are ignored; HEAD is answered like GET without a body.
+ * Admin endpoint. Reads (GET): the status page (/), /livez, /readyz, /metrics (Prometheus),
+ * /stats, /stats/history, and the inspection set /clients, /pools, /servers, /cursors,
+ * /transactions, /commands, /capture (`?limit=` bounds rows). Control (POST): /pause, /resume,
+ * /drain, /reload, /capture/start, /capture/stop, which need `admin.token` (as
+ * `Authorization: Bearer …`) when one is set, and are refused on a non-loopback address
+ * without one. HEAD is answered like GET without a body.
  */
 export class AdminServer {
   private readonly server: http.Server;
   private loopback = true;
 
-  constructor(private readonly proxy: Proxy, private readonly token: string | null = null) {
+  constructor(
+    private readonly proxy: Proxy,
+    private readonly token: string | null = null,
+    private readonly metrics?: PrometheusExporter,
+    private readonly controls?: AdminControls,
+  ) {
     this.server = http.createServer((req, res) => this.handle(req, res));
   }
 
@@ -30,15 +59,20 @@ export class AdminServer {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
     };
-    let path: string;
+    let url: URL;
     try {
-      path = new URL(req.url ?? '/', 'http://admin').pathname;
+      url = new URL(req.url ?? '/', 'http://admin');
     } catch {
       return send(400, { error: 'malformed request target' });
     }
+    const path = url.pathname;
     if (req.method === 'POST') return this.control(req, path, send);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET, HEAD and POST (control endpoints) are supported' });
+    const limit = Math.min(MAX_ROWS, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
     switch (path) {
+      case '/':
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+        return void res.end(STATUS_PAGE);
       case '/livez':
         return send(200, { live: true });
       case '/readyz': {
@@ -47,18 +81,38 @@ export class AdminServer {
       }
       case '/stats':
         return send(200, this.proxy.stats());
+      case '/stats/history':
+        return send(200, { samples: this.proxy.history.since(Number(url.searchParams.get('since') ?? 0) || 0) });
+      case '/clients':
+        return send(200, this.proxy.clientList(limit));
+      case '/pools':
+        return send(200, { pools: this.proxy.poolList() });
+      case '/servers':
+        return send(200, { servers: this.proxy.serverList() });
+      case '/cursors':
+        return send(200, { total: this.proxy.cursors.size, cursors: this.proxy.cursors.list(limit) });
+      case '/transactions':
+        return send(200, { total: this.proxy.transactions.size, transactions: this.proxy.transactions.list(limit) });
+      case '/commands': {
+        const sort = url.searchParams.get('sort') ?? 'count';
+        if (!SORT_KEYS.includes(sort as SortKey)) return send(400, { error: `sort must be one of ${SORT_KEYS.join(', ')}` });
+        return send(200, { enabled: this.proxy.commandStats.active, ...this.proxy.commandStats.top(limit, sort as SortKey) });
+      }
       case '/capture':
         return send(200, this.proxy.recorder.status());
+      case '/metrics':
+        if (!this.metrics) return send(404, { error: 'no Prometheus reader in this process' });
+        return this.metrics.getMetricsRequestHandler(req, res);
       default:
-        send(404, { error: `no such endpoint ${path}; try /livez, /readyz, /stats or /capture` });
+        send(404, { error: `no such endpoint ${path}; try ${GET_ENDPOINTS.join(', ')}` });
     }
   }
 
   /** POST: control requests, authorized first, then read (bounded) and acted on. */
   private control(req: http.IncomingMessage, path: string, send: Send): void {
-    if (path !== '/capture/start' && path !== '/capture/stop') {
+    if (!CONTROL_ENDPOINTS.includes(path)) {
       req.resume();
-      return send(404, { error: `no such control endpoint ${path}; try POST /capture/start or /capture/stop` });
+      return send(404, { error: `no such control endpoint ${path}; try POST ${CONTROL_ENDPOINTS.join(', ')}` });
     }
     const refusal = this.authorize(req);
     if (refusal) {
@@ -76,10 +130,6 @@ export class AdminServer {
     });
     req.on('end', () => {
       if (size > MAX_BODY_BYTES) return;
-      if (path === '/capture/stop') {
-        this.proxy.recorder.stop('stopped by POST /capture/stop').then((s) => send(200, s), (err: Error) => send(500, { error: err.message }));
-        return;
-      }
       let body: unknown = {};
       const text = Buffer.concat(chunks).toString('utf8').trim();
       try {
@@ -87,16 +137,73 @@ export class AdminServer {
       } catch {
         return send(400, { error: 'the body must be JSON' });
       }
-      const parsed = CaptureStartSchema.safeParse(body);
-      if (!parsed.success) return send(400, { error: `invalid capture settings: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}` });
-      const overrides = Object.fromEntries(Object.entries(parsed.data).filter(([, v]) => v !== undefined));
-      try {
-        send(200, this.proxy.recorder.start(overrides));
-      } catch (err) {
-        if (!(err instanceof CaptureError)) throw err;
-        send(409, { error: err.message });
-      }
+      this.act(path, body, send);
     });
+  }
+
+  /** Validates a control request's body against `schema`; undefined (and a 400 sent) when it does not fit. */
+  private body<T extends z.ZodType>(schema: T, body: unknown, send: Send, what: string): z.infer<T> | undefined {
+    const parsed = schema.safeParse(body);
+    if (parsed.success) return parsed.data;
+    send(400, { error: `invalid ${what}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}` });
+    return undefined;
+  }
+
+  private act(path: string, body: unknown, send: Send): void {
+    const proxy = this.proxy;
+    switch (path) {
+      case '/pause': {
+        const p = this.body(PauseSchema, body, send, 'pause settings');
+        if (!p) return;
+        const maxMs = proxy.config.admin.maxPauseMs;
+        const timeoutMs = Math.min(p.timeoutMs ?? maxMs, maxMs);
+        proxy.gate.pause(timeoutMs);
+        proxy.log.warn({ timeoutMs }, 'paused by POST /pause: commands wait before they are forwarded');
+        return send(200, proxy.gate.status());
+      }
+      case '/resume': {
+        const resumed = proxy.gate.resume('resumed');
+        return send(200, { resumed, ...proxy.gate.status() });
+      }
+      case '/drain': {
+        const d = this.body(DrainSchema, body, send, 'drain settings');
+        if (!d) return;
+        if (!this.controls) return send(409, { error: 'this mongoplex cannot drain from the admin endpoint' });
+        const timeoutMs = d.timeoutMs ?? proxy.config.listen.drainTimeoutMs;
+        const clients = proxy.clientCount;
+        proxy.log.warn({ timeoutMs, clients }, 'draining by POST /drain: no new clients; open ones close between commands');
+        this.controls.drain(timeoutMs).then(
+          (left) => proxy.log.info({ left }, left > 0 ? 'drain deadline reached: the remaining clients stay open' : 'drained: every client closed between commands'),
+          (err: Error) => proxy.log.error({ err: err.message }, 'drain failed'),
+        );
+        return send(202, { draining: true, clients, timeoutMs });
+      }
+      case '/reload': {
+        if (!this.controls) return send(409, { error: 'this mongoplex cannot reload from the admin endpoint' });
+        try {
+          const result = this.controls.reload();
+          proxy.log.info({ applied: result.applied.map((c) => c.setting), needsRestart: result.needsRestart.map((c) => c.setting) }, 'configuration reloaded');
+          return send(200, result);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          return send(400, { error: err.message });
+        }
+      }
+      case '/capture/stop':
+        proxy.recorder.stop('stopped by POST /capture/stop').then((s) => send(200, s), (err: Error) => send(500, { error: err.message }));
+        return;
+      case '/capture/start': {
+        const c = this.body(CaptureStartSchema, body, send, 'capture settings');
+        if (!c) return;
+        const overrides = Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined));
+        try {
+          send(200, proxy.recorder.start(overrides));
+        } catch (err) {
+          if (!(err instanceof CaptureError)) throw err;
+          send(409, { error: err.message });
+        }
+      }
+    }
   }
 
   private authorize(req: http.IncomingMessage): { status: number; error: string } | undefined {

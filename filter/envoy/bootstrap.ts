@@ -73,11 +73,14 @@ function fixedCluster(name: string, target: HostPort, extra: Json = {}, readyz?:
   };
 }
 
-const accessLog = (name: string): Json[] => [{
+/** The last command of an ext_proc connection, from the dynamic metadata mongoplex sets. */
+const MONGO_FIELDS = ' db=%DYNAMIC_METADATA(mongoplex:db)% collection=%DYNAMIC_METADATA(mongoplex:collection)% command=%DYNAMIC_METADATA(mongoplex:command)%';
+
+const accessLog = (name: string, extra = ''): Json[] => [{
   name: 'envoy.access_loggers.stderr',
   typed_config: {
     '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog',
-    log_format: { text_format_source: { inline_string: `[%START_TIME%] ${name} %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% %BYTES_RECEIVED%B in %BYTES_SENT%B out %DURATION%ms %CONNECTION_TERMINATION_DETAILS%\n` } },
+    log_format: { text_format_source: { inline_string: `[%START_TIME%] ${name} %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% %BYTES_RECEIVED%B in %BYTES_SENT%B out %DURATION%ms %CONNECTION_TERMINATION_DETAILS%${extra}\n` } },
   },
 }];
 
@@ -118,6 +121,9 @@ function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): J
             failure_mode_allow: false,
             // The client's own address, sent with the stream's first read (whatsmyuri, logs).
             connection_attributes: ['source.address'],
+            // mongoplex may describe the last command of each reply (listen.grpcDynamicMetadata):
+            // %DYNAMIC_METADATA(mongoplex:command)% in access logs, and RBAC on it.
+            metadata_options: { receiving_namespaces: { untyped: ['mongoplex'] } },
           },
         },
         {
@@ -144,6 +150,9 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         name: `mongodb_${l.name}`,
         address: socket(l),
         filter_chains: [{ filters: clientFilters(l, o.ingress, log) }],
+        // ext_proc has no upstream: the connection is logged when it closes, with the last
+        // command mongoplex described (listen.grpcDynamicMetadata; "-" when it does not).
+        ...(log && o.ingress.kind === 'ext_proc' ? { access_log: accessLog(`mongodb_${l.name}`, MONGO_FIELDS) } : {}),
       });
     }
     const ing = o.ingress;

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Proxy } from '../proxy';
 import type { ClientSession } from '../session/client-session';
+import type { ClientInfo } from '../session/client-info';
 import type { ClientTransport } from '../session/transport';
 import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
@@ -35,6 +36,7 @@ interface Data {
 }
 interface StructValue {
   stringValue?: string;
+  structValue?: { fields: Record<string, StructValue> };
 }
 interface ProcessingRequest {
   read_data?: Data;
@@ -47,7 +49,11 @@ interface ProcessingResponse {
   write_data?: Data;
   data_processing_status?: 'UNKNOWN' | 'UNMODIFIED' | 'MODIFIED';
   connection_status?: 'CONTINUE' | 'CLOSE' | 'CLOSE_RST';
+  dynamic_metadata?: { fields: Record<string, StructValue> };
 }
+
+/** The namespace of the dynamic metadata mongoplex gives Envoy (`%DYNAMIC_METADATA(mongoplex:command)%`). */
+export const METADATA_NAMESPACE = 'mongoplex';
 type ProcessCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
 /** The attribute key Envoy files connection attributes under. */
@@ -57,6 +63,14 @@ const ATTRIBUTES_KEY = 'envoy.filters.network.ext_proc';
 export function clientAddress(req: ProcessingRequest): string | undefined {
   const v = req.attributes?.[ATTRIBUTES_KEY]?.fields?.['source.address']?.stringValue;
   return v && v.length > 0 ? v : undefined;
+}
+
+/** `{mongoplex: {db, collection, command}}` of the client's last forwarded command. */
+function lastCommandMetadata(info: ClientInfo): { fields: Record<string, StructValue> } {
+  const fields: Record<string, StructValue> = { command: { stringValue: info.lastCommand! } };
+  if (info.lastDb !== undefined) fields.db = { stringValue: info.lastDb };
+  if (info.lastCollection !== undefined) fields.collection = { stringValue: info.lastCollection };
+  return { fields: { [METADATA_NAMESPACE]: { structValue: { fields } } } };
 }
 
 const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
@@ -74,13 +88,17 @@ class ExtProcTransport implements ClientTransport {
   private ended = false;
   /** Set from the first read, before the session opens. */
   remote = '';
+  /** With listen.grpcDynamicMetadata: whose last command each reply describes to Envoy. */
+  describes: ClientInfo | undefined;
   constructor(private readonly call: ProcessCall) {}
 
   write(bytes: Buffer): boolean {
     if (this.ended) return true;
     let ok = true;
     for (let off = 0; off < bytes.length; off += WRITE_CHUNK) {
-      ok = this.call.write({ write_data: { data: bytes.subarray(off, off + WRITE_CHUNK), end_of_stream: false }, data_processing_status: 'MODIFIED' });
+      const response: ProcessingResponse = { write_data: { data: bytes.subarray(off, off + WRITE_CHUNK), end_of_stream: false }, data_processing_status: 'MODIFIED' };
+      if (off === 0 && this.describes?.lastCommand !== undefined) response.dynamic_metadata = lastCommandMetadata(this.describes);
+      ok = this.call.write(response);
     }
     return ok;
   }
@@ -149,6 +167,7 @@ export class ExtProcIngress {
         transport.remote = clientAddress(req) ?? this.unknownClient(listener, call);
         session = this.proxy.openSession(transport, member);
         if (!session) return transport.close();
+        if (this.proxy.config.listen.grpcDynamicMetadata) transport.describes = this.proxy.clientInfo(session);
       }
       this.onRequest(req, session, transport);
     });

@@ -36,6 +36,14 @@ export class ClientResources {
   private readonly cursors = new Map<string, OpenCursor>();
   private readonly transactions = new Map<string, OpenTransaction>();
 
+  get openCursors(): number {
+    return this.cursors.size;
+  }
+
+  get openTransactions(): number {
+    return this.transactions.size;
+  }
+
   cursorOpened(id: bigint, ns: string, server: ServerAddress): void {
     bounded(this.cursors, `${id}|${ns}`, { id, ns, server });
   }

@@ -44,6 +44,11 @@ export class CursorRoutes {
     return this.routes.get(CursorRoutes.key(cursorId, ns));
   }
 
+  /** The most recently used routes, for inspection (/cursors). */
+  list(limit: number, now = Date.now()): Array<{ cursorId: string; ns: string; server: string; idleMs: number }> {
+    return this.routes.recent(limit).map((r) => ({ cursorId: r.cursorId.toString(), ns: r.ns, server: r.server.toString(), idleMs: now - r.lastUsedAt }));
+  }
+
   /** The cursor is exhausted or killed. */
   forget(cursorId: bigint, ns: string): void {
     const r = this.routes.delete(CursorRoutes.key(cursorId, ns));

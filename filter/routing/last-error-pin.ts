@@ -106,6 +106,11 @@ export class LastErrorPin {
     this.registry.add(pool, this);
   }
 
+  /** Whether a connection is pinned for this client now. */
+  get pinned(): boolean {
+    return this.held !== undefined;
+  }
+
   /** Hands the pinned connection over (the caller checks it in or pins it again). */
   take(): HeldConnection | undefined {
     const h = this.held;

@@ -52,6 +52,14 @@ export class LruTtlMap<V extends { lastUsedAt: number }> {
     return this.map.entries();
   }
 
+  /** At most `limit` entries, most recently used first (for inspection). */
+  recent(limit: number): V[] {
+    const out: V[] = [];
+    const values = [...this.map.values()];
+    for (let i = values.length - 1; i >= 0 && out.length < limit; i--) out.push(values[i]!);
+    return out;
+  }
+
   sweep(now = Date.now()): void {
     for (const [key, v] of this.map) {
       if (now - v.lastUsedAt < this.idleTtlMs) break;

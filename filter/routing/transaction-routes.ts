@@ -3,6 +3,7 @@ import { Metrics } from '../telemetry/metrics';
 import { LruTtlMap } from './lru-ttl-map';
 
 interface TransactionRoute {
+  readonly lsid: string;
   readonly server: ServerAddress;
   lastUsedAt: number;
 }
@@ -24,11 +25,16 @@ export class TransactionRoutes {
   }
 
   pin(lsid: string, server: ServerAddress): void {
-    this.routes.set(lsid, { server, lastUsedAt: Date.now() });
+    this.routes.set(lsid, { lsid, server, lastUsedAt: Date.now() });
   }
 
   lookup(lsid: string): ServerAddress | undefined {
     return this.routes.get(lsid)?.server;
+  }
+
+  /** The most recently used pins, for inspection (/transactions): the session id (hex) and its server. */
+  list(limit: number, now = Date.now()): Array<{ lsid: string; server: string; idleMs: number }> {
+    return this.routes.recent(limit).map((r) => ({ lsid: r.lsid, server: r.server.toString(), idleMs: now - r.lastUsedAt }));
   }
 
   sweep(now = Date.now()): void {

@@ -57,6 +57,15 @@ export class ClientSession {
     this.framer = new MessageFramer(limits.maxMessageSizeBytes, { refuseTls: true });
   }
 
+  get currentState(): ClientState {
+    return this.state;
+  }
+
+  /** Messages read and waiting behind the one being handled. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   get bufferedBytes(): number {
     return this.framer.bufferedBytes + this.queuedBytes;
   }

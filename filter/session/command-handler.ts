@@ -18,6 +18,8 @@ import { connectionScopedHandling, type ConnectionScoped } from './connection-sc
 import { encodeReply, errorDocument } from './error-reply';
 import { Forwarder } from './forwarder';
 import type { ForwardedCommand, TrafficTap } from '../traffic/taps';
+import type { ClientInfo } from './client-info';
+import type { PauseGate } from './pause-gate';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -25,8 +27,10 @@ export interface HandlerDeps {
   readonly observer: ReplyObserver;
   /** What this client's listener tells clients about the deployment. */
   readonly presentation: Presentation;
-  /** Watchers of forwarded commands (capture, mirror); each says whether it is on. */
+  /** Watchers of forwarded commands (capture, mirror, statistics, access log); each says whether it is on. */
   readonly taps: readonly TrafficTap[];
+  /** PAUSE: commands wait here before they are routed. */
+  readonly gate: PauseGate;
 }
 
 /** How one request reached the client-facing wire, so its reply can mirror it. */
@@ -52,7 +56,7 @@ export class CommandHandler {
   constructor(
     private readonly deps: HandlerDeps,
     private readonly client: ClientRoutes,
-    private readonly connection: { readonly id: number; readonly remote: string },
+    private readonly connection: ClientInfo,
     private readonly log: Logger,
   ) {
     this.forwarder = new Forwarder(connection.id, deps.config.upstream, log);
@@ -60,6 +64,14 @@ export class CommandHandler {
 
   /** Handles one client message; resolves with the bytes to send back, or undefined when no reply is due. */
   async handle(raw: WireMessage): Promise<Buffer | undefined> {
+    try {
+      return await this.handleMessage(raw);
+    } finally {
+      this.connection.finished();
+    }
+  }
+
+  private async handleMessage(raw: WireMessage): Promise<Buffer | undefined> {
     let inbound: Inbound = { message: raw, compressor: undefined };
     try {
       if (raw.header.opCode === OpCode.COMPRESSED) {
@@ -143,6 +155,7 @@ export class CommandHandler {
     } catch (err) {
       return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
+    this.connection.handshake(request.client);
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
     return this.reply(inbound, reply, false);
   }
@@ -155,12 +168,15 @@ export class CommandHandler {
 
   /** Routes the request, forwards it, and lets routing learn from the reply. */
   private async forward(inbound: Inbound, req: RoutedRequest, bytes: Buffer): Promise<Buffer | undefined> {
+    const paused = this.deps.gate.pass();
+    if (paused) await paused;
     const decision = this.deps.router.route(req, this.client);
     if (decision.kind === 'answer') {
       Metrics.commands.add(1, { handling: 'answered', command: req.name });
       return this.reply(inbound, await decision.reply, isCompressible(req.name));
     }
     const { route } = decision;
+    this.connection.started(req.name, req.cmd?.db, req.cmd?.cursorCollection ?? req.cmd?.collection);
     const startedAt = performance.now();
     const outcome = await this.forwarder.forward({ req, route, bytes });
     // Nothing is built for the taps unless one is on (the common case costs one check).
@@ -193,7 +209,7 @@ export class CommandHandler {
     result: Pick<ForwardedCommand, 'replyBytes'> & Partial<Pick<ForwardedCommand, 'replyBody' | 'replyInfo' | 'error'>>,
   ): void {
     const event: ForwardedCommand = {
-      connectionId: this.connection.id, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
+      client: this.connection, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
       server: f.route.pool.address.toString(), replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
     };
     for (const t of this.deps.taps) if (t.active) t.forwarded(event);

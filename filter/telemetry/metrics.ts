@@ -38,19 +38,28 @@ export class Counter {
   }
 }
 
+/** Bucket bounds for latencies in milliseconds: from a quarter millisecond to a minute. */
+export const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
+
 export class Histogram {
   private otel: OtelHistogram | undefined;
-  constructor(readonly name: string, private readonly description: string, private readonly unit: string) {}
+  constructor(readonly name: string, private readonly description: string, private readonly unit: string, private readonly buckets = LATENCY_BUCKETS_MS) {}
   record(v: number, attrs?: Attributes): void {
-    (this.otel ??= meter().createHistogram(this.name, { description: this.description, unit: this.unit })).record(v, attrs);
+    (this.otel ??= meter().createHistogram(this.name, { description: this.description, unit: this.unit, advice: { explicitBucketBoundaries: this.buckets } })).record(v, attrs);
   }
 }
 
-/** Gauges are read on demand from whoever owns the value (pools, maps, sessions). */
-export function observeGauge(name: string, description: string, read: () => Array<[number, Attributes?]>): void {
-  meter().createObservableGauge(name, { description }).addCallback((r) => {
+/**
+ * Gauges are read on demand from whoever owns the value (pools, maps, sessions). Returns the
+ * function that stops reading (the owner is gone).
+ */
+export function observeGauge(name: string, description: string, read: () => Array<[number, Attributes?]>): () => void {
+  const gauge = meter().createObservableGauge(name, { description });
+  const callback = (r: { observe(v: number, a?: Attributes): void }): void => {
     for (const [v, a] of read()) r.observe(v, a);
-  });
+  };
+  gauge.addCallback(callback);
+  return () => gauge.removeCallback(callback);
 }
 
 export const Metrics = {
@@ -75,5 +84,8 @@ export const Metrics = {
   lastErrorPinsReclaimed: new Counter('mongoplex.last_error_pins.reclaimed', 'getLastError pins ended early so their connection could serve others (outcome read and kept), by reason'),
   cursorRoutesEvicted: new Counter('mongoplex.cursor_routes.evicted', 'Cursor routes dropped by the size bound or TTL, by reason'),
   captureRecords: new Counter('mongoplex.capture.records', 'Commands offered to a running capture: recorded, or dropped by reason (queue_full, write_failed, ...)'),
+  accessLogLines: new Counter('mongoplex.access_log.lines', 'Access-log lines by result (written, sampled_out, rate_limited, dropped_buffer_full)'),
+  pausedCommands: new Counter('mongoplex.paused_commands', 'Commands held by a pause before they were forwarded'),
+  reloads: new Counter('mongoplex.config.reloads', 'Configuration reloads, by result (applied, unchanged, failed)'),
   mirrorRequests: new Counter('mongoplex.mirror.requests', 'Reads mirrored to the shadow upstream, by result (matched, differed, dropped_queue_full, dropped_timeout, dropped_error)'),
 } as const;

@@ -124,6 +124,16 @@ export class TopologyMonitor extends EventEmitter<TopologyEvents> {
     }
   }
 
+  /**
+   * The configured servers changed (reload, single mode): monitor the new ones, stop the ones
+   * no longer listed.
+   */
+  setServers(servers: readonly ServerAddress[]): void {
+    const keep = new Set(servers.map((a) => a.toString()));
+    for (const k of [...this.monitors.keys()]) if (!keep.has(k)) this.remove(k);
+    for (const a of servers) this.add(a);
+  }
+
   private add(address: ServerAddress): void {
     const key = address.toString();
     if (this.monitors.has(key)) return;

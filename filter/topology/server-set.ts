@@ -13,6 +13,8 @@ export class ServerSet {
   private readonly onNewPool: Array<(p: UpstreamPool) => void> = [];
 
   constructor(servers: readonly string[], private readonly options: PoolOptions) {
+    // Pools share this object, so reconfigure() reaches them all.
+    this.options = { ...options };
     for (const s of servers) this.add(ServerAddress.parse(s));
   }
 
@@ -62,6 +64,15 @@ export class ServerSet {
 
   sweep(now = Date.now()): void {
     for (const p of this.pools.values()) p.sweep(now);
+  }
+
+  /**
+   * New pool settings (reload): every pool, present and future, follows them at once; a pool
+   * over its new size closes idle connections now and busy ones as they come back.
+   */
+  reconfigure(changes: Partial<PoolOptions>): void {
+    Object.assign(this.options, changes);
+    for (const p of this.pools.values()) p.resized();
   }
 
   close(): void {

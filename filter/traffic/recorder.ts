@@ -148,7 +148,7 @@ class ActiveCapture {
 
   offer(e: ForwardedCommand): void {
     if (this.stoppedBecause) return;
-    if (this.settings.sampleRate < 1 && connectionSample(e.connectionId) >= this.settings.sampleRate) return;
+    if (this.settings.sampleRate < 1 && connectionSample(e.client.id) >= this.settings.sampleRate) return;
     if (!isTappable(e.cmd.name) || !this.filter.matches(e.cmd.db, collectionOf(e.cmd))) return;
     const size = e.request.bytes.length + RECORD_OVERHEAD;
     if (this.queuedBytes + size > this.settings.queueBytes) return this.drop('queue_full');
@@ -163,7 +163,7 @@ class ActiveCapture {
     const cursorId = info?.cursor?.id;
     const record: CaptureRecord = {
       t: performance.timeOrigin + e.startedAt - this.startedAt,
-      conn: e.connectionId,
+      conn: e.client.id,
       ms: performance.now() - e.startedAt,
       server: e.server,
       cmd: e.cmd.name,

@@ -1,10 +1,11 @@
 import type { Document } from 'bson';
+import type { ClientInfo } from '../session/client-info';
 import type { WireMessage } from '../wire/header';
 import type { CommandInfo, ReplyInfo } from '../wire/peek';
 
 /** One forwarded OP_MSG command and its outcome, as the traffic taps (capture, mirror) see it. */
 export interface ForwardedCommand {
-  readonly connectionId: number;
+  readonly client: ClientInfo;
   /** When forwarding began (`performance.now()`). */
   readonly startedAt: number;
   /** The request as the client sent it (after OP_COMPRESSED was unwrapped). */

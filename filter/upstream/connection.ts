@@ -37,7 +37,7 @@ export interface ConnectOptions {
  */
 export type CloseReason =
   | 'pool_closed' | 'idle' | 'checked_in_busy' | 'handshake_failed' | 'timeout'
-  | 'server_closed' | 'socket_error' | 'protocol_error' | 'monitor_stopped';
+  | 'server_closed' | 'socket_error' | 'protocol_error' | 'monitor_stopped' | 'pool_shrunk';
 
 interface Pending {
   /** The id the proxy gave the request on this connection. */

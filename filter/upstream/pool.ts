@@ -173,8 +173,9 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   /** Returns a connection after its reply was fully read. Closed connections are dropped. */
   checkIn(conn: UpstreamConnection): void {
     if (!this.giveBack(conn)) return;
-    if (conn.closed || conn.busy || this.closed) {
-      if (!conn.closed) conn.close(this.closed ? 'pool_closed' : 'checked_in_busy');
+    // (`size` no longer counts this connection: keeping it makes size + 1.)
+    if (conn.closed || conn.busy || this.closed || this.size >= this.options.maxPoolSize) {
+      if (!conn.closed) conn.close(this.closed ? 'pool_closed' : conn.busy ? 'checked_in_busy' : 'pool_shrunk');
       this.pump();
       return;
     }
@@ -288,6 +289,13 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         this.pump();
       },
     );
+  }
+
+  /** The pool's settings changed: close idle connections beyond a smaller size, serve waiters a larger one allows. */
+  resized(): void {
+    while (this.size > this.options.maxPoolSize && this.idle.length > 0) this.idle.shift()!.close('pool_shrunk');
+    this.pump();
+    this.sweep();
   }
 
   /** Closes connections idle past maxIdleTimeMs (never one holding open cursors) and refills minPoolSize. */

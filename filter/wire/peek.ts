@@ -83,6 +83,48 @@ export interface CommandInfo {
   /** The command's own time limit (`maxTimeMS`), when positive. */
   readonly maxTimeMS: number | undefined;
   readonly readPreference: ReadPreference | undefined;
+  /** The calling code the `comment` names (see `callsiteOf`). */
+  readonly callsite: string | undefined;
+}
+
+/** Longest callsite kept; longer ones are cut. */
+const MAX_CALLSITE_LENGTH = 128;
+
+/**
+ * The callsite a command's `comment` carries: `{callsite: "…"}` as a document, or a JSON string
+ * with `callsite` or `callingFunction` (the convention Envoy's mongo_proxy reads from
+ * `$comment`). Any other comment names no callsite.
+ */
+function callsiteOf(body: Buffer, e: Element): string | undefined {
+  let found: unknown;
+  if (e[0] === T_DOCUMENT) {
+    for (const s of elements(body, e[3])) {
+      const k = nameOf(body, s);
+      if (k === 'callsite' || k === 'callingFunction') found = stringOf(body, s);
+    }
+  } else if (e[0] === T_STRING) {
+    const text = stringOf(body, e)!;
+    if (!text.startsWith('{')) return undefined;
+    try {
+      const parsed = JSON.parse(text) as Record<string, unknown>;
+      found = parsed.callsite ?? parsed.callingFunction;
+    } catch {
+      return undefined;
+    }
+  }
+  return typeof found === 'string' && found.length > 0 ? found.slice(0, MAX_CALLSITE_LENGTH) : undefined;
+}
+
+/** How many documents a cursor reply (`cursor.firstBatch` / `cursor.nextBatch`) carries; undefined for other replies. */
+export function batchSize(body: Buffer): number | undefined {
+  for (const e of elements(body)) {
+    if (e[0] !== T_DOCUMENT || nameOf(body, e) !== 'cursor') continue;
+    for (const s of elements(body, e[3])) {
+      const k = nameOf(body, s);
+      if (s[0] === T_ARRAY && (k === 'firstBatch' || k === 'nextBatch')) return elements(body, s[3]).length;
+    }
+  }
+  return undefined;
 }
 
 function readPreferenceOf(body: Buffer, e: Element): ReadPreference | undefined {
@@ -127,6 +169,7 @@ export function readCommand(body: Buffer): CommandInfo {
   let unacknowledged = false;
   let readPreference: ReadPreference | undefined;
   let maxTimeMS: number | undefined;
+  let callsite: string | undefined;
   const lname = name.toLowerCase();
   for (let i = 1; i < els.length; i++) {
     const e = els[i]!;
@@ -158,6 +201,7 @@ export function readCommand(body: Buffer): CommandInfo {
         }
         break;
       case '$readPreference': readPreference = readPreferenceOf(body, e); break;
+      case 'comment': callsite = callsiteOf(body, e); break;
       case 'maxTimeMS': {
         const v = Number(numberOf(body, e) ?? 0);
         maxTimeMS = v > 0 ? v : undefined;
@@ -178,7 +222,7 @@ export function readCommand(body: Buffer): CommandInfo {
   return {
     name, db, collection, hasTxnNumber, txnNumber, inTransaction, startTransaction, lsid, lsidDocument,
     cursorId, cursorCollection, cursorNs: cursorCollection === undefined ? undefined : `${db}.${cursorCollection}`,
-    killCursorIds, unacknowledged, readPreference, maxTimeMS,
+    killCursorIds, unacknowledged, readPreference, maxTimeMS, callsite,
   };
 }
 
