@@ -101,12 +101,14 @@ function rows(table, items, columns) {
     return tr;
   }));
 }
-/** Draws series (arrays of [t, v]) as polylines scaled to the svg's 400x130 box. */
+/** Draws series (arrays of [t, v]) as polylines scaled to the svg's 400x130 box, newest at the right. */
 function chart(svg, series, colors) {
   const now = Date.now();
+  // The x axis spans what history there is: at least a minute, at most ten.
+  const span = Math.min(WINDOW_MS, Math.max(60 * 1000, samples.length ? now - samples[0].t : 0));
   const all = series.flat().map((p) => p[1]).filter((v) => v !== undefined && v !== null);
   const max = Math.max(1, ...all) * 1.1;
-  const x = (t) => 400 - ((now - t) / WINDOW_MS) * 400;
+  const x = (t) => 400 - ((now - t) / span) * 400;
   const y = (v) => 125 - (v / max) * 120;
   let out = '<line x1="0" y1="125" x2="400" y2="125" stroke="#e4e7ec"/>' +
     '<text x="2" y="10" font-size="9" fill="#667085">' + fmt(max / 1.1) + '</text>';
