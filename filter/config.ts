@@ -28,6 +28,11 @@ export const ConfigSchema = z.strictObject({
     maxClientConnections: z.number().int().min(1).default(20000),
     /** On SIGTERM/SIGINT: how long clients get to receive the replies to what they sent before the rest are closed. */
     drainTimeoutMs: ms.default(25_000),
+    /**
+     * On SIGTERM/SIGINT/POST /drain: /readyz fails at once, but new clients are still accepted
+     * for this long, so load balancers (Envoy's health check) stop sending them first.
+     */
+    drainDelayMs: ms.default(0),
   }).prefault({}),
   upstream: z.strictObject({
     /** The MongoDB server(s) to pool connections to, as host:port. */

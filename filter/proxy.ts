@@ -115,6 +115,8 @@ export class Proxy {
   private readonly janitor: Janitor;
   private nextClientId = 1;
   private drainingNow = false;
+  /** /readyz fails (a drain is announced) while clients are still accepted. */
+  private unready = false;
   /** Records forwarded commands to capture files while a capture runs. */
   readonly recorder: Recorder;
   /** Copies a fraction of reads to a shadow server (mirror.target). */
@@ -181,7 +183,7 @@ export class Proxy {
         this.memberPresentation = new ReplicaSetPresentation(monitor, this.addresses);
       }
     }
-    this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all(), () => this.draining);
+    this.readiness = new Readiness(config.readiness, () => monitor.members(), () => this.servers.all(), () => this.unready || this.draining);
     const component = (name: string): Logger => {
       const child = log.child({ component: name });
       this.componentLogs.push(child);
@@ -279,12 +281,18 @@ export class Proxy {
     return this.drainingNow;
   }
 
+  /** First step of a drain: /readyz fails from now on, clients are still accepted. */
+  announceDrain(): void {
+    this.unready = true;
+  }
+
   /**
    * Shutting down gracefully: new clients are refused, /readyz fails, every client is closed
    * once the requests it already sent are answered. Resolves when no client is left, or after
    * `timeoutMs` with the count of clients still open (the caller then stops everything).
    */
   async drain(timeoutMs: number): Promise<number> {
+    this.unready = true;
     this.drainingNow = true;
     for (const s of [...this.sessions.keys()]) s.drain();
     const deadline = Date.now() + timeoutMs;

@@ -60,10 +60,14 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     grpcPort = await extProc.listen(config.listen.grpc);
   }
   const drain = async (timeoutMs: number): Promise<number> => {
+    // Load balancers see /readyz fail and stop sending new clients before the listeners close.
+    proxy.announceDrain();
+    const delay = Math.min(config.listen.drainDelayMs, timeoutMs);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     ingress?.stopAccepting();
     extProc?.stopAccepting();
     await members?.stopAccepting();
-    return proxy.drain(timeoutMs);
+    return proxy.drain(timeoutMs - delay);
   };
   const reload = (): ReloadResult => {
     if (!options.reloadConfig) throw new ConfigError('mongoplex was started without a configuration source to re-read');

@@ -27,7 +27,14 @@ export interface EgressOptions extends HostPort {
 
 export type IngressMode =
   /** Envoy streams client bytes to mongoplex over gRPC (network ext_proc). */
-  | { readonly kind: 'ext_proc'; readonly filterGrpc: HostPort; readonly filterAdmin?: HostPort }
+  | {
+    readonly kind: 'ext_proc'; readonly filterGrpc: HostPort; readonly filterAdmin?: HostPort;
+    /**
+     * A second mongoplex endpoint (a rolling restart's other slot): Envoy opens streams on
+     * whichever endpoints pass their /readyz health check.
+     */
+    readonly standby?: { readonly grpc: HostPort; readonly admin?: HostPort };
+  }
   /** Envoy tcp_proxy to mongoplex's TCP listener (sidecar). */
   | { readonly kind: 'sidecar'; readonly filterTcp: HostPort; readonly filterAdmin?: HostPort }
   /** Envoy tcp_proxy straight to MongoDB: no pooling (the benchmark baseline). */
@@ -49,14 +56,15 @@ const socket = (a: HostPort): Json => ({ socket_address: { address: a.host, port
  * One fixed endpoint: STATIC for an IP address, STRICT_DNS for a name (e.g. a compose service).
  * With `readyz`, Envoy health-checks the endpoint with GET /readyz at that (admin) address.
  */
-function fixedCluster(name: string, target: HostPort, extra: Json = {}, readyz?: HostPort): Json {
+function fixedCluster(name: string, target: HostPort, extra: Json = {}, readyz?: HostPort, more: ReadonlyArray<{ target: HostPort; readyz?: HostPort }> = []): Json {
+  const endpoints = [{ target, readyz }, ...more];
   return {
     name,
-    type: isIP(target.host) ? 'STATIC' : 'STRICT_DNS',
+    type: endpoints.every((e) => isIP(e.target.host)) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '5s',
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(target), ...(readyz ? { health_check_config: { address: socket(readyz) } } : {}) } }] }],
+      endpoints: [{ lb_endpoints: endpoints.map((e) => ({ endpoint: { address: socket(e.target), ...(e.readyz ? { health_check_config: { address: socket(e.readyz) } } : {}) } })) }],
     },
     ...(readyz ? {
       health_checks: [{
@@ -166,7 +174,7 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         },
         // Many client connections share few HTTP/2 connections; each is one stream.
         circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
-      }, ing.filterAdmin));
+      }, ing.filterAdmin, ing.standby ? [{ target: ing.standby.grpc, readyz: ing.standby.admin }] : []));
     } else if (ing.kind === 'sidecar') {
       clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }, ing.filterAdmin));
     } else {

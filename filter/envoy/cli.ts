@@ -15,6 +15,10 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
   --filter-tcp HOST:PORT         mongoplex's TCP listener, for --mode sidecar (default 127.0.0.1:27016)
   --filter-admin HOST:PORT       mongoplex's admin endpoint (admin.host/admin.port): Envoy
                                  health-checks mongoplex with GET /readyz there
+  --standby-grpc HOST:PORT       a second mongoplex ext_proc address (the other slot of a rolling
+                                 restart, see README "Restarting without errors"); Envoy sends
+                                 new connections to whichever slots pass /readyz
+  --standby-admin HOST:PORT      the standby's admin endpoint, for its /readyz health check
   --egress HOST:PORT             add the egress listener mongoplex dials with upstream.via
   --max-connections-per-member N Envoy's per-member connection cap on egress (default 100)
   --upstream-tls                 originate TLS from the egress listener to the members
@@ -37,6 +41,8 @@ export function envoyConfigCommand(argv: string[]): string {
       'filter-grpc': { type: 'string', default: '127.0.0.1:50051' },
       'filter-tcp': { type: 'string', default: '127.0.0.1:27016' },
       'filter-admin': { type: 'string' },
+      'standby-grpc': { type: 'string' },
+      'standby-admin': { type: 'string' },
       egress: { type: 'string' },
       'max-connections-per-member': { type: 'string', default: '100' },
       'upstream-tls': { type: 'boolean', default: false },
@@ -55,7 +61,12 @@ export function envoyConfigCommand(argv: string[]): string {
   });
   let ingress: IngressMode | undefined;
   const filterAdmin = values['filter-admin'] ? { filterAdmin: hostPort(values['filter-admin'], '--filter-admin') } : {};
-  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc'), ...filterAdmin };
+  if (values['standby-admin'] && !values['standby-grpc']) throw new Error('--standby-admin needs --standby-grpc');
+  const standby = values['standby-grpc']
+    ? { standby: { grpc: hostPort(values['standby-grpc'], '--standby-grpc'), ...(values['standby-admin'] ? { admin: hostPort(values['standby-admin'], '--standby-admin') } : {}) } }
+    : {};
+  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc'), ...filterAdmin, ...standby };
+  else if (values['standby-grpc']) throw new Error('--standby-grpc is for --mode ext_proc');
   else if (values.mode === 'sidecar') ingress = { kind: 'sidecar', filterTcp: hostPort(values['filter-tcp'], '--filter-tcp'), ...filterAdmin };
   else if (values.mode !== 'none') throw new Error(`--mode: expected ext_proc, sidecar or none, got '${values.mode}'`);
   const cap = Number(values['max-connections-per-member']);
