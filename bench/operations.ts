@@ -7,7 +7,7 @@ import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort } from '../scripts/ports';
 import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options } from './pool';
-import { cpuMs, perOp, runRounds, type ModeResult } from './rounds';
+import { cpuMs, perOp, runRounds, sideBySideOptions, type ModeResult } from './rounds';
 
 /**
  * `npm run bench -- operations`: what the operator's instruments cost clients, in one
@@ -29,13 +29,7 @@ export async function runOperationsBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      clients: { type: 'string', default: '200' },
-      busy: { type: 'string', default: '50' },
-      seconds: { type: 'string', default: '5' },
-      'pool-size': { type: 'string', default: '8' },
-      mix: { type: 'string', default: 'small-reads' },
-      modes: { type: 'string', default: MODES.join(',') },
-      rounds: { type: 'string', default: '2' },
+      ...sideBySideOptions(MODES),
       out: { type: 'string', default: path.resolve(__dirname, '..', '..', '.cache', 'bench') },
     },
   });

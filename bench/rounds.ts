@@ -7,6 +7,19 @@ import type { Result } from './pool';
  * the mongoplex process's CPU time per operation; figures are the mean of the rounds.
  */
 
+/** The command-line options of a side-by-side benchmark (its modes, rounds and the shared workload), for `parseArgs`. */
+export function sideBySideOptions(modes: readonly string[]) {
+  return {
+    clients: { type: 'string', default: '200' },
+    busy: { type: 'string', default: '50' },
+    seconds: { type: 'string', default: '5' },
+    'pool-size': { type: 'string', default: '8' },
+    mix: { type: 'string', default: 'small-reads' },
+    modes: { type: 'string', default: modes.join(',') },
+    rounds: { type: 'string', default: '2' },
+  } as const;
+}
+
 /** CPU time (user + system) a process has used, ms, from /proc/PID/stat (clock ticks of 10 ms). */
 export function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
