@@ -1,5 +1,6 @@
 import { metrics } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ConsoleMetricExporter, MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import type { Logger } from '../log';
 
@@ -21,7 +22,10 @@ function prometheusReader(): PrometheusExporter {
  * `startTelemetry` installed none (tests, OTel export off).
  */
 export function prometheusMetrics(): PrometheusExporter {
-  if (!prometheus) metrics.setGlobalMeterProvider(new MeterProvider({ readers: [prometheusReader()] }));
+  if (!prometheus) {
+    const resource = resourceFromAttributes({ 'service.name': process.env.OTEL_SERVICE_NAME ?? 'mongoplex' });
+    metrics.setGlobalMeterProvider(new MeterProvider({ resource, readers: [prometheusReader()] }));
+  }
   return prometheus!;
 }
 
