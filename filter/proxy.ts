@@ -301,14 +301,14 @@ export class Proxy {
   }
 
   private sampleHistory(now: number): void {
-    const pools = this.servers.all().map((p) => ({ s: p.stats(), max: p.maxSize, wait: p.oldestWaitMs(now) }));
+    const pools = this.poolList(now);
     const window = this.commandStats.window.take();
     const seconds = Math.max(0.001, (now - this.lastSampleAt) / 1000);
     this.lastSampleAt = now;
     this.history.add({
       t: now, clients: this.sessions.size,
-      upstream: pools.reduce((n, p) => n + p.s.total, 0), inUse: pools.reduce((n, p) => n + p.s.inUse, 0), maxPool: pools.reduce((n, p) => n + p.max, 0),
-      waiting: pools.reduce((n, p) => n + p.s.waiting, 0), oldestWaitMs: pools.reduce((n, p) => Math.max(n, p.wait), 0),
+      upstream: pools.reduce((n, p) => n + p.total, 0), inUse: pools.reduce((n, p) => n + p.inUse, 0), maxPool: pools.reduce((n, p) => n + p.maxPoolSize, 0),
+      waiting: pools.reduce((n, p) => n + p.waiting, 0), oldestWaitMs: pools.reduce((n, p) => Math.max(n, p.oldestWaitMs), 0),
       commandsPerSecond: Math.round(window.count / seconds), p50Ms: window.p50Ms, p99Ms: window.p99Ms,
     });
   }

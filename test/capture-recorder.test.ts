@@ -36,6 +36,7 @@ function insert(conn: number, seq: number, bytes = 100, db = 'app', coll = 'c'):
     client: new ClientInfo(conn, '127.0.0.1:50000'), startedAt: performance.now(), request: { header: readHeader(msg), bytes: msg }, forwarded: msg,
     cmd: readCommand(body), server: '127.0.0.1:27017', replyBytes: 60,
     replyBody: Buffer.from(BSON.serialize({ n: 1, ok: 1 })), replyInfo: readReply(Buffer.from(BSON.serialize({ n: 1, ok: 1 }))), error: undefined,
+    durationMs: 0.5, failed: false, errorCode: undefined,
   };
 }
 

@@ -17,7 +17,7 @@ import { readCommand, type CommandInfo } from '../wire/peek';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import { encodeReply, errorDocument } from './error-reply';
 import { Forwarder } from './forwarder';
-import type { ForwardedCommand, TrafficTap } from '../traffic/taps';
+import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
 import type { ClientInfo } from './client-info';
 import type { PauseGate } from './pause-gate';
 
@@ -176,7 +176,7 @@ export class CommandHandler {
       return this.reply(inbound, await decision.reply, isCompressible(req.name));
     }
     const { route } = decision;
-    this.connection.started(req.name, req.cmd?.db, req.cmd?.cursorCollection ?? req.cmd?.collection);
+    this.connection.started(req.name, req.cmd?.db, req.cmd && collectionOf(req.cmd));
     const startedAt = performance.now();
     const outcome = await this.forwarder.forward({ req, route, bytes });
     // Nothing is built for the taps unless one is on (the common case costs one check).
@@ -208,9 +208,13 @@ export class CommandHandler {
     f: { inbound: Inbound; req: RoutedRequest & { cmd: CommandInfo }; bytes: Buffer; route: Route; startedAt: number },
     result: Pick<ForwardedCommand, 'replyBytes'> & Partial<Pick<ForwardedCommand, 'replyBody' | 'replyInfo' | 'error'>>,
   ): void {
+    const info = result.replyInfo;
     const event: ForwardedCommand = {
       client: this.connection, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
       server: f.route.pool.address.toString(), replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
+      durationMs: performance.now() - f.startedAt,
+      failed: result.error !== undefined || (info !== undefined && !info.ok),
+      errorCode: info ? (info.ok ? undefined : info.code) : (result.error?.code as number | undefined),
     };
     for (const t of this.deps.taps) if (t.active) t.forwarded(event);
   }

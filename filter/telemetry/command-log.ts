@@ -1,6 +1,6 @@
 import SonicBoom from 'sonic-boom';
 import { LogLimiter, type Logger } from '../log';
-import type { ForwardedCommand, TrafficTap } from '../traffic/taps';
+import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
 import { Metrics } from './metrics';
 import { NONE } from './command-stats';
 
@@ -57,15 +57,14 @@ export class CommandLog implements TrafficTap {
   }
 
   forwarded(e: ForwardedCommand): void {
-    const durationMs = performance.now() - e.startedAt;
+    const durationMs = e.durationMs;
     const slow = this.settings.slowMs > 0 && durationMs >= this.settings.slowMs;
     const logged = this.out !== undefined && this.admit();
     if (!slow && !logged) return;
-    const code = e.error !== undefined ? Number(e.error.code ?? -1) : e.replyInfo && !e.replyInfo.ok ? (e.replyInfo.code ?? -1) : 0;
     const line: CommandLine = {
       time: new Date().toISOString(), client: e.client.remote, ...(e.client.appName !== undefined ? { appName: e.client.appName } : {}),
-      db: e.cmd.db ?? NONE, collection: e.cmd.cursorCollection ?? e.cmd.collection ?? NONE, command: e.cmd.name,
-      durationMs: Math.round(durationMs * 1000) / 1000, server: e.server, code, bytesIn: e.request.bytes.length, bytesOut: e.replyBytes,
+      db: e.cmd.db ?? NONE, collection: collectionOf(e.cmd) ?? NONE, command: e.cmd.name,
+      durationMs: Math.round(durationMs * 1000) / 1000, server: e.server, code: e.failed ? (e.errorCode ?? -1) : 0, bytesIn: e.request.bytes.length, bytesOut: e.replyBytes,
     };
     if (logged) {
       this.out!.write(JSON.stringify(line) + '\n');

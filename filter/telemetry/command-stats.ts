@@ -1,5 +1,5 @@
 import { metrics, type Attributes, type ObservableResult } from '@opentelemetry/api';
-import type { ForwardedCommand, TrafficTap } from '../traffic/taps';
+import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
 import { batchSize } from '../wire/peek';
 import { LATENCY_BUCKETS_MS } from './metrics';
 
@@ -149,9 +149,8 @@ export class CommandStats implements TrafficTap {
   }
 
   forwarded(e: ForwardedCommand): void {
-    const ms = performance.now() - e.startedAt;
+    const ms = e.durationMs;
     this.window.record(ms);
-    const error = e.error !== undefined || (e.replyInfo !== undefined && !e.replyInfo.ok);
     let documents = 0;
     if (e.replyBody && e.replyInfo?.cursor) {
       try {
@@ -162,8 +161,8 @@ export class CommandStats implements TrafficTap {
     }
     const cmd = e.cmd;
     const bytesIn = e.request.bytes.length;
-    this.collections.get([cmd.db ?? NONE, cmd.cursorCollection ?? cmd.collection ?? NONE, cmd.name]).add(ms, error, documents, bytesIn, e.replyBytes);
-    if (cmd.callsite !== undefined) this.callsites.get([cmd.callsite, cmd.name]).add(ms, error, documents, bytesIn, e.replyBytes);
+    this.collections.get([cmd.db ?? NONE, collectionOf(cmd) ?? NONE, cmd.name]).add(ms, e.failed, documents, bytesIn, e.replyBytes);
+    if (cmd.callsite !== undefined) this.callsites.get([cmd.callsite, cmd.name]).add(ms, e.failed, documents, bytesIn, e.replyBytes);
   }
 
   /** The `limit` busiest rows of each table, by `sort`. */

@@ -159,18 +159,17 @@ class ActiveCapture {
       return this.drop('unreadable');
     }
     const info = e.replyInfo;
-    const code = info ? (info.ok ? undefined : info.code) : (e.error?.code as number | undefined);
     const cursorId = info?.cursor?.id;
     const record: CaptureRecord = {
       t: performance.timeOrigin + e.startedAt - this.startedAt,
       conn: e.client.id,
-      ms: performance.now() - e.startedAt,
+      ms: e.durationMs,
       server: e.server,
       cmd: e.cmd.name,
       db: e.cmd.db ?? '',
       coll: collectionOf(e.cmd),
       ok: info ? info.ok : false,
-      code,
+      code: e.errorCode,
       replyBytes: e.replyBytes,
       cursorId: cursorId !== undefined && cursorId !== 0n ? cursorId : undefined,
       flags: msg.flagBits,

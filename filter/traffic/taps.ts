@@ -20,6 +20,12 @@ export interface ForwardedCommand {
   readonly replyInfo: ReplyInfo | undefined;
   /** The proxy's error reply when the request failed on the way. */
   readonly error: Document | undefined;
+  /** From `startedAt` to the outcome, ms. */
+  readonly durationMs: number;
+  /** The command failed: the server answered `ok: 0`, or the proxy answered with its own error. */
+  readonly failed: boolean;
+  /** A failed command's code (the server's, or the proxy's error's); undefined otherwise or when none was given. */
+  readonly errorCode: number | undefined;
 }
 
 /** Something that watches forwarded commands; `wants` is checked first, cheaply, on every command. */
