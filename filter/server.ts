@@ -9,6 +9,7 @@ import { AdminServer } from './admin/http';
 import { prometheusMetrics } from './telemetry/sdk';
 import type { ReloadResult } from './admin/reload';
 import { ConfigError } from './config';
+import { Metrics } from './telemetry/metrics';
 
 /** A running mongoplex: the engine, its TCP ingress and its admin endpoint. */
 export interface RunningServer {
@@ -70,8 +71,13 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     return proxy.drain(timeoutMs - delay);
   };
   const reload = (): ReloadResult => {
-    if (!options.reloadConfig) throw new ConfigError('mongoplex was started without a configuration source to re-read');
-    return proxy.reload(options.reloadConfig());
+    try {
+      if (!options.reloadConfig) throw new ConfigError('mongoplex was started without a configuration source to re-read');
+      return proxy.reload(options.reloadConfig());
+    } catch (err) {
+      Metrics.reloads.add(1, { result: 'failed' });
+      throw err;
+    }
   };
   let admin: AdminServer | undefined;
   let adminAddress: AddressInfo | undefined;

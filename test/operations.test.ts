@@ -296,6 +296,7 @@ describe('reload', () => {
     const bad = await admin(server).post('/reload');
     assert.equal(bad.status, 400);
     assert.match(String(bad.body.error), /upstream\.maxPoolSize/);
+    assert.equal(Metrics.reloads.value({ result: 'failed' }), 1);
     assert.equal(server.proxy.config.upstream.maxPoolSize, 1);
   });
 });

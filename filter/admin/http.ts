@@ -29,7 +29,7 @@ const MAX_ROWS = 10_000;
 const PauseSchema = z.strictObject({ timeoutMs: z.number().int().min(1).optional() });
 const DrainSchema = z.strictObject({ timeoutMs: z.number().int().min(0).optional() });
 
-/** GET endpoints, for the 404 message and the status page. */
+/** The endpoints, for the 404 messages. */
 const GET_ENDPOINTS = ['/', '/livez', '/readyz', '/metrics', '/stats', '/stats/history', '/clients', '/pools', '/servers', '/cursors', '/transactions', '/commands', '/capture'];
 const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/start', '/capture/stop'];
 

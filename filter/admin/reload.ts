@@ -83,9 +83,7 @@ export function applyReload(proxy: Proxy, next: Config): ReloadResult {
   if (Object.keys(pool).length > 0) proxy.servers.reconfigure(pool as Partial<PoolOptions>);
   if (applied.some((c) => c.setting === 'upstream.servers')) {
     const servers = running.upstream.servers.map((s) => ServerAddress.parse(s));
-    const keep = new Set(servers.map((a) => a.toString()));
-    for (const p of proxy.servers.all()) if (!keep.has(p.address.toString())) proxy.servers.remove(p.address);
-    for (const a of servers) proxy.servers.add(a);
+    proxy.servers.setServers(servers);
     proxy.monitor.setServers(servers);
   }
   if (applied.some((c) => c.setting === 'log.level')) proxy.setLogLevel(running.log.level);

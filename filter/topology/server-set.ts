@@ -40,6 +40,13 @@ export class ServerSet {
     return pool;
   }
 
+  /** The configured servers changed (reload, single mode): pools for the new ones, the others closed. */
+  setServers(servers: readonly ServerAddress[]): void {
+    const keep = new Set(servers.map((a) => a.toString()));
+    for (const p of this.all()) if (!keep.has(p.address.toString())) this.remove(p.address);
+    for (const a of servers) this.add(a);
+  }
+
   remove(address: ServerAddress): void {
     const key = address.toString();
     this.pools.get(key)?.close();
