@@ -33,6 +33,13 @@ export const ConfigSchema = z.strictObject({
      * for this long, so load balancers (Envoy's health check) stop sending them first.
      */
     drainDelayMs: ms.default(0),
+    /**
+     * Then, before closing clients: how long drivers get to leave on their own. Their monitor's
+     * next hello (every heartbeatFrequencyMS, 10 s by default) is answered with
+     * ShutdownInProgress, so the driver closes its connections itself once their requests are
+     * answered and reconnects elsewhere. 0: close clients between requests at once.
+     */
+    drainNoticeMs: ms.default(12_000),
   }).prefault({}),
   upstream: z.strictObject({
     /** The MongoDB server(s) to pool connections to, as host:port. */

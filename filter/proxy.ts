@@ -25,6 +25,7 @@ import { Recorder, type CaptureStatus } from './traffic/recorder';
 import { CommandStats } from './telemetry/command-stats';
 import { CommandLog } from './telemetry/command-log';
 import { PauseGate } from './session/pause-gate';
+import { ShutdownNotice } from './session/shutdown-notice';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
 import { History } from './admin/history';
@@ -128,6 +129,7 @@ export class Proxy {
   readonly commandLog: CommandLog;
   /** PAUSE/RESUME: holds commands before they are forwarded. */
   readonly gate: PauseGate;
+  private readonly shutdown = new ShutdownNotice();
   /** The last ten minutes, one sample a second (the status page). */
   readonly history = new History(600);
   private lastSampleAt = Date.now();
@@ -260,7 +262,7 @@ export class Proxy {
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const info = new ClientInfo(id, transport.remote);
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate }, routes, info, log);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown }, routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
@@ -287,17 +289,30 @@ export class Proxy {
   }
 
   /**
-   * Shutting down gracefully: new clients are refused, /readyz fails, every client is closed
-   * once the requests it already sent are answered. Resolves when no client is left, or after
-   * `timeoutMs` with the count of clients still open (the caller then stops everything).
+   * Shutting down gracefully: new clients are refused and /readyz fails. First, for
+   * `listen.drainNoticeMs`, drivers are asked to leave through their next heartbeat
+   * (ShutdownNotice) while every request is still served; then the clients still here are
+   * closed once the requests they already sent are answered. Resolves when no client is left,
+   * or after `timeoutMs` with the count of clients still open (the caller then stops everything).
    */
   async drain(timeoutMs: number): Promise<number> {
     this.unready = true;
     this.drainingNow = true;
-    for (const s of [...this.sessions.keys()]) s.drain();
     const deadline = Date.now() + timeoutMs;
-    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    const notice = Math.min(this.config.listen.drainNoticeMs, timeoutMs);
+    if (notice > 0 && this.sessions.size > 0) {
+      this.shutdown.given = true;
+      this.log.info({ clients: this.sessions.size, noticeMs: notice }, 'draining: drivers are told at their next heartbeat');
+      await this.whileClientsStay(Date.now() + notice);
+      this.log.info({ clients: this.sessions.size }, 'draining: closing the clients still here between requests');
+    }
+    for (const s of [...this.sessions.keys()]) s.drain();
+    await this.whileClientsStay(deadline);
     return this.sessions.size;
+  }
+
+  private async whileClientsStay(until: number): Promise<void> {
+    while (this.sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
   }
 
   private sampleHistory(now: number): void {

@@ -32,6 +32,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_ADMIN_PORT: String(admin),
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
+      MONGOPLEX_LISTEN_DRAIN_NOTICE_MS: '0',
     });
     const clients = await Promise.all(Array.from({ length: 10 }, () => RawClient.connect(port)));
     try {
@@ -64,6 +65,7 @@ describe('SIGTERM drains: every request already sent is answered before its clie
       MONGOPLEX_LISTEN_PORT: String(port),
       MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '1000',
+      MONGOPLEX_LISTEN_DRAIN_NOTICE_MS: '0',
     });
     const c = await RawClient.connect(port);
     try {
@@ -93,6 +95,7 @@ describe('SIGTERM drains through Envoy ext_proc too', () => {
       MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
       MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
+      MONGOPLEX_LISTEN_DRAIN_NOTICE_MS: '0',
     });
     const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
     const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(front.port)));

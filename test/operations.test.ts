@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { MongoClient } from 'mongodb';
+import { Binary, Long, MongoClient } from 'mongodb';
 import { loadConfig } from '../filter/config';
 import { createLogger } from '../filter/log';
 import { startServer, type RunningServer } from '../filter/server';
@@ -194,7 +194,7 @@ describe('control endpoints need the token', () => {
 describe('drain under load', () => {
   let proxy: TestMongoplex;
   before(async () => {
-    proxy = await startMongoplex(db.address, { admin: { port: 0 }, upstream: { maxPoolSize: 4 } });
+    proxy = await startMongoplex(db.address, { admin: { port: 0 }, upstream: { maxPoolSize: 4 }, listen: { drainNoticeMs: 0 } });
   });
   after(() => proxy?.stop());
 
@@ -234,6 +234,52 @@ describe('drain under load', () => {
     // New clients are refused while drained.
     const refused = await RawClient.connect(proxy.port).then((c) => c.command({ ping: 1, $db: 'admin' }).then(() => false, () => true), () => true);
     assert.ok(refused);
+  });
+});
+
+describe('drain notice: drivers are asked to leave before anything is closed', () => {
+  let proxy: TestMongoplex;
+  before(async () => {
+    proxy = await startMongoplex(db.address, { admin: { port: 0 }, listen: { drainNoticeMs: 60_000 } });
+  });
+  after(() => proxy?.stop());
+
+  const handshake = async (c: RawClient, extra: Record<string, unknown> = {}) => {
+    assert.equal((await c.command({ hello: 1, client: { driver: { name: 'raw', version: '1' } }, $db: 'admin', ...extra })).ok, 1);
+  };
+
+  it("a monitor's heartbeat gets ShutdownInProgress and its connection closes; other requests are still served; load-balanced clients get it on retryable commands only", async () => {
+    const monitor = await RawClient.connect(proxy.port);
+    const worker = await RawClient.connect(proxy.port);
+    const lbRead = await RawClient.connect(proxy.port);
+    const lbWrite = await RawClient.connect(proxy.port);
+    const lbOther = await RawClient.connect(proxy.port);
+    for (const c of [monitor, worker]) await handshake(c);
+    for (const c of [lbRead, lbWrite, lbOther]) await handshake(c, { loadBalanced: true });
+    assert.equal((await monitor.command({ hello: 1, $db: 'admin' })).ok, 1, 'a heartbeat before the drain is answered');
+    assert.equal((await admin(proxy).post('/drain', { timeoutMs: 60_000 })).status, 202);
+
+    const heartbeat = await monitor.command({ hello: 1, $db: 'admin' });
+    assert.deepEqual([heartbeat.ok, heartbeat.code, heartbeat.codeName], [0, 91, 'ShutdownInProgress']);
+    await monitor.closedPromise;
+
+    // The connections of a driver that has not heard yet keep working until it closes them.
+    assert.equal((await worker.command({ insert: 'notice', documents: [{ a: 1 }], $db: 'drain' })).ok, 1);
+    assert.equal((await worker.command({ find: 'notice', filter: {}, $db: 'drain' })).ok, 1);
+    assert.equal(worker.closed, false);
+
+    // Load-balanced: the first retryable command is answered with the notice, once; the
+    // driver retries it (a find on the same, pinned connection) and then closes the connection.
+    const find = { find: 'notice', filter: {}, $db: 'drain' };
+    const read = await lbRead.command(find);
+    assert.deepEqual([read.ok, read.code, read.errorLabels], [0, 91, undefined], 'a read the driver retries');
+    assert.equal((await lbRead.command(find)).ok, 1, 'its retry is served');
+    const lsid = { id: new Binary(Buffer.alloc(16, 7), Binary.SUBTYPE_UUID) };
+    const write = await lbWrite.command({ insert: 'notice', documents: [{ a: 2 }], lsid, txnNumber: new Long(1), $db: 'drain' });
+    assert.deepEqual([write.ok, write.code, write.errorLabels], [0, 91, ['RetryableWriteError']], 'a retryable write, labelled as a server would');
+    assert.equal((await lbOther.command({ ping: 1, $db: 'admin' })).ok, 1, 'a command no driver retries is served');
+    assert.equal(proxy.proxy.clientCount, 4, 'the connections not told by a heartbeat stay until their client leaves or the notice ends');
+    for (const c of [worker, lbRead, lbWrite, lbOther]) c.destroy();
   });
 });
 

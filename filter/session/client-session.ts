@@ -211,6 +211,7 @@ export class ClientSession {
         this.claim(); // shrinking: always granted
         const out = await this.handler.handle(m);
         if (out) await this.write(out);
+        if (this.handler.leaving) this.close('shutdown_notice');
         this.applyBackpressure();
       }
     } catch (err) {

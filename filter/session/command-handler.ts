@@ -17,9 +17,10 @@ import { readCommand, type CommandInfo } from '../wire/peek';
 import { connectionScopedHandling, type ConnectionScoped } from './connection-scoped';
 import { encodeReply, errorDocument } from './error-reply';
 import { Forwarder } from './forwarder';
-import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
+import { collectionOf, writesThroughPipeline, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
 import type { ClientInfo } from './client-info';
 import type { PauseGate } from './pause-gate';
+import { SHUTDOWN_MESSAGE, type ShutdownNotice } from './shutdown-notice';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -31,7 +32,12 @@ export interface HandlerDeps {
   readonly taps: readonly TrafficTap[];
   /** PAUSE: commands wait here before they are routed. */
   readonly gate: PauseGate;
+  /** Draining: drivers are asked to leave through their next heartbeat. */
+  readonly shutdown: ShutdownNotice;
 }
+
+/** Reads a driver retries after a ShutdownInProgress error (the retryable-reads specification's list). */
+const RETRYABLE_READS = new Set(['find', 'aggregate', 'distinct', 'count', 'listdatabases', 'listcollections', 'listindexes']);
 
 /** How one request reached the client-facing wire, so its reply can mirror it. */
 interface Inbound {
@@ -52,6 +58,12 @@ const SERVICE_ID = new ObjectId();
 export class CommandHandler {
   private compression: CompressorName[] = [];
   private readonly forwarder: Forwarder;
+  /** The connection's handshake hello was answered: later hellos are a monitor's heartbeats. */
+  private handshaken = false;
+  /** This connection was told the proxy is shutting down. */
+  private toldToLeave = false;
+  /** The last reply told a monitor the proxy is shutting down: the connection closes after it. */
+  leaving = false;
 
   constructor(
     private readonly deps: HandlerDeps,
@@ -135,6 +147,11 @@ export class CommandHandler {
   }
 
   private async answerHello(inbound: Inbound, request: Document): Promise<Buffer> {
+    if (this.handshaken && this.deps.shutdown.given) {
+      // A monitor's heartbeat: its driver drops this connection, so it is closed after the reply.
+      this.leaving = true;
+      return this.askToLeave(inbound, 'hello', []);
+    }
     Metrics.commands.add(1, { handling: 'answered', command: 'hello' });
     if (request.loadBalanced === true) {
       if (this.client.member) {
@@ -156,8 +173,31 @@ export class CommandHandler {
       return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
     this.connection.handshake(request.client);
+    this.handshaken = true;
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
     return this.reply(inbound, reply, false);
+  }
+
+  /** ShutdownInProgress, as a mongod shutting down answers (see ShutdownNotice). */
+  private askToLeave(inbound: Inbound, command: string, errorLabels: string[]): Promise<Buffer> {
+    this.toldToLeave = true;
+    return this.refused(inbound, command, errorDocument(ErrorCode.ShutdownInProgress, SHUTDOWN_MESSAGE, errorLabels));
+  }
+
+  /**
+   * A load-balanced client has no monitor to hear the shutdown notice: the first command on
+   * this connection its driver retries (a retryable write, or a read that starts a cursor) is
+   * answered with it instead, once. The connection stays open: the driver may retry on it (a
+   * cursor-creating read keeps its pinned connection) and closes it itself once the request is
+   * done, as its pool was cleared.
+   */
+  private retriedElsewhere(req: RoutedRequest, bytes: Buffer): string[] | undefined {
+    const cmd = req.cmd;
+    if (!this.deps.shutdown.given || this.toldToLeave || !this.client.loadBalanced || !cmd || cmd.inTransaction) return undefined;
+    if (cmd.hasTxnNumber) return ['RetryableWriteError'];
+    const name = cmd.name.toLowerCase();
+    if (RETRYABLE_READS.has(name) && !(name === 'aggregate' && writesThroughPipeline(bytes))) return [];
+    return undefined;
   }
 
   private handleConnectionScoped(inbound: Inbound, name: string, h: ConnectionScoped): Promise<Buffer> {
@@ -170,6 +210,8 @@ export class CommandHandler {
   private async forward(inbound: Inbound, req: RoutedRequest, bytes: Buffer): Promise<Buffer | undefined> {
     const paused = this.deps.gate.pass();
     if (paused) await paused;
+    const leaveLabels = this.retriedElsewhere(req, bytes);
+    if (leaveLabels) return this.askToLeave(inbound, req.name, leaveLabels);
     const decision = this.deps.router.route(req, this.client);
     if (decision.kind === 'answer') {
       Metrics.commands.add(1, { handling: 'answered', command: req.name });

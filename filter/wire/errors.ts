@@ -25,6 +25,7 @@ export const ErrorCode = {
   MaxTimeMSExpired: { code: 50, codeName: 'MaxTimeMSExpired' },
   CommandNotFound: { code: 59, codeName: 'CommandNotFound' },
   NetworkTimeout: { code: 89, codeName: 'NetworkTimeout' },
+  ShutdownInProgress: { code: 91, codeName: 'ShutdownInProgress' },
   NetworkInterfaceExceededTimeLimit: { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' },
   OperationFailed: { code: 96, codeName: 'OperationFailed' },
   CommandNotSupported: { code: 115, codeName: 'CommandNotSupported' },
