@@ -14,6 +14,9 @@ const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$
 const port = z.number().int().min(0).max(65535);
 const ms = z.number().int().min(0);
 
+/** Settings whose values never leave the process (logs, /stats, reload results, errors). */
+export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password']);
+
 export const ConfigSchema = z.strictObject({
   listen: z.strictObject({
     /** Address of the plain TCP ingress (clients or Envoy tcp_proxy connect here). */
@@ -44,6 +47,18 @@ export const ConfigSchema = z.strictObject({
   upstream: z.strictObject({
     /** The MongoDB server(s) to pool connections to, as host:port. */
     servers: z.array(hostPort).min(1).default(['127.0.0.1:27017']),
+    /** The identity pooled and monitor connections log in as (SCRAM); without a username they do not log in. */
+    auth: z.strictObject({
+      username: z.string().min(1).nullable().default(null),
+      /** Prefer passwordFile (or the environment): a password in the config file is readable by whoever reads the file. */
+      password: z.string().min(1).nullable().default(null),
+      /** A file holding the password (trailing newline ignored), e.g. a mounted secret. */
+      passwordFile: z.string().min(1).nullable().default(null),
+      /** The database the user is defined in (authSource). */
+      source: z.string().min(1).default('admin'),
+      /** DEFAULT: SCRAM-SHA-256 when the server offers it for the user, else SCRAM-SHA-1. */
+      mechanism: z.enum(['DEFAULT', 'SCRAM-SHA-256', 'SCRAM-SHA-1']).default('DEFAULT'),
+    }).prefault({}),
     maxPoolSize: z.number().int().min(1).default(16),
     minPoolSize: z.number().int().min(0).default(0),
     /** Connections being opened at once per server (absorbs connection storms). */
@@ -122,6 +137,16 @@ export const ConfigSchema = z.strictObject({
     maxCheckoutWaitMs: z.number().int().min(1).default(5000),
     /** /readyz fails once a pool has stayed saturated this long without a break. */
     saturatedForMs: ms.default(10_000),
+  }).prefault({}),
+  auth: z.strictObject({
+    /**
+     * none: clients are not authenticated and share the proxy's upstream identity (for an
+     * isolated network only; said loudly at start). proxy: clients log in to mongoplex with
+     * SCRAM-SHA-256/SCRAM-SHA-1 against auth.usersFile; upstream connections use upstream.auth.
+     */
+    mode: z.enum(['none', 'proxy']).default('none'),
+    /** JSON file of users' SCRAM secrets, as `mongoplex users add` writes it; re-read when it changes. */
+    usersFile: z.string().min(1).nullable().default(null),
   }).prefault({}),
   admin: z.strictObject({
     /** HTTP admin endpoint (status page, /metrics, /stats, inspection and control); port 0 picks a free port, null disables it. */
@@ -317,6 +342,16 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   }
   if (cfg.capture.enabled && !cfg.capture.dir) {
     throw new ConfigError('invalid configuration:\n  capture.enabled: needs capture.dir (where capture files go)');
+  }
+  const ua = cfg.upstream.auth;
+  if (ua.username !== null && (ua.password === null) === (ua.passwordFile === null)) {
+    throw new ConfigError('invalid configuration:\n  upstream.auth: with a username, set exactly one of upstream.auth.password and upstream.auth.passwordFile');
+  }
+  if (ua.username === null && (ua.password !== null || ua.passwordFile !== null)) {
+    throw new ConfigError('invalid configuration:\n  upstream.auth.username: needed with a password');
+  }
+  if (cfg.auth.mode === 'proxy' && !cfg.auth.usersFile) {
+    throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`)');
   }
   if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
     throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, environmentVariables, loadConfig } from './config';
+import { usersCommand } from './auth/users-command';
 import { createLogger } from './log';
 import { startServer } from './server';
 import { startTelemetry } from './telemetry/sdk';
@@ -10,6 +11,7 @@ import { formatReport, progressPrinter, replay, replayTarget, writeJsonReport } 
 const USAGE = `usage: mongoplex [--config FILE] [--print-env]
        mongoplex envoy-config --help
        mongoplex replay --help
+       mongoplex users add --help
 
   --config FILE   YAML or JSON configuration (default: $MONGOPLEX_CONFIG, else built-in defaults)
   --print-env     list every MONGOPLEX_* environment setting and the config path it overrides`;
@@ -29,6 +31,7 @@ async function main(): Promise<void> {
     return;
   }
   if (process.argv[2] === 'replay') return replayCommand(process.argv.slice(3));
+  if (process.argv[2] === 'users') return usersCommand(process.argv.slice(3));
   let args;
   try {
     args = parseArgs({ options: { config: { type: 'string' }, 'print-env': { type: 'boolean' }, help: { type: 'boolean' } } }).values;
@@ -57,7 +60,14 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.log.level);
   const stopTelemetry = await startTelemetry(log);
-  const server = await startServer(config, log, { reloadConfig: () => loadConfig({ file: configFile }) });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, log, { reloadConfig: () => loadConfig({ file: configFile }) });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`mongoplex: ${err.message}`);
+    process.exit(2);
+  }
   // One line on stdout that scripts can wait for.
   console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
   let stopping = false;

@@ -1,4 +1,4 @@
-import type { Config } from './config';
+import { ConfigError, type Config } from './config';
 import type { Logger } from './log';
 import { Janitor } from './janitor';
 import { Readiness } from './admin/readiness';
@@ -19,6 +19,7 @@ import { TopologyMonitor } from './topology/monitor';
 import { MongosPresentation, ReplicaSetPresentation, type Presentation } from './topology/presentation';
 import { ServerSet } from './topology/server-set';
 import { ServerAddress } from './upstream/address';
+import { UpstreamAuthError, UpstreamConnection } from './upstream/connection';
 import type { PoolStats } from './upstream/pool';
 import { Mirror, type MirrorStatus } from './traffic/mirror';
 import { Recorder, type CaptureStatus } from './traffic/recorder';
@@ -26,6 +27,8 @@ import { CommandStats } from './telemetry/command-stats';
 import { CommandLog } from './telemetry/command-log';
 import { PauseGate } from './session/pause-gate';
 import { ShutdownNotice } from './session/shutdown-notice';
+import { upstreamCredentials, type UpstreamCredentials } from './auth/upstream-login';
+import { loadUsers, type UserDirectory } from './auth/users';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
 import { History } from './admin/history';
@@ -130,6 +133,10 @@ export class Proxy {
   /** PAUSE/RESUME: holds commands before they are forwarded. */
   readonly gate: PauseGate;
   private readonly shutdown = new ShutdownNotice();
+  /** auth.mode proxy: the users file clients log in against. */
+  private readonly users: UserDirectory | undefined;
+  /** upstream.auth, when the proxy's connections log in. */
+  private readonly credentials: UpstreamCredentials | undefined;
   /** The last ten minutes, one sample a second (the status page). */
   readonly history = new History(600);
   private lastSampleAt = Date.now();
@@ -139,7 +146,10 @@ export class Proxy {
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
-    this.servers = new ServerSet(up.servers, { ...up, via });
+    const credentials = upstreamCredentials(up.auth);
+    this.users = config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, log.child({ component: 'auth' })) : undefined;
+    this.credentials = credentials;
+    this.servers = new ServerSet(up.servers, { ...up, via, credentials });
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
@@ -165,6 +175,7 @@ export class Proxy {
       appName: `${up.appName}-monitor`,
       compressors: [],
       via,
+      credentials,
       discover: monitored,
     });
     this.monitor = monitor;
@@ -262,7 +273,7 @@ export class Proxy {
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const info = new ClientInfo(id, transport.remote);
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown }, routes, info, log);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, users: this.users }, routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
@@ -281,6 +292,29 @@ export class Proxy {
 
   get draining(): boolean {
     return this.drainingNow;
+  }
+
+  /**
+   * With upstream.auth: logs in once to the first server, so that wrong credentials stop the
+   * start with a clear error instead of failing every client later. An unreachable server is
+   * only logged (it may come up later).
+   */
+  async verifyUpstreamLogin(): Promise<void> {
+    const c = this.credentials;
+    if (!c) return;
+    const up = this.config.upstream;
+    const address = ServerAddress.parse(up.servers[0]!);
+    try {
+      const conn = await UpstreamConnection.connect(address, {
+        connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], credentials: c,
+        via: up.via ? ServerAddress.parse(up.via) : undefined,
+      });
+      conn.close('pool_closed', 'login checked at start');
+      this.log.info({ server: address.toString(), user: c.username, authSource: c.source }, 'upstream login works');
+    } catch (err) {
+      if (err instanceof UpstreamAuthError) throw new ConfigError(`upstream.auth: ${err.message}`);
+      this.log.warn({ server: address.toString(), err: (err as Error).message }, 'could not check the upstream login at start (server unreachable); pooled connections will log in when they connect');
+    }
   }
 
   /** First step of a drain: /readyz fails from now on, clients are still accepted. */

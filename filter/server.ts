@@ -39,7 +39,16 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   // Instruments made before a meter provider exists stay no-ops: install one first.
   const metrics = prometheusMetrics();
   const proxy = new Proxy(config, log);
+  if (config.auth.mode === 'none') {
+    log.warn({ setting: 'auth.mode' }, 'auth.mode none: clients are NOT authenticated; every client acts with mongoplex\'s own upstream identity. Use it only on an isolated network (auth.mode proxy verifies clients)');
+  }
   proxy.start();
+  try {
+    await proxy.verifyUpstreamLogin();
+  } catch (err) {
+    await proxy.stop();
+    throw err;
+  }
   let ingress: TcpIngress | undefined;
   let tcp: AddressInfo | undefined;
   let members: MemberListeners | undefined;

@@ -19,6 +19,17 @@ export interface ServerConnections {
   open: number;
 }
 
+export interface FerretDBOptions {
+  dir?: string;
+  port?: number;
+  debugPort?: number;
+  /**
+   * Access control on, with this first user in `admin` (FerretDB's `--test-enable-new-auth`:
+   * SCRAM-SHA-1 and SCRAM-SHA-256, createUser, usersInfo with showCredentials).
+   */
+  auth?: { username: string; password: string };
+}
+
 /** Where a FerretDB runs, once started. */
 interface Running {
   readonly child: ChildProcess;
@@ -42,9 +53,9 @@ export class FerretDB {
    * Without options: free ports and a temporary data directory removed on stop (tests,
    * benchmarks). With `dir`, the data is kept (the dev stack).
    */
-  constructor(private readonly options: { dir?: string; port?: number; debugPort?: number } = {}) {}
+  constructor(private readonly options: FerretDBOptions = {}) {}
 
-  static async start(options: { dir?: string; port?: number; debugPort?: number } = {}): Promise<FerretDB> {
+  static async start(options: FerretDBOptions = {}): Promise<FerretDB> {
     const db = new FerretDB(options);
     await db.start();
     return db;
@@ -90,6 +101,7 @@ export class FerretDB {
       '--telemetry=disable',
       `--debug-addr=${this.host}:${debugPort}`,
       '--log-level=error',
+      ...(this.options.auth ? ['--test-enable-new-auth', `--setup-username=${this.options.auth.username}`, `--setup-password=${this.options.auth.password}`, '--setup-database=admin'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import { SECRET_SETTINGS, type Config } from '../config';
 import type { Proxy } from '../proxy';
 import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
@@ -57,7 +57,7 @@ export function diffConfig(running: Config, next: Config): SettingChange[] {
 
 /** A secret's value never leaves the process: changes to it are reported without values. */
 function shown(c: SettingChange): SettingChange {
-  return c.setting === 'admin.token' ? { setting: c.setting, from: c.from === null ? null : '(set)', to: c.to === null ? null : '(set)' } : c;
+  return SECRET_SETTINGS.has(c.setting) ? { setting: c.setting, from: c.from === null ? null : '(set)', to: c.to === null ? null : '(set)' } : c;
 }
 
 /**

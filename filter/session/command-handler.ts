@@ -21,6 +21,8 @@ import { collectionOf, writesThroughPipeline, type ForwardedCommand, type Traffi
 import type { ClientInfo } from './client-info';
 import type { PauseGate } from './pause-gate';
 import { SHUTDOWN_MESSAGE, type ShutdownNotice } from './shutdown-notice';
+import { AUTH_COMMANDS, ClientAuth } from '../auth/client-auth';
+import type { UserDirectory } from '../auth/users';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -34,6 +36,8 @@ export interface HandlerDeps {
   readonly gate: PauseGate;
   /** Draining: drivers are asked to leave through their next heartbeat. */
   readonly shutdown: ShutdownNotice;
+  /** auth.mode proxy: the users clients log in as; undefined: clients do not log in. */
+  readonly users: UserDirectory | undefined;
 }
 
 /** Reads a driver retries after a ShutdownInProgress error (the retryable-reads specification's list). */
@@ -58,6 +62,8 @@ const SERVICE_ID = new ObjectId();
 export class CommandHandler {
   private compression: CompressorName[] = [];
   private readonly forwarder: Forwarder;
+  /** This connection's login at the proxy (auth.mode proxy). */
+  private readonly auth: ClientAuth | undefined;
   /** The connection's handshake hello was answered: later hellos are a monitor's heartbeats. */
   private handshaken = false;
   /** This connection was told the proxy is shutting down. */
@@ -72,6 +78,7 @@ export class CommandHandler {
     private readonly log: Logger,
   ) {
     this.forwarder = new Forwarder(connection.id, deps.config.upstream, log);
+    this.auth = deps.users && new ClientAuth(deps.users, log);
   }
 
   /** Handles one client message; resolves with the bytes to send back, or undefined when no reply is due. */
@@ -122,6 +129,7 @@ export class CommandHandler {
     const msg = parseOpMsg(inbound.message);
     const cmd = readCommand(msg.body);
     if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
+    if (this.auth && AUTH_COMMANDS.has(cmd.name.toLowerCase())) return this.answerAuth(inbound, cmd.name, deserializeCommand(msg.body), cmd.db ?? 'admin');
     const scoped = connectionScopedHandling(cmd.name);
     if (scoped) return this.handleConnectionScoped(inbound, cmd.name, scoped);
     // Exhaust replies would hold a pooled connection for a whole stream: clearing
@@ -139,6 +147,7 @@ export class CommandHandler {
       const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
       name = Object.keys(command)[0] ?? name;
       if (isHelloCommand(name)) return this.answerHello(inbound, command);
+      if (this.auth && AUTH_COMMANDS.has(name.toLowerCase())) return this.answerAuth(inbound, name, command, q.fullCollectionName.slice(0, -'.$cmd'.length));
       const scoped = connectionScopedHandling(name);
       if (scoped) return this.handleConnectionScoped(inbound, name, scoped);
     }
@@ -172,9 +181,17 @@ export class CommandHandler {
     } catch (err) {
       return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
+    if (this.auth) Object.assign(reply, this.auth.helloFields(request));
     this.connection.handshake(request.client);
     this.handshaken = true;
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
+    return this.reply(inbound, reply, false);
+  }
+
+  private answerAuth(inbound: Inbound, name: string, body: Document, db: string): Promise<Buffer> {
+    const reply = this.auth!.command(name.toLowerCase(), body, db);
+    if (reply.ok !== 1) return this.refused(inbound, name, reply);
+    Metrics.commands.add(1, { handling: 'answered', command: name });
     return this.reply(inbound, reply, false);
   }
 
@@ -208,6 +225,9 @@ export class CommandHandler {
 
   /** Routes the request, forwards it, and lets routing learn from the reply. */
   private async forward(inbound: Inbound, req: RoutedRequest, bytes: Buffer): Promise<Buffer | undefined> {
+    if (this.auth && !this.auth.allows(req.name)) {
+      return this.refuse(inbound, req.name, ErrorCode.Unauthorized, `command ${req.name} requires authentication`);
+    }
     const paused = this.deps.gate.pass();
     if (paused) await paused;
     const leaveLabels = this.retriedElsewhere(req, bytes);

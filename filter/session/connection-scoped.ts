@@ -10,7 +10,7 @@ export type ConnectionScoped =
   | { readonly kind: 'answer'; readonly reply: (client: { remote: string }) => Document }
   | { readonly kind: 'refuse'; readonly error: KnownError; readonly message: string };
 
-const AUTH_REFUSAL = 'mongoplex does not support client authentication: its pooled upstream connections are shared by every client and do not log in, so the upstream must accept unauthenticated connections; connect without credentials';
+const AUTH_REFUSAL = 'mongoplex runs with auth.mode none: clients do not log in (they share its upstream identity); connect without credentials, or set auth.mode proxy with an auth.usersFile';
 
 const HANDLING: ReadonlyMap<string, ConnectionScoped> = new Map<string, ConnectionScoped>([
   // Authentication is connection state: a pooled connection cannot carry one client's identity.

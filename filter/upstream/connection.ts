@@ -11,6 +11,8 @@ import { compressMessage, decompressMessage, type CompressorName } from '../wire
 import { MAX_MESSAGE_SIZE_BYTES } from '../wire/limits';
 import type { ServerAddress } from './address';
 import { describeServer, type ServerDescription } from './server-description';
+import { completeLogin, LoginError, speculativeLogin, type UpstreamCredentials } from '../auth/upstream-login';
+import { ScramError } from '../auth/scram';
 
 /** The upstream connection failed; the request may or may not have reached the server. */
 export class UpstreamNetworkError extends Error {
@@ -29,6 +31,13 @@ export interface ConnectOptions {
   readonly via?: { readonly host: string; readonly port: number } | undefined;
   readonly appName: string;
   readonly compressors: readonly CompressorName[];
+  /** Log in as this identity after the handshake (upstream.auth); undefined: no login. */
+  readonly credentials?: UpstreamCredentials | undefined;
+}
+
+/** The server refused the proxy's own login (upstream.auth): a configuration problem, not a network one. */
+export class UpstreamAuthError extends UpstreamNetworkError {
+  override name = 'UpstreamAuthError';
 }
 
 /**
@@ -126,6 +135,7 @@ export class UpstreamConnection {
 
   /** OP_QUERY isMaster works on every server generation, like the drivers' first message. */
   private async handshake(options: ConnectOptions): Promise<void> {
+    const login = options.credentials && speculativeLogin(options.credentials);
     const cmd = BSON.serialize({
       isMaster: 1,
       helloOk: true,
@@ -136,6 +146,7 @@ export class UpstreamConnection {
         application: { name: options.appName },
       },
       compression: [...options.compressors],
+      ...login?.fields,
     });
     const requestId = this.nextRequestId++;
     const timer = setTimeout(() => this.close('timeout', `handshake timed out after ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
@@ -146,8 +157,20 @@ export class UpstreamConnection {
       if (!doc) throw new Error('handshake reply has no document');
       this.description = describeServer(doc);
       this.compressor = options.compressors.find((c) => this.description.compression.includes(c));
+      if (login) await this.logIn(options.credentials!, login, BSON.deserialize(doc, { promoteLongs: false }));
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  private async logIn(credentials: UpstreamCredentials, login: ReturnType<typeof speculativeLogin>, hello: Document): Promise<void> {
+    try {
+      const mechanism = await completeLogin((db, cmd) => this.command(db, cmd), credentials, login, hello);
+      Metrics.upstreamLogins.add(1, { result: 'ok', mechanism });
+    } catch (err) {
+      if (!(err instanceof LoginError || err instanceof ScramError)) throw err;
+      Metrics.upstreamLogins.add(1, { result: 'failed', mechanism: credentials.mechanism });
+      throw new UpstreamAuthError(`login as "${credentials.username}" (authSource ${credentials.source}) at ${this.address} failed: ${err.message}`, this.address, 'connect');
     }
   }
 
