@@ -1,3 +1,4 @@
+import { runAuthBenchmark } from './auth';
 import { runFuzz } from './fuzz';
 import { runOperationsBenchmark } from './operations';
 import { runPoolBenchmark } from './pool';
@@ -10,6 +11,7 @@ const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   unread: runUnreadReplies,
   traffic: runTrafficBenchmark,
   operations: runOperationsBenchmark,
+  auth: runAuthBenchmark,
 };
 
 async function main(): Promise<void> {
