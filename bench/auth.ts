@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Binary, type Document } from 'bson';
-import { ScramClient } from '../filter/auth/scram';
+import { completeLogin, speculativeLogin } from '../filter/auth/upstream-login';
 import { addUser } from '../filter/auth/users';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
@@ -23,16 +22,12 @@ import { RawClient } from '../test/support/raw-client';
 const SERVICE = { username: 'bench-svc', password: 'bench-svc-Pw' };
 const APP = { username: 'bench-app', password: 'bench-app-Pw' };
 
-async function logIn(c: RawClient, user: { username: string; password: string }, cache: Map<string, Buffer>): Promise<void> {
-  const scram = new ScramClient('SCRAM-SHA-256', user.username, user.password, cache);
-  const hello = await c.command({ hello: 1, client: { driver: { name: 'bench', version: '1' } }, speculativeAuthenticate: { saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(scram.clientFirst), db: 'admin', options: { skipEmptyExchange: true } }, $db: 'admin' });
-  let step = hello.speculativeAuthenticate as Document | undefined;
-  if (!step) step = await c.command({ saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(scram.clientFirst), options: { skipEmptyExchange: true }, $db: 'admin' });
-  const payload = (d: Document) => Buffer.from((d.payload as Binary).buffer);
-  const done = await c.command({ saslContinue: 1, conversationId: step.conversationId, payload: new Binary(scram.clientFinal(payload(step))), $db: 'admin' });
-  if (done.ok !== 1) throw new Error(`login failed: ${String(done.errmsg)}`);
-  scram.verifyServerFinal(payload(done));
-  if (!done.done) await c.command({ saslContinue: 1, conversationId: step.conversationId, payload: new Binary(Buffer.alloc(0)), $db: 'admin' });
+/** Logs in as drivers do, with the proxy's own client side of SCRAM (speculative in the handshake). */
+async function logIn(c: RawClient, user: { username: string; password: string }, saltedCache: Map<string, Buffer>): Promise<void> {
+  const credentials = { username: user.username, password: user.password, source: 'admin', mechanism: 'SCRAM-SHA-256' as const, saltedCache };
+  const speculative = speculativeLogin(credentials);
+  const hello = await c.command({ hello: 1, client: { driver: { name: 'bench', version: '1' } }, ...speculative.fields, $db: 'admin' });
+  await completeLogin((db, cmd) => c.command({ ...cmd, $db: db }), credentials, speculative, hello);
 }
 
 async function setupRate(port: number, user: typeof APP, concurrency: number, seconds: number): Promise<number> {

@@ -19,7 +19,7 @@ import { TopologyMonitor } from './topology/monitor';
 import { MongosPresentation, ReplicaSetPresentation, type Presentation } from './topology/presentation';
 import { ServerSet } from './topology/server-set';
 import { ServerAddress } from './upstream/address';
-import { UpstreamAuthError, UpstreamConnection } from './upstream/connection';
+import { UpstreamAuthError, UpstreamConnection, type ConnectOptions } from './upstream/connection';
 import type { PoolStats } from './upstream/pool';
 import { Mirror, type MirrorStatus } from './traffic/mirror';
 import { Recorder, type CaptureStatus } from './traffic/recorder';
@@ -27,7 +27,7 @@ import { CommandStats } from './telemetry/command-stats';
 import { CommandLog } from './telemetry/command-log';
 import { PauseGate } from './session/pause-gate';
 import { ShutdownNotice } from './session/shutdown-notice';
-import { upstreamCredentials, type UpstreamCredentials } from './auth/upstream-login';
+import { upstreamCredentials } from './auth/upstream-login';
 import { loadUsers, type UserDirectory } from './auth/users';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
@@ -135,8 +135,8 @@ export class Proxy {
   private readonly shutdown = new ShutdownNotice();
   /** auth.mode proxy: the users file clients log in against. */
   private readonly users: UserDirectory | undefined;
-  /** upstream.auth, when the proxy's connections log in. */
-  private readonly credentials: UpstreamCredentials | undefined;
+  /** With upstream.auth: how the start-up login check connects (the pools' options). */
+  private readonly loginCheck: ConnectOptions | undefined;
   /** The last ten minutes, one sample a second (the status page). */
   readonly history = new History(600);
   private lastSampleAt = Date.now();
@@ -148,7 +148,7 @@ export class Proxy {
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
     const credentials = upstreamCredentials(up.auth);
     this.users = config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, log.child({ component: 'auth' })) : undefined;
-    this.credentials = credentials;
+    if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials };
     this.servers = new ServerSet(up.servers, { ...up, via, credentials });
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
@@ -300,17 +300,13 @@ export class Proxy {
    * only logged (it may come up later).
    */
   async verifyUpstreamLogin(): Promise<void> {
-    const c = this.credentials;
-    if (!c) return;
-    const up = this.config.upstream;
-    const address = ServerAddress.parse(up.servers[0]!);
+    const options = this.loginCheck;
+    if (!options?.credentials) return;
+    const address = ServerAddress.parse(this.config.upstream.servers[0]!);
     try {
-      const conn = await UpstreamConnection.connect(address, {
-        connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], credentials: c,
-        via: up.via ? ServerAddress.parse(up.via) : undefined,
-      });
+      const conn = await UpstreamConnection.connect(address, options);
       conn.close('pool_closed', 'login checked at start');
-      this.log.info({ server: address.toString(), user: c.username, authSource: c.source }, 'upstream login works');
+      this.log.info({ server: address.toString(), user: options.credentials.username, authSource: options.credentials.source }, 'upstream login works');
     } catch (err) {
       if (err instanceof UpstreamAuthError) throw new ConfigError(`upstream.auth: ${err.message}`);
       this.log.warn({ server: address.toString(), err: (err as Error).message }, 'could not check the upstream login at start (server unreachable); pooled connections will log in when they connect');

@@ -1,6 +1,7 @@
 import { Binary, type Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
+import { connectionStatusReply } from '../session/connection-scoped';
 import { ErrorCode } from '../wire/errors';
 import { isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism } from './scram';
 import type { UserDirectory } from './users';
@@ -85,7 +86,7 @@ export class ClientAuth {
         this.conversation = undefined;
         return { ok: 1 };
       case 'connectionstatus':
-        return { authInfo: { authenticatedUsers: this.user ? [{ user: this.user.user, db: this.user.db }] : [], authenticatedUserRoles: [] }, ok: 1 };
+        return connectionStatusReply(this.user);
       default:
         // MONGODB-CR (authenticate/getnonce) and x.509 are not offered.
         return this.fail(undefined, typeof body.user === 'string' ? body.user : undefined, db);

@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../config';
 import type { Logger } from '../log';
@@ -140,13 +140,7 @@ export function loadUsers(file: string, log: Logger): UserDirectory {
  * and renamed, so a running proxy never reads half a file.
  */
 export function addUser(file: string, user: string, db: string, password: string, mechanisms: readonly ScramMechanism[] = SCRAM_MECHANISMS): void {
-  let current: UsersFile = { users: [] };
-  try {
-    statSync(file);
-    current = readUsersFile(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  const current: UsersFile = existsSync(file) ? readUsersFile(file) : { users: [] };
   const credentials: Record<string, z.infer<typeof SecretSchema>> = {};
   for (const m of mechanisms) {
     const s = deriveSecret(m, user, password);

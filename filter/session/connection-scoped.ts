@@ -10,6 +10,11 @@ export type ConnectionScoped =
   | { readonly kind: 'answer'; readonly reply: (client: { remote: string }) => Document }
   | { readonly kind: 'refuse'; readonly error: KnownError; readonly message: string };
 
+/** connectionStatus as mongod answers it, for the user the connection logged in as (none: not logged in). */
+export function connectionStatusReply(user?: { readonly user: string; readonly db: string }): Document {
+  return { authInfo: { authenticatedUsers: user ? [{ user: user.user, db: user.db }] : [], authenticatedUserRoles: [] }, ok: 1 };
+}
+
 const AUTH_REFUSAL = 'mongoplex runs with auth.mode none: clients do not log in (they share its upstream identity); connect without credentials, or set auth.mode proxy with an auth.usersFile';
 
 const HANDLING: ReadonlyMap<string, ConnectionScoped> = new Map<string, ConnectionScoped>([
@@ -18,7 +23,7 @@ const HANDLING: ReadonlyMap<string, ConnectionScoped> = new Map<string, Connecti
     [n, { kind: 'refuse', error: ErrorCode.AuthenticationFailed, message: AUTH_REFUSAL }]),
   // The client's own connection is to the proxy: answer about that one.
   ['whatsmyuri', { kind: 'answer', reply: (c) => ({ you: c.remote, ok: 1 }) }],
-  ['connectionstatus', { kind: 'answer', reply: () => ({ authInfo: { authenticatedUsers: [], authenticatedUserRoles: [] }, ok: 1 }) }],
+  ['connectionstatus', { kind: 'answer', reply: () => connectionStatusReply() }],
   // Upstream, these would end every client's sessions (they all share the proxy's identity).
   ...['killallsessions', 'killallsessionsbypattern'].map((n): [string, ConnectionScoped] =>
     [n, { kind: 'refuse', error: ErrorCode.Unauthorized, message: `mongoplex refuses ${n}: on a shared upstream connection it would end every client's sessions; use killSessions with your own session ids` }]),
