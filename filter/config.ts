@@ -13,6 +13,9 @@ import { MAX_MESSAGE_SIZE_BYTES } from './wire/limits';
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'expected host:port');
 const port = z.number().int().min(0).max(65535);
 const ms = z.number().int().min(0);
+/** A host:port, or `unix:` and an absolute path (a Unix domain socket). */
+const grpcAddress = z.string().regex(/^unix:\/.+$|^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'expected host:port or unix:/absolute/path');
+const file = z.string().min(1).nullable().default(null);
 
 /** Settings whose values never leave the process (logs, /stats, reload results, errors). */
 export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password']);
@@ -23,8 +26,30 @@ export const ConfigSchema = z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     /** Port of the plain TCP ingress; null disables it (ext_proc only). */
     port: port.nullable().default(27016),
-    /** Envoy network ext_proc gRPC ingress (host:port), or null to disable it. */
-    grpc: hostPort.nullable().default(null),
+    /**
+     * TLS for the TCP ingress (and replset mode's member listeners): on when certFile is set.
+     * The files are re-read when they change, for new connections.
+     */
+    tls: z.strictObject({
+      /** PEM certificate chain the proxy presents. */
+      certFile: file,
+      keyFile: file,
+      /** PEM CA certificates that client certificates are verified against. */
+      caFile: file,
+      /** Refuse clients without a certificate signed by caFile. */
+      requireClientCert: z.boolean().default(false),
+    }).prefault({}),
+    /**
+     * Envoy network ext_proc gRPC ingress: host:port or unix:/path (a Unix domain socket, Envoy's
+     * `pipe` address), or null to disable it. A non-loopback host:port needs listen.grpcTls.
+     */
+    grpc: grpcAddress.nullable().default(null),
+    /** Mutual TLS on the gRPC ingress: on when certFile is set; Envoy must present a certificate signed by caFile. */
+    grpcTls: z.strictObject({
+      certFile: file,
+      keyFile: file,
+      caFile: file,
+    }).prefault({}),
     /** Each ext_proc reply tells Envoy the db, collection and command it answers, as dynamic metadata `mongoplex` (Envoy access logs, RBAC). */
     grpcDynamicMetadata: z.boolean().default(false),
     /** Most client connections served at once; more are closed on accept and counted. */
@@ -78,6 +103,17 @@ export const ConfigSchema = z.strictObject({
     via: hostPort.nullable().default(null),
     /** Compressors offered to upstream servers (empty: none). */
     compressors: z.array(z.enum(COMPRESSOR_NAMES)).default([]),
+    /** TLS to the servers, dialled by mongoplex (with upstream.via, the Envoy egress originates TLS instead: `mongoplex envoy-config --upstream-tls`). */
+    tls: z.strictObject({
+      enabled: z.boolean().default(false),
+      /** PEM CA certificates the servers' certificates are verified against (default: Node's bundled CAs). */
+      caFile: file,
+      /** A client certificate and key to present (servers that require one, or MONGODB-X509). */
+      certFile: file,
+      keyFile: file,
+      /** Skip the check that a server's certificate names the host dialled (the chain is still verified). */
+      allowInvalidHostnames: z.boolean().default(false),
+    }).prefault({}),
     appName: z.string().default('mongoplex'),
   }).prefault({}),
   client: z.strictObject({
@@ -352,6 +388,26 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   }
   if (cfg.auth.mode === 'proxy' && !cfg.auth.usersFile) {
     throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`)');
+  }
+  const pairs: Array<[string, { certFile: string | null; keyFile: string | null }]> = [['listen.tls', cfg.listen.tls], ['listen.grpcTls', cfg.listen.grpcTls], ['upstream.tls', cfg.upstream.tls]];
+  for (const [name, t] of pairs) {
+    if ((t.certFile === null) !== (t.keyFile === null)) throw new ConfigError(`invalid configuration:\n  ${name}: set both certFile and keyFile, or neither`);
+  }
+  if (cfg.listen.tls.certFile === null && (cfg.listen.tls.caFile !== null || cfg.listen.tls.requireClientCert)) {
+    throw new ConfigError('invalid configuration:\n  listen.tls: caFile and requireClientCert need certFile and keyFile (TLS is on when certFile is set)');
+  }
+  if (cfg.listen.tls.requireClientCert && cfg.listen.tls.caFile === null) {
+    throw new ConfigError('invalid configuration:\n  listen.tls.requireClientCert: needs listen.tls.caFile (the CA client certificates are verified against)');
+  }
+  if (cfg.listen.grpcTls.certFile !== null && cfg.listen.grpcTls.caFile === null) {
+    throw new ConfigError('invalid configuration:\n  listen.grpcTls.caFile: the gRPC ingress\'s TLS is mutual; set the CA that Envoy\'s client certificate is signed by');
+  }
+  const ut = cfg.upstream.tls;
+  if (!ut.enabled && (ut.caFile !== null || ut.certFile !== null || ut.allowInvalidHostnames)) {
+    throw new ConfigError('invalid configuration:\n  upstream.tls.enabled: the other upstream.tls settings need it');
+  }
+  if (ut.enabled && cfg.upstream.via !== null) {
+    throw new ConfigError('invalid configuration:\n  upstream.tls.enabled: with upstream.via, the Envoy egress originates TLS to the servers (mongoplex envoy-config --upstream-tls --upstream-ca FILE); mongoplex dials Envoy in plain TCP');
   }
   if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
     throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');

@@ -28,6 +28,7 @@ import { CommandLog } from './telemetry/command-log';
 import { PauseGate } from './session/pause-gate';
 import { ShutdownNotice } from './session/shutdown-notice';
 import { upstreamCredentials } from './auth/upstream-login';
+import { upstreamTls } from './upstream/tls';
 import { loadUsers, type UserDirectory } from './auth/users';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
@@ -147,9 +148,10 @@ export class Proxy {
     const up = config.upstream;
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
     const credentials = upstreamCredentials(up.auth);
+    const tls = upstreamTls(up.tls);
     this.users = config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, log.child({ component: 'auth' })) : undefined;
-    if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials };
-    this.servers = new ServerSet(up.servers, { ...up, via, credentials });
+    if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials, tls };
+    this.servers = new ServerSet(up.servers, { ...up, via, credentials, tls });
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
@@ -176,6 +178,7 @@ export class Proxy {
       compressors: [],
       via,
       credentials,
+      tls,
       discover: monitored,
     });
     this.monitor = monitor;

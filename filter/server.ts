@@ -9,6 +9,8 @@ import { AdminServer } from './admin/http';
 import { prometheusMetrics } from './telemetry/sdk';
 import type { ReloadResult } from './admin/reload';
 import { ConfigError } from './config';
+import { refuseUnprotectedListeners } from './ingress/exposure';
+import { ReloadingTlsFiles } from './ingress/tls-files';
 import { Metrics } from './telemetry/metrics';
 
 /** A running mongoplex: the engine, its TCP ingress and its admin endpoint. */
@@ -36,6 +38,8 @@ export interface ServerOptions {
 }
 
 export async function startServer(config: Config, log: Logger = createLogger(config.log.level), options: ServerOptions = {}): Promise<RunningServer> {
+  await refuseUnprotectedListeners(config);
+  const tlsFiles = config.listen.tls.certFile !== null ? new ReloadingTlsFiles(config.listen.tls, log) : undefined;
   // Instruments made before a meter provider exists stay no-ops: install one first.
   const metrics = prometheusMetrics();
   const proxy = new Proxy(config, log);
@@ -55,12 +59,12 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   if (config.topology.mode !== 'single') await proxy.monitor.ready(config.upstream.connectTimeoutMs);
   if (proxy.addresses) {
     // Replset mode: one listener per member (replica-set view)...
-    members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host);
+    members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host, tlsFiles);
     await members.ready();
   }
   // ...and the plain listener, a mongos view of the same deployment.
   if (config.listen.port !== null) {
-    ingress = new TcpIngress(proxy);
+    ingress = new TcpIngress(proxy, undefined, tlsFiles);
     tcp = await ingress.listen(config.listen.host, config.listen.port);
   }
   let extProc: ExtProcIngress | undefined;

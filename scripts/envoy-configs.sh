@@ -10,4 +10,4 @@ gen ingress-ext-proc.yaml --mode ext_proc --listen main=127.0.0.1:27017 --filter
 gen sidecar-tcp-proxy.yaml --mode sidecar --listen main=127.0.0.1:27017 --filter-tcp 127.0.0.1:27016 --filter-admin 127.0.0.1:9000
 gen egress.yaml --mode none --egress 127.0.0.1:27100 --max-connections-per-member 100
 gen ingress-and-egress.yaml --mode ext_proc --listen main=127.0.0.1:27017 --filter-grpc 127.0.0.1:50051 --filter-admin 127.0.0.1:9000 --egress 127.0.0.1:27100
-gen compose.yaml --mode ext_proc --listen main=0.0.0.0:27017 --filter-grpc mongoplex:50051 --filter-admin mongoplex:9000 --egress 0.0.0.0:27100 --admin 0.0.0.0:9901 --access-log
+gen compose.yaml --mode ext_proc --listen main=0.0.0.0:27017 --filter-grpc unix:/run/mongoplex/ext-proc.sock --egress 0.0.0.0:27100 --admin 0.0.0.0:9901 --access-log

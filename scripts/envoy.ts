@@ -3,7 +3,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
-import { buildBootstrap, type IngressMode } from '../filter/envoy/bootstrap';
+import { buildBootstrap, type BootstrapOptions, type IngressMode, type TlsFiles } from '../filter/envoy/bootstrap';
 import { freePort, waitFor } from './ports';
 import { onUnexpectedExit, terminate } from './process';
 
@@ -96,7 +96,12 @@ export interface EnvoyFront {
 }
 
 /** A real Envoy in front (ingress) and/or behind (egress) mongoplex, on free loopback ports. */
-export async function startEnvoyFront(options: { ingress?: IngressMode; egress?: { maxConnectionsPerMember: number }; accessLog?: boolean }): Promise<EnvoyFront> {
+export async function startEnvoyFront(options: {
+  ingress?: IngressMode;
+  egress?: { maxConnectionsPerMember: number; tls?: boolean | TlsFiles };
+  accessLog?: boolean;
+  clientTls?: BootstrapOptions['clientTls'];
+}): Promise<EnvoyFront> {
   const admin = await freePort();
   const port = await freePort();
   const egressPort = options.egress ? await freePort() : undefined;
@@ -105,7 +110,8 @@ export async function startEnvoyFront(options: { ingress?: IngressMode; egress?:
     listeners: [{ name: 'main', host: '127.0.0.1', port }],
     ingress: options.ingress,
     accessLog: options.accessLog,
-    egress: options.egress && egressPort ? { host: '127.0.0.1', port: egressPort, maxConnectionsPerMember: options.egress.maxConnectionsPerMember, connectTimeoutMs: 5000, tls: false } : undefined,
+    ...(options.clientTls ? { clientTls: options.clientTls } : {}),
+    egress: options.egress && egressPort ? { host: '127.0.0.1', port: egressPort, maxConnectionsPerMember: options.egress.maxConnectionsPerMember, connectTimeoutMs: 5000, tls: options.egress.tls ?? false } : undefined,
   });
   const envoy = await Envoy.start(bootstrap, admin);
   return { envoy, port, uri: `mongodb://127.0.0.1:${port}/`, egress: egressPort ? `127.0.0.1:${egressPort}` : undefined };

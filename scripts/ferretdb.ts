@@ -28,6 +28,8 @@ export interface FerretDBOptions {
    * SCRAM-SHA-1 and SCRAM-SHA-256, createUser, usersInfo with showCredentials).
    */
   auth?: { username: string; password: string };
+  /** Also listen with TLS (on `tlsPort`) with these PEM files; caFile: client certificates are required and verified. */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
 }
 
 /** Where a FerretDB runs, once started. */
@@ -35,6 +37,7 @@ interface Running {
   readonly child: ChildProcess;
   readonly port: number;
   readonly debugPort: number;
+  readonly tlsPort: number | undefined;
   readonly dir: string;
 }
 
@@ -74,6 +77,13 @@ export class FerretDB {
     return this.state.debugPort;
   }
 
+  /** The TLS listener's port (options.tls). */
+  get tlsPort(): number {
+    const p = this.state.tlsPort;
+    if (p === undefined) throw new Error('FerretDB was started without tls');
+    return p;
+  }
+
   get dir(): string {
     return this.state.dir;
   }
@@ -92,6 +102,8 @@ export class FerretDB {
     mkdirSync(dir, { recursive: true });
     const port = this.options.port ?? (await freePort());
     const debugPort = this.options.debugPort ?? (await freePort());
+    const tls = this.options.tls;
+    const tlsPort = tls ? await freePort() : undefined;
     const log = createWriteStream(path.join(dir, 'ferretdb.log'));
     const child = spawn(bin, [
       '--handler=sqlite',
@@ -101,11 +113,12 @@ export class FerretDB {
       '--telemetry=disable',
       `--debug-addr=${this.host}:${debugPort}`,
       '--log-level=error',
+      ...(tls ? [`--listen-tls=${this.host}:${tlsPort}`, `--listen-tls-cert-file=${tls.certFile}`, `--listen-tls-key-file=${tls.keyFile}`, ...(tls.caFile ? [`--listen-tls-ca-file=${tls.caFile}`] : [])] : []),
       ...(this.options.auth ? ['--test-enable-new-auth', `--setup-username=${this.options.auth.username}`, `--setup-password=${this.options.auth.password}`, '--setup-database=admin'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    this.running = { child, port, debugPort, dir };
+    this.running = { child, port, debugPort, tlsPort, dir };
     onUnexpectedExit(child, () => this.running?.child !== child, (how) => {
       for (const l of this.exitListeners) l(how);
     });

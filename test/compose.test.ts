@@ -95,7 +95,8 @@ describe('docker-compose.yml', () => {
     for (const [k, v] of Object.entries(env)) {
       if (k.startsWith('OTEL_')) continue;
       assert.ok(known.has(k), `${k} is a mongoplex setting`);
-      settings[k] = v;
+      // Compose's ${VAR:-default}: the value when VAR is not set.
+      settings[k] = v.replace(/^\$\{[A-Z_]+:-(.*)\}$/, '$1');
     }
     assert.match(env.OTEL_EXPORTER_OTLP_ENDPOINT!, /^http:\/\/otel-collector:4318$/);
     assert.equal(env.MONGOPLEX_UPSTREAM_VIA, 'envoy:27100');
@@ -105,18 +106,28 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(cfg.upstream.servers, ['mongo1:27017', 'mongo2:27017', 'mongo3:27017']);
     assert.equal(cfg.topology.mode, 'mongos', 'the replica set is monitored, not treated as one server');
     const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
-    assert.match(envoyConfig, /address: mongoplex\n\s+port_value: 50051/);
     assert.match(envoyConfig, /port_value: 27100/);
   });
 
-  it('health-checks mongoplex at /readyz, in compose and from Envoy', async () => {
+  it('Envoy reaches the gRPC ingress over a Unix socket in a volume only the two share; the admin endpoint has a token', () => {
+    const env = services.mongoplex!.environment!;
+    const socketPath = /^unix:(.+)$/.exec(env.MONGOPLEX_LISTEN_GRPC ?? '')?.[1];
+    assert.ok(socketPath, 'listen.grpc is a Unix socket');
+    const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
+    assert.ok(envoyConfig.includes(`pipe:\n                      path: ${socketPath}`), 'Envoy dials the same socket');
+    const mount = (service: string): string | undefined => services[service]!.volumes?.find((v) => v.endsWith(`:${path.dirname(socketPath)}`));
+    assert.ok(mount('mongoplex') && mount('mongoplex') === mount('envoy'), 'the socket directory is one named volume in both');
+    for (const [name, s] of Object.entries(services)) if (name !== 'mongoplex' && name !== 'envoy') assert.ok(!s.volumes?.includes(mount('mongoplex')!), `${name} does not mount it`);
+    assert.match(env.MONGOPLEX_ADMIN_TOKEN ?? '', /^\$\{MONGOPLEX_ADMIN_TOKEN:-.{16,}\}$/);
+  });
+
+  it('health-checks mongoplex at /readyz in compose, and from Envoy over the gRPC socket (gRPC health, answered as /readyz)', async () => {
     const env = services.mongoplex!.environment!;
     const probe = services.mongoplex!.healthcheck!.test;
     assert.equal(probe[0], 'CMD');
     assert.match(probe.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${env.MONGOPLEX_ADMIN_PORT}/readyz`));
     const envoyConfig = readFileSync(path.join(ROOT, 'envoy', 'compose.yaml'), 'utf8');
-    assert.match(envoyConfig, new RegExp(`address: mongoplex\\n\\s+port_value: ${env.MONGOPLEX_ADMIN_PORT}`));
-    assert.match(envoyConfig, /path: \/readyz/);
+    assert.match(envoyConfig, /grpc_health_check: \{\}/);
     // The probe command itself, run against a real mongoplex whose upstream is down (not ready)
     // and one whose upstream answers (ready).
     // (asynchronously: the mongoplex under test runs in this process)

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { envoyBinary } from '../scripts/envoy';
+import { TestCa } from './support/certificates';
 
 /** `envoy --mode validate`: undefined when the config is valid, else Envoy's complaint. */
 function validateEnvoyConfig(file: string): string | undefined {
@@ -46,5 +47,36 @@ describe('shipped Envoy configurations', () => {
     const bad = spawnSync(process.execPath, [main, 'envoy-config', '--listen', 'nope'], { encoding: 'utf8' });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--listen: expected NAME=HOST:PORT, got 'nope'/);
+  });
+
+  it('mongoplex envoy-config writes TLS for clients, for the gRPC leg (mutual) and for the egress, and Envoy accepts it with real certificate files', () => {
+    const main = path.join(ROOT, 'dist', 'filter', 'main.js');
+    const ca = TestCa.create();
+    const server = ca.server('server');
+    const client = ca.client('envoy');
+    const args = [
+      '--client-tls-cert', server.certFile, '--client-tls-key', server.keyFile, '--client-tls-ca', ca.caFile, '--require-client-cert',
+      '--filter-grpc', '127.0.0.1:50051', '--filter-tls-cert', client.certFile, '--filter-tls-key', client.keyFile, '--filter-tls-ca', ca.caFile,
+      '--egress', '127.0.0.1:27100', '--upstream-tls', '--upstream-ca', ca.caFile, '--upstream-cert', client.certFile, '--upstream-key', client.keyFile,
+    ];
+    const yaml = execFileSync(process.execPath, [main, 'envoy-config', ...args], { encoding: 'utf8' });
+    const file = path.join(ca.dir, 'tls.yaml');
+    writeFileSync(file, yaml);
+    assert.equal(validateEnvoyConfig(file), undefined);
+    assert.equal((yaml.match(/DownstreamTlsContext/g) ?? []).length, 1);
+    assert.equal((yaml.match(/UpstreamTlsContext/g) ?? []).length, 2);
+    assert.match(yaml, /require_client_certificate: true/);
+    assert.match(yaml, /alpn_protocols:\n\s+- h2/);
+    for (const [argv, message] of [
+      [['--filter-tls-cert', client.certFile, '--filter-tls-key', client.keyFile], /give --filter-tls-cert, --filter-tls-key and --filter-tls-ca/],
+      [['--client-tls-cert', server.certFile], /--client-tls-cert and --client-tls-key go together/],
+      [['--client-tls-cert', server.certFile, '--client-tls-key', server.keyFile, '--require-client-cert'], /--require-client-cert needs --client-tls-ca/],
+      [['--egress', '127.0.0.1:1', '--upstream-ca', ca.caFile], /need --upstream-tls/],
+      [['--filter-grpc', 'unix:/tmp/x.sock', '--filter-admin', '127.0.0.1:9000'], /--filter-admin: with a Unix socket/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [main, 'envoy-config', ...argv], { encoding: 'utf8' });
+      assert.equal(r.status, 2, argv.join(' '));
+      assert.match(r.stderr, message);
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { z } from 'zod';
 import { CaptureStartSchema, ConfigError } from '../config';
@@ -38,12 +38,11 @@ const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/s
  * /stats, /stats/history, and the inspection set /clients, /pools, /servers, /cursors,
  * /transactions, /commands, /capture (`?limit=` bounds rows). Control (POST): /pause, /resume,
  * /drain, /reload, /capture/start, /capture/stop, which need `admin.token` (as
- * `Authorization: Bearer …`) when one is set, and are refused on a non-loopback address
- * without one. HEAD is answered like GET without a body.
+ * `Authorization: Bearer …`) when one is set (a non-loopback admin address needs one: start
+ * refuses it otherwise, `ingress/exposure.ts`). HEAD is answered like GET without a body.
  */
 export class AdminServer {
   private readonly server: http.Server;
-  private loopback = true;
 
   constructor(
     private readonly proxy: Proxy,
@@ -207,9 +206,8 @@ export class AdminServer {
   }
 
   private authorize(req: http.IncomingMessage): { status: number; error: string } | undefined {
-    if (this.token === null) {
-      return this.loopback ? undefined : { status: 403, error: 'control endpoints on a non-loopback admin address need admin.token' };
-    }
+    // Without a token the admin endpoint is on loopback: start refuses anything else.
+    if (this.token === null) return undefined;
     const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const a = Buffer.from(given);
     const b = Buffer.from(this.token);
@@ -222,9 +220,7 @@ export class AdminServer {
       this.server.once('error', reject);
       this.server.listen({ host, port }, () => {
         this.server.off('error', reject);
-        const address = this.server.address() as AddressInfo;
-        this.loopback = isLoopback(address.address);
-        resolve(address);
+        resolve(this.server.address() as AddressInfo);
       });
     });
   }
@@ -233,10 +229,4 @@ export class AdminServer {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-function isLoopback(address: string): boolean {
-  if (address === '::1') return true;
-  if (address.startsWith('::ffff:')) return isLoopback(address.slice(7));
-  return isIP(address) === 4 && address.startsWith('127.');
 }

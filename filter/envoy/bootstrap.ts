@@ -17,23 +17,44 @@ export interface ClientListener extends HostPort {
   readonly member?: string;
 }
 
+/** A Unix domain socket (Envoy's `pipe` address). */
+export interface PipePath {
+  readonly path: string;
+}
+
+/** PEM files for one side of a TLS connection. */
+export interface TlsFiles {
+  /** Certificate chain and key presented (required for a server, optional for a client). */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** CA certificates the peer's certificate is verified against. */
+  readonly caFile?: string;
+}
+
 export interface EgressOptions extends HostPort {
   /** Envoy's per-member connection cap (circuit breaker per_host_thresholds). */
   readonly maxConnectionsPerMember: number;
   readonly connectTimeoutMs: number;
-  /** Originate TLS to the members (SNI: the member's name is not known per host; no verification by default). */
-  readonly tls: boolean;
+  /**
+   * Originate TLS to the members: true (no verification), or the CA that members' certificates
+   * are verified against and a client certificate to present. The chain is verified, not the
+   * host name (an ORIGINAL_DST cluster has no per-member name to check).
+   */
+  readonly tls: boolean | TlsFiles;
 }
 
 export type IngressMode =
   /** Envoy streams client bytes to mongoplex over gRPC (network ext_proc). */
   | {
-    readonly kind: 'ext_proc'; readonly filterGrpc: HostPort; readonly filterAdmin?: HostPort;
+    /** filterGrpc: listen.grpc, host:port or a Unix socket. */
+    readonly kind: 'ext_proc'; readonly filterGrpc: HostPort | PipePath; readonly filterAdmin?: HostPort;
+    /** mongoplex's listen.grpcTls is set: Envoy presents this client certificate and verifies mongoplex's against caFile. */
+    readonly filterTls?: Required<TlsFiles>;
     /**
      * A second mongoplex endpoint (a rolling restart's other slot): Envoy opens streams on
      * whichever endpoints pass their /readyz health check.
      */
-    readonly standby?: { readonly grpc: HostPort; readonly admin?: HostPort };
+    readonly standby?: { readonly grpc: HostPort | PipePath; readonly admin?: HostPort };
   }
   /** Envoy tcp_proxy to mongoplex's TCP listener (sidecar). */
   | { readonly kind: 'sidecar'; readonly filterTcp: HostPort; readonly filterAdmin?: HostPort }
@@ -43,6 +64,8 @@ export type IngressMode =
 export interface BootstrapOptions {
   readonly admin: HostPort;
   readonly listeners: readonly ClientListener[];
+  /** Terminate clients' TLS in Envoy (certificate and key required; caFile: verify client certificates). */
+  readonly clientTls?: TlsFiles & { readonly requireClientCert?: boolean };
   readonly ingress?: IngressMode;
   readonly egress?: EgressOptions;
   readonly accessLog?: boolean;
@@ -50,33 +73,59 @@ export interface BootstrapOptions {
 
 type Json = Record<string, unknown>;
 
-const socket = (a: HostPort): Json => ({ socket_address: { address: a.host, port_value: a.port } });
+const socket = (a: HostPort | PipePath): Json => ('path' in a ? { pipe: { path: a.path } } : { socket_address: { address: a.host, port_value: a.port } });
+
+/** Envoy's CommonTlsContext for a set of PEM files. */
+function commonTls(files: TlsFiles, alpn?: string[]): Json {
+  return {
+    ...(files.certFile ? { tls_certificates: [{ certificate_chain: { filename: files.certFile }, private_key: { filename: files.keyFile } }] } : {}),
+    ...(files.caFile ? { validation_context: { trusted_ca: { filename: files.caFile } } } : {}),
+    ...(alpn ? { alpn_protocols: alpn } : {}),
+  };
+}
+
+function upstreamTls(files: TlsFiles, sni?: string, alpn?: string[]): Json {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      common_tls_context: commonTls(files, alpn),
+      ...(sni ? { sni } : {}),
+    },
+  };
+}
 
 /**
- * One fixed endpoint: STATIC for an IP address, STRICT_DNS for a name (e.g. a compose service).
- * With `readyz`, Envoy health-checks the endpoint with GET /readyz at that (admin) address.
+ * One fixed endpoint: STATIC for an IP address or a Unix socket, STRICT_DNS for a name (e.g. a
+ * compose service). With `readyz`, Envoy health-checks the endpoint with GET /readyz at that
+ * (admin) address; an ext_proc endpoint on a Unix socket is checked over the socket itself
+ * with gRPC health checking (mongoplex answers as /readyz would).
  */
-function fixedCluster(name: string, target: HostPort, extra: Json = {}, readyz?: HostPort, more: ReadonlyArray<{ target: HostPort; readyz?: HostPort }> = []): Json {
+function fixedCluster(name: string, target: HostPort | PipePath, extra: Json = {}, readyz?: HostPort, more: ReadonlyArray<{ target: HostPort | PipePath; readyz?: HostPort }> = []): Json {
   const endpoints = [{ target, readyz }, ...more];
+  const pipes = endpoints.some((e) => 'path' in e.target);
+  const checked = pipes || readyz !== undefined;
+  const interval = {
+    timeout: '1s',
+    interval: '2s',
+    // Envoy checks a cluster without traffic only every 60 s unless told otherwise.
+    no_traffic_interval: '2s',
+    unhealthy_threshold: 2,
+    healthy_threshold: 1,
+  };
   return {
     name,
-    type: endpoints.every((e) => isIP(e.target.host)) ? 'STATIC' : 'STRICT_DNS',
+    type: endpoints.every((e) => 'path' in e.target || isIP(e.target.host)) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '5s',
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: endpoints.map((e) => ({ endpoint: { address: socket(e.target), ...(e.readyz ? { health_check_config: { address: socket(e.readyz) } } : {}) } })) }],
-    },
-    ...(readyz ? {
-      health_checks: [{
-        timeout: '1s',
-        interval: '2s',
-        // Envoy checks a cluster without traffic only every 60 s unless told otherwise.
-        no_traffic_interval: '2s',
-        unhealthy_threshold: 2,
-        healthy_threshold: 1,
-        http_health_check: { path: '/readyz' },
+      endpoints: [{
+        lb_endpoints: endpoints.map((e) => ({
+          endpoint: { address: socket(e.target), ...(e.readyz && !pipes ? { health_check_config: { address: socket(e.readyz) } } : {}) },
+        })),
       }],
-    } : {}),
+    },
+    ...(checked ? { health_checks: [{ ...interval, ...(pipes ? { grpc_health_check: {} } : { http_health_check: { path: '/readyz' } }) }] } : {}),
     ...extra,
   };
 }
@@ -147,6 +196,17 @@ function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): J
   }
 }
 
+function downstreamTls(t: TlsFiles & { readonly requireClientCert?: boolean }): Json {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      common_tls_context: commonTls(t),
+      ...(t.requireClientCert ? { require_client_certificate: true } : {}),
+    },
+  };
+}
+
 /** A complete Envoy bootstrap (static resources only). */
 export function buildBootstrap(o: BootstrapOptions): Json {
   const listeners: Json[] = [];
@@ -157,7 +217,7 @@ export function buildBootstrap(o: BootstrapOptions): Json {
       listeners.push({
         name: `mongodb_${l.name}`,
         address: socket(l),
-        filter_chains: [{ filters: clientFilters(l, o.ingress, log) }],
+        filter_chains: [{ filters: clientFilters(l, o.ingress, log), ...(o.clientTls ? { transport_socket: downstreamTls(o.clientTls) } : {}) }],
         // ext_proc has no upstream: the connection is logged when it closes, with the last
         // command mongoplex described (listen.grpcDynamicMetadata; "-" when it does not).
         ...(log && o.ingress.kind === 'ext_proc' ? { access_log: accessLog(`mongodb_${l.name}`, MONGO_FIELDS) } : {}),
@@ -174,6 +234,8 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         },
         // Many client connections share few HTTP/2 connections; each is one stream.
         circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
+        // gRPC over TLS negotiates HTTP/2 by ALPN; mongoplex's certificate is checked against the CA.
+        ...(ing.filterTls ? { transport_socket: upstreamTls(ing.filterTls, 'host' in ing.filterGrpc && !isIP(ing.filterGrpc.host) ? ing.filterGrpc.host : undefined, ['h2']) } : {}),
       }, ing.filterAdmin, ing.standby ? [{ target: ing.standby.grpc, readyz: ing.standby.admin }] : []));
     } else if (ing.kind === 'sidecar') {
       clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }, ing.filterAdmin));
@@ -204,12 +266,7 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         thresholds: [{ max_connections: 1_000_000 }],
         per_host_thresholds: [{ max_connections: e.maxConnectionsPerMember }],
       },
-      ...(e.tls ? {
-        transport_socket: {
-          name: 'envoy.transport_sockets.tls',
-          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext' },
-        },
-      } : {}),
+      ...(e.tls ? { transport_socket: upstreamTls(e.tls === true ? {} : e.tls) } : {}),
     });
   }
   return {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { buildBootstrap, type ClientListener, type HostPort, type IngressMode } from './bootstrap';
+import { buildBootstrap, type ClientListener, type HostPort, type IngressMode, type PipePath, type TlsFiles } from './bootstrap';
 
 export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (prints an Envoy bootstrap as YAML)
 
@@ -11,10 +11,21 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
                                  NAME reaches mongoplex as x-mongoplex-listener; with @MEMBER
                                  (a replica-set member's real host:port) the listener stands for
                                  that member (set topology.advertise to match)
-  --filter-grpc HOST:PORT        mongoplex's ext_proc gRPC address (default 127.0.0.1:50051)
+  --filter-grpc HOST:PORT|unix:/PATH
+                                 mongoplex's ext_proc gRPC address, listen.grpc (default
+                                 127.0.0.1:50051)
+  --filter-tls-cert FILE, --filter-tls-key FILE, --filter-tls-ca FILE
+                                 mongoplex's listen.grpcTls is set: Envoy presents this client
+                                 certificate and verifies mongoplex's against the CA
+  --client-tls-cert FILE, --client-tls-key FILE
+                                 terminate clients' TLS in Envoy with this certificate
+  --client-tls-ca FILE           verify client certificates against this CA
+  --require-client-cert          refuse clients without a certificate (needs --client-tls-ca)
   --filter-tcp HOST:PORT         mongoplex's TCP listener, for --mode sidecar (default 127.0.0.1:27016)
   --filter-admin HOST:PORT       mongoplex's admin endpoint (admin.host/admin.port): Envoy
-                                 health-checks mongoplex with GET /readyz there
+                                 health-checks mongoplex with GET /readyz there (with a Unix
+                                 socket --filter-grpc, Envoy checks over the socket instead,
+                                 with gRPC health checking)
   --standby-grpc HOST:PORT       a second mongoplex ext_proc address (the other slot of a rolling
                                  restart, see README "Restarting without errors"); Envoy sends
                                  new connections to whichever slots pass /readyz
@@ -22,8 +33,25 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
   --egress HOST:PORT             add the egress listener mongoplex dials with upstream.via
   --max-connections-per-member N Envoy's per-member connection cap on egress (default 100)
   --upstream-tls                 originate TLS from the egress listener to the members
+  --upstream-ca FILE             verify members' certificate chains against this CA
+  --upstream-cert FILE, --upstream-key FILE
+                                 a client certificate the egress presents to the members
   --admin HOST:PORT              Envoy admin address (default 127.0.0.1:9902)
   --access-log                   log every connection to stderr`;
+
+function grpcTarget(v: string): HostPort | PipePath {
+  return v.startsWith('unix:') ? { path: v.slice('unix:'.length) } : hostPort(v, '--filter-grpc');
+}
+
+/** The named TLS files, or undefined when none is given; cert and key go together. */
+function tlsFiles(values: Record<string, unknown>, prefix: string, what: string): TlsFiles | undefined {
+  const certFile = values[`${prefix}-cert`] as string | undefined;
+  const keyFile = values[`${prefix}-key`] as string | undefined;
+  const caFile = values[`${prefix}-ca`] as string | undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error(`--${prefix}-cert and --${prefix}-key go together (${what})`);
+  if (certFile === undefined && caFile === undefined) return undefined;
+  return { ...(certFile ? { certFile, keyFile: keyFile! } : {}), ...(caFile ? { caFile } : {}) };
+}
 
 function hostPort(v: string, what: string): HostPort {
   const m = /^(.+):(\d+)$/.exec(v);
@@ -46,6 +74,16 @@ export function envoyConfigCommand(argv: string[]): string {
       egress: { type: 'string' },
       'max-connections-per-member': { type: 'string', default: '100' },
       'upstream-tls': { type: 'boolean', default: false },
+      'upstream-ca': { type: 'string' },
+      'upstream-cert': { type: 'string' },
+      'upstream-key': { type: 'string' },
+      'filter-tls-cert': { type: 'string' },
+      'filter-tls-key': { type: 'string' },
+      'filter-tls-ca': { type: 'string' },
+      'client-tls-cert': { type: 'string' },
+      'client-tls-key': { type: 'string' },
+      'client-tls-ca': { type: 'string' },
+      'require-client-cert': { type: 'boolean', default: false },
       admin: { type: 'string', default: '127.0.0.1:9902' },
       'access-log': { type: 'boolean', default: false },
     },
@@ -63,20 +101,30 @@ export function envoyConfigCommand(argv: string[]): string {
   const filterAdmin = values['filter-admin'] ? { filterAdmin: hostPort(values['filter-admin'], '--filter-admin') } : {};
   if (values['standby-admin'] && !values['standby-grpc']) throw new Error('--standby-admin needs --standby-grpc');
   const standby = values['standby-grpc']
-    ? { standby: { grpc: hostPort(values['standby-grpc'], '--standby-grpc'), ...(values['standby-admin'] ? { admin: hostPort(values['standby-admin'], '--standby-admin') } : {}) } }
+    ? { standby: { grpc: grpcTarget(values['standby-grpc']), ...(values['standby-admin'] ? { admin: hostPort(values['standby-admin'], '--standby-admin') } : {}) } }
     : {};
-  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: hostPort(values['filter-grpc'], '--filter-grpc'), ...filterAdmin, ...standby };
+  if (values['filter-grpc'].startsWith('unix:') && values['filter-admin']) throw new Error('--filter-admin: with a Unix socket, Envoy health-checks mongoplex over the socket itself (gRPC health checking)');
+  const filterTls = tlsFiles(values, 'filter-tls', "mongoplex's listen.grpcTls");
+  if (filterTls && !(filterTls.certFile && filterTls.caFile)) throw new Error('--filter-tls-*: mongoplex\'s gRPC TLS is mutual; give --filter-tls-cert, --filter-tls-key and --filter-tls-ca');
+  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: grpcTarget(values['filter-grpc']), ...filterAdmin, ...standby, ...(filterTls ? { filterTls: filterTls as Required<TlsFiles> } : {}) };
+  else if (filterTls) throw new Error('--filter-tls-* is for --mode ext_proc');
   else if (values['standby-grpc']) throw new Error('--standby-grpc is for --mode ext_proc');
   else if (values.mode === 'sidecar') ingress = { kind: 'sidecar', filterTcp: hostPort(values['filter-tcp'], '--filter-tcp'), ...filterAdmin };
   else if (values.mode !== 'none') throw new Error(`--mode: expected ext_proc, sidecar or none, got '${values.mode}'`);
   const cap = Number(values['max-connections-per-member']);
   if (!Number.isInteger(cap) || cap < 1) throw new Error('--max-connections-per-member: expected a positive integer');
   if (!ingress && !values.egress) throw new Error('--mode none needs --egress');
+  const clientTls = tlsFiles(values, 'client-tls', 'the client listeners\' TLS');
+  if (clientTls && !clientTls.certFile) throw new Error('--client-tls-ca needs --client-tls-cert and --client-tls-key');
+  if (values['require-client-cert'] && !clientTls?.caFile) throw new Error('--require-client-cert needs --client-tls-ca');
+  const upstreamTls = tlsFiles(values, 'upstream', 'the egress listener\'s TLS to the members');
+  if (upstreamTls && !values['upstream-tls']) throw new Error('--upstream-ca/--upstream-cert/--upstream-key need --upstream-tls');
   const bootstrap = buildBootstrap({
     admin: hostPort(values.admin, '--admin'),
     listeners,
+    ...(clientTls ? { clientTls: { ...clientTls, requireClientCert: values['require-client-cert'] } } : {}),
     ingress,
-    egress: values.egress ? { ...hostPort(values.egress, '--egress'), maxConnectionsPerMember: cap, connectTimeoutMs: 5000, tls: values['upstream-tls'] } : undefined,
+    egress: values.egress ? { ...hostPort(values.egress, '--egress'), maxConnectionsPerMember: cap, connectTimeoutMs: 5000, tls: values['upstream-tls'] && (upstreamTls ?? true) } : undefined,
     accessLog: values['access-log'],
   });
   return `# Generated by: mongoplex envoy-config ${argv.join(' ')}\n${stringify(bootstrap)}`;

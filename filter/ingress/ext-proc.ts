@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -8,6 +9,7 @@ import type { ClientTransport } from '../session/transport';
 import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
+import { claimSocketPath, parseGrpcAddress } from './exposure';
 
 /**
  * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
@@ -27,6 +29,8 @@ import { whenDrained } from './drain';
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
 const SERVICE_PROTO = 'envoy/service/network_ext_proc/v3/network_external_processor.proto';
+/** gRPC health checking: Envoy's grpc_health_check asks it over the stream's own connection (a Unix socket has no admin address beside it). */
+const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 /** Replies larger than this go out as several write_data messages (Envoy's gRPC limits). */
 const WRITE_CHUNK = 1024 * 1024;
 
@@ -75,12 +79,13 @@ function lastCommandMetadata(info: ClientInfo): { fields: Record<string, StructV
 
 const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
 
-function loadExtProcService(): grpc.ServiceDefinition {
-  const def = protoLoader.loadSync(SERVICE_PROTO, { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+function loadServices(): { extProc: grpc.ServiceDefinition; health: grpc.ServiceDefinition } {
+  const def = protoLoader.loadSync([SERVICE_PROTO, HEALTH_PROTO], { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     envoy: { service: { network_ext_proc: { v3: { NetworkExternalProcessor: grpc.ServiceClientConstructor } } } };
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   };
-  return pkg.envoy.service.network_ext_proc.v3.NetworkExternalProcessor.service;
+  return { extProc: pkg.envoy.service.network_ext_proc.v3.NetworkExternalProcessor.service, health: pkg.grpc.health.v1.Health.service };
 }
 
 /** One ext_proc stream as a session transport. */
@@ -143,7 +148,12 @@ export class ExtProcIngress {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_permit_without_calls': 1,
     });
-    this.server.addService(loadExtProcService(), { Process: (call: ProcessCall) => this.onStream(call) });
+    const services = loadServices();
+    this.server.addService(services.extProc, { Process: (call: ProcessCall) => this.onStream(call) });
+    // SERVING exactly when GET /readyz passes (draining, upstream down, pool jammed: NOT_SERVING).
+    this.server.addService(services.health, {
+      Check: (_call: grpc.ServerUnaryCall<unknown, unknown>, reply: grpc.sendUnaryData<{ status: string }>) => reply(null, { status: proxy.readiness.check().ready ? 'SERVING' : 'NOT_SERVING' }),
+    });
   }
 
   private onStream(call: ProcessCall): void {
@@ -210,9 +220,19 @@ export class ExtProcIngress {
     }
   }
 
-  listen(address: string): Promise<number> {
+  /**
+   * Binds `listen.grpc` (host:port or unix:/path; a stale socket file is removed first), with
+   * mutual TLS when listen.grpcTls is set. Resolves with the TCP port (0 for a Unix socket).
+   */
+  async listen(address: string): Promise<number> {
+    const where = parseGrpcAddress(address);
+    if (where.kind === 'unix') await claimSocketPath(where.path);
+    const tls = this.proxy.config.listen.grpcTls;
+    const credentials = tls.certFile === null
+      ? grpc.ServerCredentials.createInsecure()
+      : grpc.ServerCredentials.createSsl(readFileSync(tls.caFile!), [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile!) }], true);
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      this.server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
     });
   }
 

@@ -3,6 +3,7 @@ import type { TopologyMonitor } from '../topology/monitor';
 import type { AddressMap } from '../topology/address-map';
 import type { ServerAddress } from '../upstream/address';
 import { TcpIngress } from './tcp';
+import type { ReloadingTlsFiles } from './tls-files';
 
 /**
  * Replset mode: one TCP listener per replica-set member, opened when the monitor discovers the
@@ -11,7 +12,7 @@ import { TcpIngress } from './tcp';
 export class MemberListeners {
   private readonly listeners = new Map<string, Promise<TcpIngress | undefined>>();
 
-  constructor(private readonly proxy: Proxy, private readonly monitor: TopologyMonitor, private readonly addresses: AddressMap, private readonly host: string) {
+  constructor(private readonly proxy: Proxy, private readonly monitor: TopologyMonitor, private readonly addresses: AddressMap, private readonly host: string, private readonly tlsFiles?: ReloadingTlsFiles) {
     monitor.on('memberAdded', (m: ServerAddress) => void this.open(m));
     monitor.on('memberRemoved', (m: ServerAddress) => void this.drop(m));
   }
@@ -23,7 +24,7 @@ export class MemberListeners {
     // A member advertised at a fixed address (an Envoy listener) needs no proxy port.
     if (this.addresses.isFixed(member)) return Promise.resolve(undefined);
     const opening = (async () => {
-      const ingress = new TcpIngress(this.proxy, member);
+      const ingress = new TcpIngress(this.proxy, member, this.tlsFiles);
       try {
         const bound = await ingress.listen(this.host, this.addresses.portFor(member));
         this.addresses.bound(member, bound.port);

@@ -1,8 +1,11 @@
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import type { Proxy } from '../proxy';
 import type { ClientTransport } from '../session/transport';
 import type { ServerAddress } from '../upstream/address';
+import { Metrics } from '../telemetry/metrics';
 import { whenDrained } from './drain';
+import type { ReloadingTlsFiles } from './tls-files';
 
 /** A client's TCP socket as a session transport. */
 class SocketTransport implements ClientTransport {
@@ -29,14 +32,28 @@ class SocketTransport implements ClientTransport {
   }
 }
 
-/** Plain TCP ingress: each accepted socket becomes one client session of the engine. */
+/**
+ * TCP ingress, plain or TLS (listen.tls): each accepted socket becomes one client session of
+ * the engine. A TLS client becomes a session once its handshake completes.
+ */
 export class TcpIngress {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly stopReloading: (() => void) | undefined;
 
   /** `member`: in replset mode, the replica-set member this listener is the proxy address of. */
-  constructor(private readonly proxy: Proxy, private readonly member?: ServerAddress) {
-    this.server = net.createServer((socket) => this.accept(socket));
+  constructor(private readonly proxy: Proxy, private readonly member?: ServerAddress, tlsFiles?: ReloadingTlsFiles) {
+    if (tlsFiles) {
+      const server = tls.createServer(tlsFiles.current, (socket) => this.accept(socket));
+      this.stopReloading = tlsFiles.onChange((options) => server.setSecureContext(options));
+      server.on('tlsClientError', (err) => {
+        Metrics.tlsHandshakeFailures.add(1);
+        proxy.log.debug({ err: err.message }, 'client TLS handshake failed');
+      });
+      this.server = server;
+    } else {
+      this.server = net.createServer((socket) => this.accept(socket));
+    }
     this.server.on('error', (err) => proxy.log.error({ err }, 'tcp ingress error'));
   }
 
@@ -77,6 +94,7 @@ export class TcpIngress {
 
   /** Stops accepting; with `dropClients`, also closes the connections it accepted. */
   close(dropClients = false): Promise<void> {
+    this.stopReloading?.();
     if (dropClients) for (const s of this.sockets) s.destroy();
     if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));

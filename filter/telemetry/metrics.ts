@@ -77,6 +77,8 @@ export const Metrics = {
   upstreamConnectFailures: new Counter('mongoplex.upstream.connect_failures', 'Upstream connection attempts that failed'),
   clientLogins: new Counter('mongoplex.auth.client_logins', 'Client logins verified by the proxy (auth.mode proxy), by result and mechanism'),
   usersFileLoads: new Counter('mongoplex.auth.users_file.loads', 'Reloads of auth.usersFile after it changed, by result'),
+  tlsReloads: new Counter('mongoplex.tls.reloads', 'Reloads of listen.tls files after they changed, by result'),
+  tlsHandshakeFailures: new Counter('mongoplex.tls.handshake_failures', "Client TLS handshakes that failed on the TCP ingress (no or untrusted client certificate, protocol mismatch)"),
   upstreamLogins: new Counter('mongoplex.upstream.logins', "Logins of mongoplex's own upstream connections (upstream.auth), by result and mechanism"),
   upstreamStrayReplies: new Counter('mongoplex.upstream.stray_replies', 'Replies to fire-and-forget requests, dropped (non-conforming servers send them)'),
   poolWaitTimeouts: new Counter('mongoplex.pool.wait_timeouts', 'Checkouts that timed out in the wait queue'),

@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { lookup } from 'node:dns/promises';
 import { proxyV2Header } from './proxy-protocol';
 import { BSON, type Document } from 'bson';
@@ -13,6 +14,7 @@ import type { ServerAddress } from './address';
 import { describeServer, type ServerDescription } from './server-description';
 import { completeLogin, LoginError, speculativeLogin, type UpstreamCredentials } from '../auth/upstream-login';
 import { ScramError } from '../auth/scram';
+import { tlsConnectOptions, type UpstreamTls } from './tls';
 
 /** The upstream connection failed; the request may or may not have reached the server. */
 export class UpstreamNetworkError extends Error {
@@ -33,6 +35,8 @@ export interface ConnectOptions {
   readonly compressors: readonly CompressorName[];
   /** Log in as this identity after the handshake (upstream.auth); undefined: no login. */
   readonly credentials?: UpstreamCredentials | undefined;
+  /** Dial with TLS (upstream.tls; never with `via`, where Envoy originates TLS). */
+  readonly tls?: UpstreamTls | undefined;
 }
 
 /** The server refused the proxy's own login (upstream.auth): a configuration problem, not a network one. */
@@ -105,19 +109,21 @@ export class UpstreamConnection {
     }
     const dial = via ?? address;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: dial.host, port: dial.port });
+      const secure = options.tls !== undefined && via === undefined;
+      const s = secure ? tls.connect(tlsConnectOptions(options.tls!, dial.host, dial.port)) : net.connect({ host: dial.host, port: dial.port });
       const timer = setTimeout(() => {
         s.destroy();
         reject(new UpstreamNetworkError(`connect to ${address} timed out after ${options.connectTimeoutMs} ms`, address, 'connect'));
       }, options.connectTimeoutMs);
-      s.once('connect', () => {
+      s.once(secure ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         s.removeAllListeners('error');
         resolve(s);
       });
       s.once('error', (err) => {
         clearTimeout(timer);
-        reject(new UpstreamNetworkError(`connect to ${address}${via ? ` through Envoy ${via.host}:${via.port}` : ''} failed: ${err.message}`, address, 'connect'));
+        const what = options.tls && !via ? 'TLS connect' : 'connect';
+        reject(new UpstreamNetworkError(`${what} to ${address}${via ? ` through Envoy ${via.host}:${via.port}` : ''} failed: ${err.message}`, address, 'connect'));
       });
     });
     if (destinationIp !== undefined) {
