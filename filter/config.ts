@@ -181,8 +181,18 @@ export const ConfigSchema = z.strictObject({
      * SCRAM-SHA-256/SCRAM-SHA-1 against auth.usersFile; upstream connections use upstream.auth.
      */
     mode: z.enum(['none', 'proxy']).default('none'),
+    /**
+     * Where auth.mode proxy finds users' SCRAM secrets. file: auth.usersFile. upstream: the
+     * server, asked with usersInfo showCredentials as upstream.auth's user (needs a role that
+     * may view users' credentials), answers cached.
+     */
+    userSource: z.enum(['file', 'upstream']).default('file'),
     /** JSON file of users' SCRAM secrets, as `mongoplex users add` writes it; re-read when it changes. */
     usersFile: z.string().min(1).nullable().default(null),
+    /** userSource upstream: how long a user's secrets are used before the server is asked again (a user that does not exist: at most 5 s). */
+    cacheTtlMs: z.number().int().min(1).default(60_000),
+    /** userSource upstream: users whose secrets are cached at once; the oldest is dropped first. */
+    cacheMaxUsers: z.number().int().min(1).default(10_000),
   }).prefault({}),
   admin: z.strictObject({
     /** HTTP admin endpoint (status page, /metrics, /stats, inspection and control); port 0 picks a free port, null disables it. */
@@ -386,8 +396,11 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   if (ua.username === null && (ua.password !== null || ua.passwordFile !== null)) {
     throw new ConfigError('invalid configuration:\n  upstream.auth.username: needed with a password');
   }
-  if (cfg.auth.mode === 'proxy' && !cfg.auth.usersFile) {
-    throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`)');
+  if (cfg.auth.mode === 'proxy' && cfg.auth.userSource === 'file' && !cfg.auth.usersFile) {
+    throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`), or set auth.userSource upstream');
+  }
+  if (cfg.auth.mode === 'proxy' && cfg.auth.userSource === 'upstream' && ua.username === null) {
+    throw new ConfigError('invalid configuration:\n  auth.userSource: upstream asks the server for users\' secrets as upstream.auth.username; set it');
   }
   const pairs: Array<[string, { certFile: string | null; keyFile: string | null }]> = [['listen.tls', cfg.listen.tls], ['listen.grpcTls', cfg.listen.grpcTls], ['upstream.tls', cfg.upstream.tls]];
   for (const [name, t] of pairs) {

@@ -29,7 +29,8 @@ import { PauseGate } from './session/pause-gate';
 import { ShutdownNotice } from './session/shutdown-notice';
 import { upstreamCredentials } from './auth/upstream-login';
 import { upstreamTls } from './upstream/tls';
-import { loadUsers, type UserDirectory } from './auth/users';
+import { loadUsers, type UserSource } from './auth/users';
+import { UpstreamUserQuery } from './auth/user-query';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
 import { History } from './admin/history';
@@ -134,8 +135,8 @@ export class Proxy {
   /** PAUSE/RESUME: holds commands before they are forwarded. */
   readonly gate: PauseGate;
   private readonly shutdown = new ShutdownNotice();
-  /** auth.mode proxy: the users file clients log in against. */
-  private readonly users: UserDirectory | undefined;
+  /** auth.mode proxy: where clients' SCRAM secrets come from (the users file or the auth query). */
+  private readonly users: UserSource | undefined;
   /** With upstream.auth: how the start-up login check connects (the pools' options). */
   private readonly loginCheck: ConnectOptions | undefined;
   /** The last ten minutes, one sample a second (the status page). */
@@ -149,9 +150,9 @@ export class Proxy {
     const via = up.via ? ServerAddress.parse(up.via) : undefined;
     const credentials = upstreamCredentials(up.auth);
     const tls = upstreamTls(up.tls);
-    this.users = config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, log.child({ component: 'auth' })) : undefined;
     if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials, tls };
     this.servers = new ServerSet(up.servers, { ...up, via, credentials, tls });
+    this.users = this.userSource(log.child({ component: 'auth' }));
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
@@ -295,6 +296,22 @@ export class Proxy {
 
   get draining(): boolean {
     return this.drainingNow;
+  }
+
+  /** auth.mode proxy: the users file, or the auth query (usersInfo on the writable server as the service identity). */
+  private userSource(log: Logger): UserSource | undefined {
+    const a = this.config.auth;
+    if (a.mode !== 'proxy') return undefined;
+    if (a.userSource === 'file') return loadUsers(a.usersFile!, log);
+    return new UpstreamUserQuery(async (db, command) => {
+      const pool = this.servers.writable();
+      const conn = await pool.checkOut();
+      try {
+        return await conn.command(db, command);
+      } finally {
+        pool.checkIn(conn);
+      }
+    }, { cacheTtlMs: a.cacheTtlMs, maxUsers: a.cacheMaxUsers, timeoutMs: this.config.upstream.connectTimeoutMs }, log);
   }
 
   /**

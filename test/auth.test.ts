@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Binary, MongoClient, type Document } from 'mongodb';
 import { ScramClient } from '../filter/auth/scram';
 import { addUser } from '../filter/auth/users';
-import { ConfigError } from '../filter/config';
+import { ConfigError, loadConfig } from '../filter/config';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { FerretDB } from '../scripts/ferretdb';
 import { freePort, waitFor } from '../scripts/ports';
@@ -212,5 +212,64 @@ describe('auth.mode proxy: clients log in at mongoplex with SCRAM', () => {
     assert.ok(!text.includes('cli-Password-5'));
     const users = JSON.parse(text) as { users: Array<{ user: string; db: string; credentials: Record<string, { iterationCount: number }> }> };
     assert.deepEqual(users.users.map((u) => [u.user, u.db, Object.keys(u.credentials).sort(), u.credentials['SCRAM-SHA-256']!.iterationCount]), [['cli-user', 'shop', ['SCRAM-SHA-1', 'SCRAM-SHA-256'], 15000]]);
+  });
+});
+
+describe('auth.userSource upstream: the proxy asks the server for users\' secrets (usersInfo showCredentials)', () => {
+  let proxy: TestMongoplex;
+  let admin: MongoClient;
+  const serviceUri = () => `mongodb://${SERVICE.username}:${encodeURIComponent(SERVICE.password)}@${server.address}/?directConnection=true`;
+  const login = async (user: string, password: string, query = '') => {
+    const c = new MongoClient(`mongodb://${user}:${encodeURIComponent(password)}@127.0.0.1:${proxy.port}/${query}`, { serverSelectionTimeoutMS: 5000 });
+    try {
+      await c.db('query').collection('c').insertOne({ user });
+      return (await c.db('query').collection('c').findOne({ user })) ? 'ok' : 'not found';
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      await c.close();
+    }
+  };
+  before(async () => {
+    admin = await new MongoClient(serviceUri()).connect();
+    await admin.db('admin').command({ createUser: 'queried', pwd: 'queried-Pw-1', roles: [] });
+    proxy = await startMongoplex(server.address, {
+      auth: { mode: 'proxy', userSource: 'upstream' },
+      upstream: { auth: { username: SERVICE.username, password: SERVICE.password } },
+      admin: { port: 0 },
+    });
+  });
+  after(async () => {
+    await proxy?.stop();
+    await admin?.close();
+  });
+
+  it('a user the server knows logs in with SCRAM-SHA-256 and SCRAM-SHA-1, with no users file; wrong password and unknown user get AuthenticationFailed', async () => {
+    assert.equal(await login('queried', 'queried-Pw-1', '?authMechanism=SCRAM-SHA-256'), 'ok');
+    assert.equal(await login('queried', 'queried-Pw-1', '?authMechanism=SCRAM-SHA-1'), 'ok');
+    assert.equal(await login('queried', 'queried-Pw-1'), 'ok');
+    assert.equal(await login('queried', 'wrong-Pw'), 'Authentication failed.');
+    assert.equal(await login('nobody', 'queried-Pw-1'), 'Authentication failed.');
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.admin!.port}/metrics`)).text();
+    const queries = (result: string) => Number(new RegExp(`^mongoplex_auth_user_queries_total\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    // Answers are cached: five logins as "queried" cost one or two queries (a wrong proof drops a secret older than 1 s).
+    assert.ok(queries('found') >= 1 && queries('found') <= 2, `found: ${queries('found')}`);
+    assert.equal(queries('not_found'), 1);
+    assert.equal(queries('failed'), 0);
+  });
+
+  it('a password changed on the server works at the second login at the latest, and the old one is refused after that', async () => {
+    await admin.db('admin').command({ createUser: 'changing', pwd: 'old-Pw-1', roles: [] });
+    assert.equal(await login('changing', 'old-Pw-1'), 'ok');
+    await admin.db('admin').command({ updateUser: 'changing', pwd: 'new-Pw-2' });
+    await new Promise((r) => setTimeout(r, 1100));
+    const first = await login('changing', 'new-Pw-2');
+    if (first !== 'ok') assert.equal(first, 'Authentication failed.');
+    assert.equal(await login('changing', 'new-Pw-2'), 'ok');
+    assert.equal(await login('changing', 'old-Pw-1'), 'Authentication failed.');
+  });
+
+  it('without upstream.auth the auth query is a configuration error', () => {
+    assert.throws(() => loadConfig({ env: {}, overrides: { auth: { mode: 'proxy', userSource: 'upstream' } } }), /auth\.userSource: upstream asks the server for users' secrets as upstream\.auth\.username/);
   });
 });

@@ -3,8 +3,8 @@ import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
 import { connectionStatusReply } from '../session/connection-scoped';
 import { ErrorCode } from '../wire/errors';
-import { isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism } from './scram';
-import type { UserDirectory } from './users';
+import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism } from './scram';
+import type { UserSource } from './users';
 
 /** Commands the proxy answers itself in auth.mode proxy (lower case). */
 export const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'logout', 'connectionstatus', 'authenticate', 'getnonce']);
@@ -34,7 +34,7 @@ function payloadOf(v: unknown): Buffer | undefined {
  * One client connection's login at the proxy (auth.mode proxy): the server side of
  * SCRAM-SHA-256 and SCRAM-SHA-1 as drivers speak it — saslStart/saslContinue, or
  * speculativeAuthenticate inside the handshake hello, with or without skipEmptyExchange —
- * against the users file. Until a login succeeds, only the handshake, the login itself and
+ * against the users file or the auth query (`UserSource`). Until a login succeeds, only the handshake, the login itself and
  * mongod's no-authentication commands are served.
  */
 export class ClientAuth {
@@ -43,7 +43,7 @@ export class ClientAuth {
   /** Who this connection is logged in as. */
   user: { readonly user: string; readonly db: string } | undefined;
 
-  constructor(private readonly users: UserDirectory, private readonly log: Logger) {}
+  constructor(private readonly users: UserSource, private readonly log: Logger) {}
 
   /** Whether a command may go on (upstream, or to the router) on this connection now. */
   allows(command: string): boolean {
@@ -51,18 +51,20 @@ export class ClientAuth {
   }
 
   /** hello's saslSupportedMechs and speculativeAuthenticate answers, to add to the reply. */
-  helloFields(request: Document): Document {
+  async helloFields(request: Document): Promise<Document> {
     const out: Document = {};
     const asked = request.saslSupportedMechs;
     if (typeof asked === 'string' && asked.includes('.')) {
       const dot = asked.indexOf('.');
+      const [db, user] = [asked.slice(0, dot), asked.slice(dot + 1)];
+      await this.users.prepare(db, user);
       // An unknown user is told what a user made by `mongoplex users add` has: no difference to probe.
-      out.saslSupportedMechs = this.users.mechanisms(asked.slice(0, dot), asked.slice(dot + 1)) ?? [...SCRAM_MECHANISMS];
+      out.saslSupportedMechs = this.users.mechanisms(db, user) ?? [...SCRAM_MECHANISMS];
     }
     const spec = request.speculativeAuthenticate as Document | undefined;
     if (spec && typeof spec === 'object' && spec.saslStart === 1) {
       const db = typeof spec.db === 'string' ? spec.db : 'admin';
-      const started = this.start(spec, db);
+      const started = await this.start(spec, db);
       // A speculative start that cannot proceed is left out, as mongod does: the driver then
       // runs saslStart, with the mechanism saslSupportedMechs named (a user made with
       // SCRAM-SHA-1 only, asked speculatively for SCRAM-SHA-256, the drivers' default).
@@ -75,7 +77,7 @@ export class ClientAuth {
   }
 
   /** Answers one of AUTH_COMMANDS; `db` is the command's database (the user's authSource for a login). */
-  command(name: string, body: Document, db: string): Document {
+  async command(name: string, body: Document, db: string): Promise<Document> {
     switch (name) {
       case 'saslstart':
         return this.start(body, db);
@@ -93,10 +95,12 @@ export class ClientAuth {
     }
   }
 
-  private start(body: Document, db: string): Document {
+  private async start(body: Document, db: string): Promise<Document> {
     const mechanism = body.mechanism;
     const payload = payloadOf(body.payload);
     if (!isScramMechanism(mechanism) || !payload) return this.fail(isScramMechanism(mechanism) ? mechanism : undefined, undefined, db);
+    const user = clientFirstUser(payload);
+    if (user !== undefined) await this.users.prepare(db, user);
     const server = new ScramServer(mechanism, (user, m) => this.users.secret(db, user, m));
     let serverFirst: Buffer;
     try {
@@ -126,6 +130,7 @@ export class ClientAuth {
     const verified = c.server.verify(payload);
     if (!verified) {
       this.conversation = undefined;
+      if (c.server.attemptedUser !== undefined) this.users.failed(c.db, c.server.attemptedUser);
       return this.fail(c.server.mechanism, c.server.attemptedUser, c.db);
     }
     if (c.skipEmptyExchange) {

@@ -157,6 +157,26 @@ export interface ScramVerified {
   readonly clientKey: Buffer;
 }
 
+/** client-first-message: the bare part, the user and the client's nonce. Throws ScramError. */
+function parseClientFirst(clientFirst: Buffer): { bare: string; user: string; nonce: string } {
+  const text = clientFirst.toString('utf8');
+  if (!text.startsWith(GS2_HEADER)) throw new ScramError('only SCRAM without channel binding ("n,,") is supported');
+  const bare = text.slice(GS2_HEADER.length);
+  const attrs = attributes(bare);
+  if (attrs.has('m')) throw new ScramError('SCRAM extensions are not supported');
+  return { bare, user: unescapeName(required(attrs, 'n')), nonce: required(attrs, 'r') };
+}
+
+/** The user a client-first message names; undefined when it is malformed. */
+export function clientFirstUser(clientFirst: Buffer): string | undefined {
+  try {
+    return parseClientFirst(clientFirst).user;
+  } catch (err) {
+    if (err instanceof ScramError) return undefined;
+    throw err;
+  }
+}
+
 /** Looks a user's secret up; undefined when there is no such user (or mechanism). */
 export type SecretLookup = (user: string, mechanism: ScramMechanism) => ScramSecret | undefined;
 
@@ -190,13 +210,10 @@ export class ScramServer {
 
   /** Reads client-first, answers server-first. Throws ScramError on malformed input. */
   start(clientFirst: Buffer): Buffer {
-    const text = clientFirst.toString('utf8');
-    if (!text.startsWith(GS2_HEADER)) throw new ScramError('only SCRAM without channel binding ("n,,") is supported');
-    this.clientFirstBare = text.slice(GS2_HEADER.length);
-    const attrs = attributes(this.clientFirstBare);
-    if (attrs.has('m')) throw new ScramError('SCRAM extensions are not supported');
-    this.user = unescapeName(required(attrs, 'n'));
-    const clientNonce = required(attrs, 'r');
+    const first = parseClientFirst(clientFirst);
+    this.clientFirstBare = first.bare;
+    this.user = first.user;
+    const clientNonce = first.nonce;
     this.secret = this.lookup(this.user, this.mechanism);
     const salt = this.secret?.salt ?? hmac(this.mechanism, DECOY_KEY, `${this.mechanism}:${this.user}`).subarray(0, SALT_LENGTH[this.mechanism]);
     const iterations = this.secret?.iterationCount ?? DEFAULT_ITERATIONS[this.mechanism];

@@ -30,11 +30,28 @@ const UserSchema = z.object({
 });
 const UsersFileSchema = z.object({ users: z.array(UserSchema) });
 type UsersFile = z.infer<typeof UsersFileSchema>;
+/** What `usersInfo` with `showCredentials: true` answers (other fields ignored). */
+export const UsersInfoReplySchema = UsersFileSchema;
 
-type Entry = ReadonlyMap<ScramMechanism, ScramSecret>;
+/** One user's secrets, by mechanism. */
+export type UserSecrets = ReadonlyMap<ScramMechanism, ScramSecret>;
 
-function key(db: string, user: string): string {
+export function userKey(db: string, user: string): string {
   return `${db}\u0000${user}`;
+}
+
+/**
+ * Where client logins find users' SCRAM secrets: the users file, or the upstream server asked
+ * with usersInfo (auth.userSource). `prepare` makes a user's secrets available to the
+ * synchronous lookups the SCRAM conversation makes.
+ */
+export interface UserSource {
+  prepare(db: string, user: string): Promise<void>;
+  secret(db: string, user: string, mechanism: ScramMechanism): ScramSecret | undefined;
+  /** The mechanisms a user has secrets for (hello's saslSupportedMechs); undefined for no such user. */
+  mechanisms(db: string, user: string): ScramMechanism[] | undefined;
+  /** A login as this user failed its proof: a cached secret may be stale. */
+  failed(db: string, user: string): void;
 }
 
 /** Reads and validates a users file; throws with a message naming the file and the problem. */
@@ -60,15 +77,16 @@ function readUsersFile(file: string): UsersFile {
   return parsed.data;
 }
 
-function index(file: UsersFile): Map<string, Entry> {
-  const users = new Map<string, Entry>();
+/** Users in the usersInfo layout, indexed by (db, user). */
+export function indexUsers(file: UsersFile): Map<string, UserSecrets> {
+  const users = new Map<string, UserSecrets>();
   for (const u of file.users) {
     const secrets = new Map<ScramMechanism, ScramSecret>();
     for (const m of SCRAM_MECHANISMS) {
       const c = u.credentials[m];
       if (c) secrets.set(m, { iterationCount: c.iterationCount, salt: Buffer.from(c.salt, 'base64'), storedKey: Buffer.from(c.storedKey, 'base64'), serverKey: Buffer.from(c.serverKey, 'base64') });
     }
-    users.set(key(u.db, u.user), secrets);
+    users.set(userKey(u.db, u.user), secrets);
   }
   return users;
 }
@@ -81,13 +99,13 @@ const RECHECK_MS = 1000;
  * at most once a second, when a client logs in), so a changed or removed secret applies to
  * the next login; a file that became invalid is logged and the last good one kept.
  */
-export class UserDirectory {
-  private users: Map<string, Entry>;
+export class UserDirectory implements UserSource {
+  private users: Map<string, UserSecrets>;
   private mtimeMs: number;
   private checkedAt = 0;
 
   constructor(private readonly file: string, private readonly log: Logger) {
-    this.users = index(readUsersFile(file));
+    this.users = indexUsers(readUsersFile(file));
     this.mtimeMs = statSync(file).mtimeMs;
     log.info({ file, users: this.users.size }, 'users loaded');
   }
@@ -96,15 +114,23 @@ export class UserDirectory {
     return this.users.size;
   }
 
+  /** The file is local: nothing to fetch. */
+  prepare(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The file changes only when someone writes it (re-read then). */
+  failed(): void {}
+
   secret(db: string, user: string, mechanism: ScramMechanism): ScramSecret | undefined {
     this.refresh();
-    return this.users.get(key(db, user))?.get(mechanism);
+    return this.users.get(userKey(db, user))?.get(mechanism);
   }
 
   /** The mechanisms a user has secrets for (hello's saslSupportedMechs); undefined for no such user. */
   mechanisms(db: string, user: string): ScramMechanism[] | undefined {
     this.refresh();
-    const e = this.users.get(key(db, user));
+    const e = this.users.get(userKey(db, user));
     return e && [...e.keys()];
   }
 
@@ -114,7 +140,7 @@ export class UserDirectory {
     try {
       const mtimeMs = statSync(this.file).mtimeMs;
       if (mtimeMs === this.mtimeMs) return;
-      this.users = index(readUsersFile(this.file));
+      this.users = indexUsers(readUsersFile(this.file));
       this.mtimeMs = mtimeMs;
       Metrics.usersFileLoads.add(1, { result: 'ok' });
       this.log.info({ file: this.file, users: this.users.size }, 'users file changed: reloaded');

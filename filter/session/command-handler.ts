@@ -22,7 +22,7 @@ import type { ClientInfo } from './client-info';
 import type { PauseGate } from './pause-gate';
 import { SHUTDOWN_MESSAGE, type ShutdownNotice } from './shutdown-notice';
 import { AUTH_COMMANDS, ClientAuth } from '../auth/client-auth';
-import type { UserDirectory } from '../auth/users';
+import type { UserSource } from '../auth/users';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -37,7 +37,7 @@ export interface HandlerDeps {
   /** Draining: drivers are asked to leave through their next heartbeat. */
   readonly shutdown: ShutdownNotice;
   /** auth.mode proxy: the users clients log in as; undefined: clients do not log in. */
-  readonly users: UserDirectory | undefined;
+  readonly users: UserSource | undefined;
 }
 
 /** Reads a driver retries after a ShutdownInProgress error (the retryable-reads specification's list). */
@@ -181,15 +181,15 @@ export class CommandHandler {
     } catch (err) {
       return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
-    if (this.auth) Object.assign(reply, this.auth.helloFields(request));
+    if (this.auth) Object.assign(reply, await this.auth.helloFields(request));
     this.connection.handshake(request.client);
     this.handshaken = true;
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
     return this.reply(inbound, reply, false);
   }
 
-  private answerAuth(inbound: Inbound, name: string, body: Document, db: string): Promise<Buffer> {
-    const reply = this.auth!.command(name.toLowerCase(), body, db);
+  private async answerAuth(inbound: Inbound, name: string, body: Document, db: string): Promise<Buffer> {
+    const reply = await this.auth!.command(name.toLowerCase(), body, db);
     if (reply.ok !== 1) return this.refused(inbound, name, reply);
     Metrics.commands.add(1, { handling: 'answered', command: name });
     return this.reply(inbound, reply, false);

@@ -76,6 +76,7 @@ export const Metrics = {
   upstreamConnectionsClosed: new Counter('mongoplex.upstream.connections.closed', 'Upstream connections closed, by reason'),
   upstreamConnectFailures: new Counter('mongoplex.upstream.connect_failures', 'Upstream connection attempts that failed'),
   clientLogins: new Counter('mongoplex.auth.client_logins', 'Client logins verified by the proxy (auth.mode proxy), by result and mechanism'),
+  userQueries: new Counter('mongoplex.auth.user_queries', 'usersInfo lookups of client users on the server (auth.userSource upstream), by result: found, not_found, failed'),
   usersFileLoads: new Counter('mongoplex.auth.users_file.loads', 'Reloads of auth.usersFile after it changed, by result'),
   tlsReloads: new Counter('mongoplex.tls.reloads', 'Reloads of listen.tls files after they changed, by result'),
   tlsHandshakeFailures: new Counter('mongoplex.tls.handshake_failures', "Client TLS handshakes that failed on the TCP ingress (no or untrusted client certificate, protocol mismatch)"),
