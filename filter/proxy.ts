@@ -214,7 +214,7 @@ export class Proxy {
     this.gate = new PauseGate((reason, heldMs) => log.info({ reason, heldMs }, 'commands flow again (pause ended)'));
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
-    this.router = new Router(this.servers, this.cursors, this.transactions, selection);
+    this.router = new Router(this.servers, this.cursors, this.transactions, selection, config.auth.mode === 'proxy');
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Binary, MongoClient, type Document } from 'mongodb';
+import { Binary, Long, MongoClient, MongoServerError, type Document } from 'mongodb';
 import { ScramClient } from '../filter/auth/scram';
 import { addUser } from '../filter/auth/users';
 import { ConfigError, loadConfig } from '../filter/config';
@@ -201,6 +201,33 @@ describe('auth.mode proxy: clients log in at mongoplex with SCRAM', () => {
     addUser(usersFile, 'rotating', 'admin', 'second-Pw');
     await waitFor('the changed secret applies', async () => ((await login('first-Pw')) === 'Authentication failed.' ? true : undefined));
     assert.equal(await login('second-Pw'), 'ok');
+  });
+
+  it("a cursor is served only to the user who opened it: another user's getMore or killCursors gets Unauthorized, an unknown cursor CursorNotFound", async () => {
+    const owner = await new MongoClient(uri(proxy.port, 'app', 'app-Pw-1')).connect();
+    const other = await new MongoClient(uri(front.port, 'reporting', 'rep-Pw-3', '?authSource=shop')).connect();
+    try {
+      const coll = owner.db('owned').collection('docs');
+      await coll.insertMany([1, 2, 3, 4, 5, 6].map((n) => ({ n })));
+      const opened = await owner.db('owned').command({ find: 'docs', batchSize: 2 });
+      const raw = (opened.cursor as { id: Long | number }).id;
+      const id = typeof raw === 'number' ? Long.fromNumber(raw) : raw;
+      assert.ok(!id.isZero());
+      const refusedGetMore = await other.db('owned').command({ getMore: id, collection: 'docs' }).catch((e: MongoServerError) => e);
+      assert.ok(refusedGetMore instanceof MongoServerError);
+      assert.equal(refusedGetMore.code, 13);
+      assert.equal(refusedGetMore.message, `cursor id ${id.toString()} was not created by the authenticated user`);
+      const refusedKill = await other.db('owned').command({ killCursors: 'docs', cursors: [id] }).catch((e: MongoServerError) => e);
+      assert.ok(refusedKill instanceof MongoServerError && refusedKill.code === 13);
+      // The owner's cursor is untouched: it continues where it was.
+      const next = await owner.db('owned').command({ getMore: id, collection: 'docs', batchSize: 10 });
+      assert.equal((next.cursor as { nextBatch: unknown[] }).nextBatch.length, 4);
+      const unknown = await owner.db('owned').command({ getMore: Long.fromNumber(987654321), collection: 'docs' }).catch((e: MongoServerError) => e);
+      assert.ok(unknown instanceof MongoServerError && unknown.code === 43, String(unknown));
+    } finally {
+      await owner.close();
+      await other.close();
+    }
   });
 
   it('mongoplex users add stores SCRAM secrets, never the password, in a 0600 file', () => {

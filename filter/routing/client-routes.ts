@@ -12,6 +12,11 @@ import { LastErrorPin, type LastErrorPins } from './last-error-pin';
 export class ClientRoutes {
   readonly lastError: LastErrorPin;
   private resources: ClientResources | undefined;
+  /**
+   * auth.mode proxy: who the client is logged in as (`db.user`), undefined before a login.
+   * Cursors remember it: another user's getMore/killCursors on them is refused.
+   */
+  user: string | undefined;
 
   /**
    * `member`: in replset mode, the member whose proxy address this client connected to;

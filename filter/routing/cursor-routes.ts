@@ -9,6 +9,8 @@ export interface CursorRoute {
   readonly ns: string;
   readonly server: ServerAddress;
   readonly creator: UpstreamConnection;
+  /** auth.mode proxy: the user whose command opened it (only that user may continue or kill it). */
+  readonly owner: string | undefined;
   lastUsedAt: number;
 }
 
@@ -33,11 +35,11 @@ export class CursorRoutes {
     return `${cursorId}|${ns}`;
   }
 
-  remember(cursorId: bigint, ns: string, server: ServerAddress, creator: UpstreamConnection): void {
+  remember(cursorId: bigint, ns: string, server: ServerAddress, creator: UpstreamConnection, owner?: string): void {
     const key = CursorRoutes.key(cursorId, ns);
     if (this.routes.get(key)) return;
     creator.cursorOpened();
-    this.routes.set(key, { cursorId, ns, server, creator, lastUsedAt: Date.now() });
+    this.routes.set(key, { cursorId, ns, server, creator, owner, lastUsedAt: Date.now() });
   }
 
   lookup(cursorId: bigint, ns: string): CursorRoute | undefined {

@@ -64,7 +64,7 @@ export class ReplyObserver {
       }
     } else if (info.cursor && info.cursor.id !== 0n) {
       const ns = info.cursor.ns ?? `${cmd.db}.${cmd.collection}`;
-      this.cursors.remember(info.cursor.id, ns, route.pool.address, conn);
+      this.cursors.remember(info.cursor.id, ns, route.pool.address, conn, client.user);
       lb?.cursorOpened(info.cursor.id, ns, route.pool.address);
     }
     if (!info.ok && info.code !== undefined && this.monitor && STATE_CHANGE_CODES.has(info.code)) {

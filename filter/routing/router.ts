@@ -11,6 +11,8 @@ import type { TransactionRoutes } from './transaction-routes';
 import type { ClientRoutes } from './client-routes';
 import { isLastErrorCommand, isWriteCommand, NO_GETLASTERROR_WIRE_VERSION } from './last-error-pin';
 import { selectServer } from './server-selection';
+import { ErrorCode } from '../wire/errors';
+import { Metrics } from '../telemetry/metrics';
 
 /** Why a message goes where it goes (recorded on spans and in metrics). */
 export type RouteReason = 'primary' | 'member' | 'cursor' | 'cursor_unknown' | 'pinned' | 'transaction' | 'selected';
@@ -63,9 +65,33 @@ export class Router {
     private readonly cursors: CursorRoutes,
     private readonly transactions: TransactionRoutes,
     private readonly selection?: Selection,
+    /** auth.mode proxy: clients log in, and cursors are served only to the user who opened them. */
+    private readonly authenticatedUsers = false,
   ) {}
 
+  /**
+   * A getMore or killCursors on a cursor another user opened is refused as mongod refuses it
+   * (Unauthorized); one on a cursor the proxy has no route for is CursorNotFound, since
+   * whose it is cannot be told (the route was evicted, or opened before a restart).
+   */
+  private foreignCursor(cmd: CommandInfo, client: ClientRoutes): Document | undefined {
+    const lname = cmd.name.toLowerCase();
+    if (lname !== 'getmore' && lname !== 'killcursors') return undefined;
+    const ids = lname === 'getmore' ? (cmd.cursorId === undefined ? [] : [cmd.cursorId]) : cmd.killCursorIds ?? [];
+    for (const id of ids) {
+      const known = cmd.cursorNs !== undefined ? this.cursors.lookup(id, cmd.cursorNs) : undefined;
+      if (!known) return { ok: 0, errmsg: `cursor id ${id} not found`, code: ErrorCode.CursorNotFound.code, codeName: ErrorCode.CursorNotFound.codeName };
+      if (known.owner !== client.user) {
+        Metrics.foreignCursorRefusals.add(1, { command: lname });
+        return { ok: 0, errmsg: `cursor id ${id} was not created by the authenticated user`, code: ErrorCode.Unauthorized.code, codeName: ErrorCode.Unauthorized.codeName };
+      }
+    }
+    return undefined;
+  }
+
   route(req: RoutedRequest, client: ClientRoutes): RouteDecision {
+    const foreign = this.authenticatedUsers && req.cmd ? this.foreignCursor(req.cmd, client) : undefined;
+    if (foreign) return { kind: 'answer', reply: foreign };
     const lastError = isLastErrorCommand(req.name);
     const pinned = client.lastError.take();
     if (!lastError) client.lastError.lastAnswer = undefined;

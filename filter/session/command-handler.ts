@@ -181,15 +181,25 @@ export class CommandHandler {
     } catch (err) {
       return this.refuse(inbound, 'hello', ErrorCode.HostUnreachable, `mongoplex cannot reach its upstream server: ${(err as Error).message}`);
     }
-    if (this.auth) Object.assign(reply, await this.auth.helloFields(request));
+    if (this.auth) {
+      Object.assign(reply, await this.auth.helloFields(request));
+      this.loggedInAs();
+    }
     this.connection.handshake(request.client);
     this.handshaken = true;
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
     return this.reply(inbound, reply, false);
   }
 
+  /** Routing keeps cursors to the user who opened them: tell it who this client is now. */
+  private loggedInAs(): void {
+    const user = this.auth?.user;
+    this.client.user = user && `${user.db}.${user.user}`;
+  }
+
   private async answerAuth(inbound: Inbound, name: string, body: Document, db: string): Promise<Buffer> {
     const reply = await this.auth!.command(name.toLowerCase(), body, db);
+    this.loggedInAs();
     if (reply.ok !== 1) return this.refused(inbound, name, reply);
     Metrics.commands.add(1, { handling: 'answered', command: name });
     return this.reply(inbound, reply, false);

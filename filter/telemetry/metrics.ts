@@ -76,6 +76,7 @@ export const Metrics = {
   upstreamConnectionsClosed: new Counter('mongoplex.upstream.connections.closed', 'Upstream connections closed, by reason'),
   upstreamConnectFailures: new Counter('mongoplex.upstream.connect_failures', 'Upstream connection attempts that failed'),
   clientLogins: new Counter('mongoplex.auth.client_logins', 'Client logins verified by the proxy (auth.mode proxy), by result and mechanism'),
+  foreignCursorRefusals: new Counter('mongoplex.auth.foreign_cursor_refusals', "getMore/killCursors refused because another user opened the cursor (auth.mode proxy)"),
   userQueries: new Counter('mongoplex.auth.user_queries', 'usersInfo lookups of client users on the server (auth.userSource upstream), by result: found, not_found, failed'),
   usersFileLoads: new Counter('mongoplex.auth.users_file.loads', 'Reloads of auth.usersFile after it changed, by result'),
   tlsReloads: new Counter('mongoplex.tls.reloads', 'Reloads of listen.tls files after they changed, by result'),
