@@ -108,7 +108,7 @@ export const ConfigSchema = z.strictObject({
       enabled: z.boolean().default(false),
       /** PEM CA certificates the servers' certificates are verified against (default: Node's bundled CAs). */
       caFile: file,
-      /** A client certificate and key to present (servers that require one, or MONGODB-X509). */
+      /** A client certificate and key to present (servers that require one). */
       certFile: file,
       keyFile: file,
       /** Skip the check that a server's certificate names the host dialled (the chain is still verified). */

@@ -71,7 +71,13 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   let grpcPort: number | undefined;
   if (config.listen.grpc !== null) {
     extProc = new ExtProcIngress(proxy);
-    grpcPort = await extProc.listen(config.listen.grpc);
+    try {
+      grpcPort = await extProc.listen(config.listen.grpc);
+    } catch (err) {
+      // A socket path in use, a TLS file missing: nothing opened so far stays behind.
+      await Promise.all([ingress?.close(true), members?.close(), extProc.close(), proxy.stop()]);
+      throw err;
+    }
   }
   const drain = async (timeoutMs: number): Promise<number> => {
     // Load balancers see /readyz fail and stop sending new clients before the listeners close.

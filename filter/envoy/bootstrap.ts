@@ -105,7 +105,7 @@ function fixedCluster(name: string, target: HostPort | PipePath, extra: Json = {
   const endpoints = [{ target, readyz }, ...more];
   const pipes = endpoints.some((e) => 'path' in e.target);
   const checked = pipes || readyz !== undefined;
-  const interval = {
+  const timing = {
     timeout: '1s',
     interval: '2s',
     // Envoy checks a cluster without traffic only every 60 s unless told otherwise.
@@ -125,7 +125,7 @@ function fixedCluster(name: string, target: HostPort | PipePath, extra: Json = {
         })),
       }],
     },
-    ...(checked ? { health_checks: [{ ...interval, ...(pipes ? { grpc_health_check: {} } : { http_health_check: { path: '/readyz' } }) }] } : {}),
+    ...(checked ? { health_checks: [{ ...timing, ...(pipes ? { grpc_health_check: {} } : { http_health_check: { path: '/readyz' } }) }] } : {}),
     ...extra,
   };
 }

@@ -10,6 +10,7 @@ import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
 import { claimSocketPath, parseGrpcAddress } from './exposure';
+import { ConfigError } from '../config';
 
 /**
  * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
@@ -228,9 +229,16 @@ export class ExtProcIngress {
     const where = parseGrpcAddress(address);
     if (where.kind === 'unix') await claimSocketPath(where.path);
     const tls = this.proxy.config.listen.grpcTls;
+    const read = (name: string, file: string): Buffer => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new ConfigError(`listen.grpcTls.${name}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      }
+    };
     const credentials = tls.certFile === null
       ? grpc.ServerCredentials.createInsecure()
-      : grpc.ServerCredentials.createSsl(readFileSync(tls.caFile!), [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile!) }], true);
+      : grpc.ServerCredentials.createSsl(read('caFile', tls.caFile!), [{ cert_chain: read('certFile', tls.certFile), private_key: read('keyFile', tls.keyFile!) }], true);
     return new Promise((resolve, reject) => {
       this.server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
     });
