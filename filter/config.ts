@@ -282,6 +282,15 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A file a setting names (a password, a certificate): unreadable is a ConfigError naming the setting and the reason. */
+export function readSettingFile(setting: string, name: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`${setting}: cannot read ${name} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
 const ENV_PREFIX = 'MONGOPLEX_';
 
 function envName(path: readonly string[]): string {

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Binary, type Document } from 'bson';
-import { ConfigError, type Config } from '../config';
+import { ConfigError, readSettingFile, type Config } from '../config';
 import { ScramClient, type ScramMechanism } from './scram';
 
 /** The identity mongoplex's own upstream connections log in with (upstream.auth). */
@@ -20,11 +19,7 @@ export function upstreamCredentials(auth: Config['upstream']['auth']): UpstreamC
   if (auth.username === null) return undefined;
   let password = auth.password;
   if (auth.passwordFile !== null) {
-    try {
-      password = readFileSync(auth.passwordFile, 'utf8').replace(/\r?\n$/, '');
-    } catch (err) {
-      throw new ConfigError(`cannot read upstream.auth.passwordFile ${auth.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
+    password = readSettingFile('upstream.auth', 'passwordFile', auth.passwordFile).toString('utf8').replace(/\r?\n$/, '');
     if (password.length === 0) throw new ConfigError(`upstream.auth.passwordFile ${auth.passwordFile} is empty`);
   }
   return { username: auth.username, password: password!, source: auth.source, mechanism: auth.mechanism, saltedCache: new Map() };

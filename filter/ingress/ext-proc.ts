@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -10,7 +9,7 @@ import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
 import { claimSocketPath, parseGrpcAddress } from './exposure';
-import { ConfigError } from '../config';
+import { loadPemFiles, type PemFiles } from '../pem-files';
 
 /**
  * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
@@ -138,6 +137,11 @@ class ExtProcTransport implements ClientTransport {
   }
 }
 
+/** Server credentials that require and verify a client certificate (Envoy's). */
+function mutualTls(files: PemFiles): grpc.ServerCredentials {
+  return grpc.ServerCredentials.createSsl(files.ca!, [{ cert_chain: files.cert!, private_key: files.key! }], true);
+}
+
 export class ExtProcIngress {
   private readonly server: grpc.Server;
   private warnedNoAddress = false;
@@ -229,16 +233,7 @@ export class ExtProcIngress {
     const where = parseGrpcAddress(address);
     if (where.kind === 'unix') await claimSocketPath(where.path);
     const tls = this.proxy.config.listen.grpcTls;
-    const read = (name: string, file: string): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (err) {
-        throw new ConfigError(`listen.grpcTls.${name}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-      }
-    };
-    const credentials = tls.certFile === null
-      ? grpc.ServerCredentials.createInsecure()
-      : grpc.ServerCredentials.createSsl(read('caFile', tls.caFile!), [{ cert_chain: read('certFile', tls.certFile), private_key: read('keyFile', tls.keyFile!) }], true);
+    const credentials = tls.certFile === null ? grpc.ServerCredentials.createInsecure() : mutualTls(loadPemFiles('listen.grpcTls', tls));
     return new Promise((resolve, reject) => {
       this.server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
     });

@@ -1,7 +1,7 @@
-import { readFileSync, statSync } from 'node:fs';
-import { createSecureContext, type TlsOptions } from 'node:tls';
+import { statSync } from 'node:fs';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from '../log';
-import { ConfigError } from '../config';
+import { loadPemFiles } from '../pem-files';
 import { Metrics } from '../telemetry/metrics';
 
 /** listen.tls: the PEM files of the TCP ingress's TLS. */
@@ -25,17 +25,14 @@ export class ReloadingTlsFiles {
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(options: TlsOptions) => void>();
 
+  /** The options new connections get: the last set of files that loaded. */
+  current: TlsOptions;
+
   /** Reads and checks the files now: a ConfigError names the one that is wrong. */
   constructor(private readonly tls: ListenTls, private readonly log: Logger) {
     this.stamp = this.readStamp();
-    try {
-      this.current = this.load();
-    } catch (err) {
-      throw new ConfigError(`listen.tls: ${(err as Error).message}`, { cause: err });
-    }
+    this.current = this.load();
   }
-
-  current: TlsOptions;
 
   /** Calls `apply` with every set of options loaded from now on, checking while anyone listens. */
   onChange(apply: (options: TlsOptions) => void): () => void {
@@ -65,21 +62,8 @@ export class ReloadingTlsFiles {
   }
 
   private load(): TlsOptions {
-    const read = (what: string, file: string): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (err) {
-        throw new Error(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-      }
-    };
-    const options: TlsOptions = {
-      cert: read('certFile', this.tls.certFile!),
-      key: read('keyFile', this.tls.keyFile!),
-      ...(this.tls.caFile ? { ca: read('caFile', this.tls.caFile), requestCert: true, rejectUnauthorized: this.tls.requireClientCert } : {}),
-    };
-    // Fails on a key that does not match the certificate, or PEM that does not parse.
-    createSecureContext(options);
-    return options;
+    const files = loadPemFiles('listen.tls', this.tls);
+    return { ...files, ...(files.ca ? { requestCert: true, rejectUnauthorized: this.tls.requireClientCert } : {}) };
   }
 
   private check(): void {

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type { Config } from '../config';
-import { ConfigError } from '../config';
+import { loadPemFiles } from '../pem-files';
 
 /** TLS to the upstream servers (upstream.tls), its files read once at start. */
 export interface UpstreamTls {
@@ -14,23 +13,7 @@ export interface UpstreamTls {
 
 export function upstreamTls(settings: Config['upstream']['tls']): UpstreamTls | undefined {
   if (!settings.enabled) return undefined;
-  const read = (name: string, file: string | null): Buffer | undefined => {
-    if (file === null) return undefined;
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new ConfigError(`upstream.tls.${name}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-  };
-  const ca = read('caFile', settings.caFile);
-  const cert = read('certFile', settings.certFile);
-  const key = read('keyFile', settings.keyFile);
-  try {
-    tls.createSecureContext({ ca, cert, key });
-  } catch (err) {
-    throw new ConfigError(`upstream.tls: the certificate files do not load: ${(err as Error).message}`);
-  }
-  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), allowInvalidHostnames: settings.allowInvalidHostnames };
+  return { ...loadPemFiles('upstream.tls', settings), allowInvalidHostnames: settings.allowInvalidHostnames };
 }
 
 /** Options for tls.connect to one server: SNI and the host-name check use the name dialled. */
