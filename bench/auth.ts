@@ -6,7 +6,6 @@ import { completeLogin, speculativeLogin } from '../filter/auth/upstream-login';
 import { addUser } from '../filter/auth/users';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
-import { freePort } from '../scripts/ports';
 import { RawClient } from '../test/support/raw-client';
 
 /**
@@ -79,12 +78,12 @@ export async function runAuthBenchmark(argv: string[]): Promise<void> {
     seed.destroy();
     const usersFile = path.join(dir, 'users.json');
     addUser(usersFile, APP.username, 'admin', APP.password);
-    const port = await freePort();
-    proxy = await MongoplexProcess.start({
-      MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_UPSTREAM_SERVERS: db.address, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(values.pool),
+    const started = await MongoplexProcess.pooling(db.address, Number(values.pool), {
       MONGOPLEX_UPSTREAM_AUTH_USERNAME: SERVICE.username, MONGOPLEX_UPSTREAM_AUTH_PASSWORD: SERVICE.password,
       MONGOPLEX_AUTH_MODE: 'proxy', MONGOPLEX_AUTH_USERS_FILE: usersFile,
     });
+    proxy = started.proxy;
+    const port = started.port;
     const direct = { setupPerSecond: await setupRate(db.port, SERVICE, Number(values.concurrency), seconds), opsPerSecond: await opsRate(db.port, SERVICE, Number(values.clients), seconds) };
     const viaProxy = { setupPerSecond: await setupRate(port, APP, Number(values.concurrency), seconds), opsPerSecond: await opsRate(port, APP, Number(values.clients), seconds) };
     const round = (v: number) => Math.round(v);

@@ -54,17 +54,11 @@ export async function runOperationsBenchmark(argv: string[]): Promise<void> {
 }
 
 async function runOperationsMode(mode: Mode, round: number, o: Options, db: FerretDB, dir: string, look?: (admin: number) => Promise<unknown>): Promise<OperationsResult> {
-  const tcp = await freePort();
   const admin = await freePort();
-  const env: Record<string, string> = {
-    MONGOPLEX_LISTEN_PORT: String(tcp),
-    MONGOPLEX_ADMIN_PORT: String(admin),
-    MONGOPLEX_UPSTREAM_SERVERS: db.address,
-    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
-  };
+  const env: Record<string, string> = { MONGOPLEX_ADMIN_PORT: String(admin) };
   if (mode === 'stats-off') Object.assign(env, { MONGOPLEX_STATS_ENABLED: 'false', MONGOPLEX_LOG_SLOW_MS: '0' });
   if (mode === 'stats-and-access-log') Object.assign(env, { MONGOPLEX_ACCESS_LOG_PATH: path.join(dir, `access-${round}.log`), MONGOPLEX_ACCESS_LOG_MAX_PER_SECOND: '1000000' });
-  const proxy = await MongoplexProcess.start(env);
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, env);
   try {
     const cpu0 = cpuMs(proxy.pid!);
     const running = runMode(mode, tcp, db, o);

@@ -218,14 +218,8 @@ async function startMode(mode: Mode, db: FerretDB, o: Options, stops: Array<() =
     stops.push(() => front.envoy.stop());
     return front.port;
   }
-  const tcp = await freePort();
   const grpc = await freePort();
-  const proxy = await MongoplexProcess.start({
-    MONGOPLEX_LISTEN_PORT: String(tcp),
-    MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
-    MONGOPLEX_UPSTREAM_SERVERS: db.address,
-    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
-  });
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}` });
   stops.push(() => proxy.stop());
   if (mode === 'mongoplex-tcp') return tcp;
   const front = await startEnvoyFront({

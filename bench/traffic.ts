@@ -52,19 +52,13 @@ export async function runTrafficBenchmark(argv: string[]): Promise<void> {
 
 /** One mode, one round: its own mongoplex process, the workload, and what it counted. */
 async function runTrafficMode(mode: Mode, round: number, o: Options, primary: FerretDB, shadow: FerretDB, dir: string): Promise<TrafficResult> {
-  const tcp = await freePort();
   const admin = await freePort();
-  const env: Record<string, string> = {
-    MONGOPLEX_LISTEN_PORT: String(tcp),
-    MONGOPLEX_ADMIN_PORT: String(admin),
-    MONGOPLEX_UPSTREAM_SERVERS: primary.address,
-    MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(o.poolSize),
-  };
+  const env: Record<string, string> = { MONGOPLEX_ADMIN_PORT: String(admin) };
   if (mode.startsWith('capture')) {
     Object.assign(env, { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: path.join(dir, `${mode}-${round}`), MONGOPLEX_CAPTURE_REDACT: String(mode === 'capture-redacted') });
   }
   if (mode.startsWith('mirror')) Object.assign(env, { MONGOPLEX_MIRROR_TARGET: shadow.address, MONGOPLEX_MIRROR_FRACTION: '1' });
-  const proxy = await MongoplexProcess.start(env);
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(primary.address, o.poolSize, env);
   if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGSTOP');
   try {
     const cpu0 = cpuMs(proxy.pid!);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePort } from './ports';
 import { terminate } from './process';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
@@ -28,6 +29,13 @@ export class MongoplexProcess {
       });
     });
     return new MongoplexProcess(child, listening);
+  }
+
+  /** A mongoplex pooling at most `poolSize` connections to `upstream`, its TCP ingress on a free port; `env` adds settings (benchmarks). */
+  static async pooling(upstream: string, poolSize: number, env: Record<string, string> = {}): Promise<{ proxy: MongoplexProcess; port: number }> {
+    const port = await freePort();
+    const proxy = await MongoplexProcess.start({ MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_UPSTREAM_SERVERS: upstream, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize), ...env });
+    return { proxy, port };
   }
 
   get pid(): number | undefined {
