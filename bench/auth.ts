@@ -23,7 +23,7 @@ const APP = { username: 'bench-app', password: 'bench-app-Pw' };
 
 /** Logs in as drivers do, with the proxy's own client side of SCRAM (speculative in the handshake). */
 async function logIn(c: RawClient, user: { username: string; password: string }, saltedCache: Map<string, Buffer>): Promise<void> {
-  const credentials = { username: user.username, password: user.password, source: 'admin', mechanism: 'SCRAM-SHA-256' as const, saltedCache };
+  const credentials = { username: user.username, source: 'admin', mechanism: 'SCRAM-SHA-256' as const, secret: { password: user.password, saltedCache } };
   const speculative = speculativeLogin(credentials);
   const hello = await c.command({ hello: 1, client: { driver: { name: 'bench', version: '1' } }, ...speculative.fields, $db: 'admin' });
   await completeLogin((db, cmd) => c.command({ ...cmd, $db: db }), credentials, speculative, hello);

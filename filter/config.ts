@@ -178,11 +178,14 @@ export const ConfigSchema = z.strictObject({
     /**
      * none: clients are not authenticated and share the proxy's upstream identity (for an
      * isolated network only; said loudly at start). proxy: clients log in to mongoplex with
-     * SCRAM-SHA-256/SCRAM-SHA-1 against auth.usersFile; upstream connections use upstream.auth.
+     * SCRAM-SHA-256/SCRAM-SHA-1 (secrets from auth.userSource); upstream connections use
+     * upstream.auth. passthrough: clients log in the same way, and each user gets its own upstream
+     * pools, logged in as that user with the key recovered from its proof (needs auth.userSource
+     * upstream): the server enforces each user's roles, and mongoplex holds no password.
      */
-    mode: z.enum(['none', 'proxy']).default('none'),
+    mode: z.enum(['none', 'proxy', 'passthrough']).default('none'),
     /**
-     * Where auth.mode proxy finds users' SCRAM secrets. file: auth.usersFile. upstream: the
+     * Where auth.mode proxy and passthrough find users' SCRAM secrets. file: auth.usersFile. upstream: the
      * server, asked with usersInfo showCredentials as upstream.auth's user (needs a role that
      * may view users' credentials), answers cached.
      */
@@ -193,6 +196,12 @@ export const ConfigSchema = z.strictObject({
     cacheTtlMs: z.number().int().min(1).default(60_000),
     /** userSource upstream: users whose secrets are cached at once; the oldest is dropped first. */
     cacheMaxUsers: z.number().int().min(1).default(10_000),
+    passthrough: z.strictObject({
+      /** Upstream connections one user may hold to one server. */
+      maxPoolSizePerUser: z.number().int().min(1).default(4),
+      /** Upstream connections all users' pools may hold together; idle ones of other users are closed to make room. */
+      maxConnections: z.number().int().min(1).default(64),
+    }).prefault({}),
   }).prefault({}),
   admin: z.strictObject({
     /** HTTP admin endpoint (status page, /metrics, /stats, inspection and control); port 0 picks a free port, null disables it. */
@@ -405,10 +414,16 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   if (ua.username === null && (ua.password !== null || ua.passwordFile !== null)) {
     throw new ConfigError('invalid configuration:\n  upstream.auth.username: needed with a password');
   }
+  if (cfg.auth.mode === 'passthrough' && cfg.auth.userSource !== 'upstream') {
+    throw new ConfigError("invalid configuration:\n  auth.userSource: auth.mode passthrough logs users in upstream with keys that fit only the server's own salts; set auth.userSource upstream");
+  }
+  if (cfg.auth.mode === 'passthrough' && cfg.auth.passthrough.maxPoolSizePerUser > cfg.auth.passthrough.maxConnections) {
+    throw new ConfigError('invalid configuration:\n  auth.passthrough.maxPoolSizePerUser: must not exceed auth.passthrough.maxConnections');
+  }
   if (cfg.auth.mode === 'proxy' && cfg.auth.userSource === 'file' && !cfg.auth.usersFile) {
     throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`), or set auth.userSource upstream');
   }
-  if (cfg.auth.mode === 'proxy' && cfg.auth.userSource === 'upstream' && ua.username === null) {
+  if (cfg.auth.mode !== 'none' && cfg.auth.userSource === 'upstream' && ua.username === null) {
     throw new ConfigError('invalid configuration:\n  auth.userSource: upstream asks the server for users\' secrets as upstream.auth.username; set it');
   }
   const pairs: Array<[string, { certFile: string | null; keyFile: string | null }]> = [['listen.tls', cfg.listen.tls], ['listen.grpcTls', cfg.listen.grpcTls], ['upstream.tls', cfg.upstream.tls]];

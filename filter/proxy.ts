@@ -31,6 +31,7 @@ import { upstreamCredentials } from './auth/upstream-login';
 import { upstreamTls } from './upstream/tls';
 import { loadUsers, type UserSource } from './auth/users';
 import { UpstreamUserQuery } from './auth/user-query';
+import { UserPools } from './auth/user-pools';
 import { ClientInfo } from './session/client-info';
 import { applyReload, type ReloadResult } from './admin/reload';
 import { History } from './admin/history';
@@ -64,13 +65,16 @@ export interface ClientStatus {
   readonly pins: { lastError: boolean; cursors: number; transactions: number };
 }
 
+/** One pool as /pools and /stats show it; `user`: a passthrough user's own pool (`db.user`). */
+export type PoolListEntry = PoolStats & { maxPoolSize: number; oldestWaitMs: number; user?: string };
+
 /** What `/stats` serves: the engine's state now, and every counter since start. */
 export interface ProxyStats {
   readonly clients: number;
   readonly clientBufferedBytes: number;
   /** Claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size). */
   readonly clientClaimedBytes: number;
-  readonly pools: Array<PoolStats & { maxPoolSize: number; oldestWaitMs: number }>;
+  readonly pools: PoolListEntry[];
   readonly cursorRoutes: number;
   readonly transactionRoutes: number;
   /** Pooled connections held for a getLastError (at most a quarter of each pool). */
@@ -135,8 +139,10 @@ export class Proxy {
   /** PAUSE/RESUME: holds commands before they are forwarded. */
   readonly gate: PauseGate;
   private readonly shutdown = new ShutdownNotice();
-  /** auth.mode proxy: where clients' SCRAM secrets come from (the users file or the auth query). */
+  /** auth.mode proxy and passthrough: where clients' SCRAM secrets come from (the users file or the auth query). */
   private readonly users: UserSource | undefined;
+  /** auth.mode passthrough: each user's own upstream pools, within one connection budget. */
+  readonly userPools: UserPools | undefined;
   /** With upstream.auth: how the start-up login check connects (the pools' options). */
   private readonly loginCheck: ConnectOptions | undefined;
   /** The last ten minutes, one sample a second (the status page). */
@@ -152,7 +158,10 @@ export class Proxy {
     const tls = upstreamTls(up.tls);
     if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials, tls };
     this.servers = new ServerSet(up.servers, { ...up, via, credentials, tls });
-    this.users = this.userSource(log.child({ component: 'auth' }));
+    const authLog = log.child({ component: 'auth' });
+    const query = this.userQuery(authLog);
+    this.users = query ?? (config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, authLog) : undefined);
+    if (config.auth.mode === 'passthrough') this.userPools = new UserPools(this.servers, config.auth.passthrough, (db, user) => query?.forget(db, user), authLog);
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
@@ -214,11 +223,12 @@ export class Proxy {
     this.gate = new PauseGate((reason, heldMs) => log.info({ reason, heldMs }, 'commands flow again (pause ended)'));
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
-    this.router = new Router(this.servers, this.cursors, this.transactions, selection, config.auth.mode === 'proxy');
+    this.router = new Router(this.servers, this.cursors, this.transactions, selection, config.auth.mode !== 'none');
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
+    if (this.userPools) this.janitor.every('user-pools', () => this.userPools!.sweep());
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
     this.janitor.every('stalled-senders', (now) => {
@@ -243,6 +253,11 @@ export class Proxy {
           [s.connecting, { server: s.address, state: 'connecting' }],
         ] as Array<[number, Record<string, string>]>;
       }));
+    if (this.userPools) {
+      const userPools = this.userPools;
+      gauge('mongoplex.auth.passthrough.users', "Users with upstream pools of their own (auth.mode passthrough)", () => [[userPools.size]]);
+      gauge('mongoplex.auth.passthrough.connections', "Upstream connections of all users' pools, against auth.passthrough.maxConnections", () => [[userPools.budget.inUse]]);
+    }
     gauge('mongoplex.pool.waiting', 'Requests waiting for a pooled connection', () =>
       this.servers.all().map((p) => [p.stats().waiting, { server: p.address.toString() }]));
   }
@@ -277,7 +292,7 @@ export class Proxy {
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const info = new ClientInfo(id, transport.remote);
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, users: this.users }, routes, info, log);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, users: this.users, userPools: this.userPools }, routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
@@ -298,11 +313,10 @@ export class Proxy {
     return this.drainingNow;
   }
 
-  /** auth.mode proxy: the users file, or the auth query (usersInfo on the writable server as the service identity). */
-  private userSource(log: Logger): UserSource | undefined {
+  /** auth.userSource upstream: the auth query (usersInfo on the writable server as the service identity). */
+  private userQuery(log: Logger): UpstreamUserQuery | undefined {
     const a = this.config.auth;
-    if (a.mode !== 'proxy') return undefined;
-    if (a.userSource === 'file') return loadUsers(a.usersFile!, log);
+    if (a.mode === 'none' || a.userSource !== 'upstream') return undefined;
     return new UpstreamUserQuery(async (db, command) => {
       const pool = this.servers.writable();
       const conn = await pool.checkOut();
@@ -414,9 +428,11 @@ export class Proxy {
     return this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) }));
   }
 
-  /** The pools (/pools): per server, connections by state, waiters and the oldest wait. */
-  poolList(now = Date.now()): Array<PoolStats & { maxPoolSize: number; oldestWaitMs: number }> {
-    return this.servers.all().map((p) => ({ ...p.stats(), maxPoolSize: p.maxSize, oldestWaitMs: p.oldestWaitMs(now) }));
+  /** The pools (/pools): per server (and passthrough user), connections by state, waiters and the oldest wait. */
+  poolList(now = Date.now()): PoolListEntry[] {
+    const shared = this.servers.all().map((p) => ({ ...p.stats(), maxPoolSize: p.maxSize, oldestWaitMs: p.oldestWaitMs(now) }));
+    const users = this.userPools?.stats(now).map((u) => ({ ...u.pool, maxPoolSize: u.maxPoolSize, oldestWaitMs: u.oldestWaitMs, user: u.user })) ?? [];
+    return [...shared, ...users];
   }
 
   /** The client connections (/clients), longest connected first, at most `limit`. */

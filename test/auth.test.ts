@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Binary, Long, MongoClient, MongoServerError, type Document } from 'mongodb';
@@ -10,6 +10,7 @@ import { addUser } from '../filter/auth/users';
 import { ConfigError, loadConfig } from '../filter/config';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { FerretDB } from '../scripts/ferretdb';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort, waitFor } from '../scripts/ports';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
@@ -142,7 +143,7 @@ describe('auth.mode proxy: clients log in at mongoplex with SCRAM', () => {
   });
 
   it('a login without speculativeAuthenticate or skipEmptyExchange takes three round trips; a replayed proof is refused', async () => {
-    const scram = new ScramClient('SCRAM-SHA-256', 'app', 'app-Pw-1');
+    const scram = new ScramClient('SCRAM-SHA-256', 'app', { password: 'app-Pw-1' });
     const c = await RawClient.connect(proxy.port);
     const first = await c.command({ saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(scram.clientFirst), $db: 'admin' });
     assert.equal(first.done, false);
@@ -171,7 +172,7 @@ describe('auth.mode proxy: clients log in at mongoplex with SCRAM', () => {
       assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
       const refused = await c.command({ find: 'orders', filter: {}, $db: 'shop' });
       assert.deepEqual([refused.ok, refused.code, refused.codeName, refused.errmsg], [0, 13, 'Unauthorized', 'command find requires authentication']);
-      const scram = new ScramClient('SCRAM-SHA-1', 'app', 'app-Pw-1');
+      const scram = new ScramClient('SCRAM-SHA-1', 'app', { password: 'app-Pw-1' });
       const first = await c.command({ saslStart: 1, mechanism: 'SCRAM-SHA-1', payload: new Binary(scram.clientFirst), options: { skipEmptyExchange: true }, $db: 'admin' });
       const done = await c.command({ saslContinue: 1, conversationId: first.conversationId, payload: new Binary(scram.clientFinal(payloadOf(first))), $db: 'admin' });
       assert.deepEqual([done.ok, done.done], [1, true], 'skipEmptyExchange: done in two round trips');
@@ -298,5 +299,173 @@ describe('auth.userSource upstream: the proxy asks the server for users\' secret
 
   it('without upstream.auth the auth query is a configuration error', () => {
     assert.throws(() => loadConfig({ env: {}, overrides: { auth: { mode: 'proxy', userSource: 'upstream' } } }), /auth\.userSource: upstream asks the server for users' secrets as upstream\.auth\.username/);
+  });
+});
+
+describe('auth.mode passthrough: each user gets upstream pools logged in as that user, without its password', () => {
+  let proxy: TestMongoplex;
+  let front: EnvoyFront;
+  let admin: MongoClient;
+  const USERS = { alice: { db: 'admin', pw: 'alice-Pw-7c1e' }, bob: { db: 'shop', pw: 'bob-Pw-20aa' } };
+  const userUri = (port: number, user: keyof typeof USERS, password = USERS[user].pw) => `mongodb://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/?authSource=${USERS[user].db}`;
+  const pools = async (p: TestMongoplex) => ((await (await fetch(`http://127.0.0.1:${p.admin!.port}/pools`)).json()) as { pools: Array<{ user?: string; total: number; inUse: number }> }).pools;
+  const counter = async (p: TestMongoplex, name: string, label: string) => {
+    const metrics = await (await fetch(`http://127.0.0.1:${p.admin!.port}/metrics`)).text();
+    return [...metrics.matchAll(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  };
+  const passthrough = (extra: { maxPoolSizePerUser?: number; maxConnections?: number; cacheTtlMs?: number } = {}, listen = {}) => startMongoplex(server.address, {
+    auth: { mode: 'passthrough', userSource: 'upstream', cacheTtlMs: extra.cacheTtlMs ?? 60_000, passthrough: { maxPoolSizePerUser: extra.maxPoolSizePerUser ?? 2, maxConnections: extra.maxConnections ?? 8 } },
+    upstream: { auth: { username: SERVICE.username, password: SERVICE.password } },
+    admin: { port: 0 },
+    listen,
+  });
+
+  before(async () => {
+    admin = await new MongoClient(`mongodb://${SERVICE.username}:${encodeURIComponent(SERVICE.password)}@${server.address}/?directConnection=true`).connect();
+    for (const [user, { db, pw }] of Object.entries(USERS)) await admin.db(db).command({ createUser: user, pwd: pw, roles: [] });
+    const grpc = await freePort();
+    proxy = await passthrough({}, { grpc: `127.0.0.1:${grpc}` });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+    await admin?.close();
+  });
+
+  it('the server sees each user as itself on every pooled connection (connectionStatus), through both ingresses, and two users never share one', async () => {
+    const alice = await new MongoClient(userUri(proxy.port, 'alice')).connect();
+    const bob = await new MongoClient(userUri(front.port, 'bob'), { maxPoolSize: 20 }).connect();
+    try {
+      await alice.db('pt').collection('c').insertOne({ by: 'alice' });
+      assert.equal(await bob.db('pt').collection('c').countDocuments({ by: 'alice' }), 1);
+      // Interleaved, many at once: each user's pool is two connections, and each answer comes from the server.
+      const seen = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+        const [name, c] = i % 2 === 0 ? ['alice', alice] as const : ['bob', bob] as const;
+        const status = await c.db('admin').command({ connectionStatus: 1 });
+        return `${name} → ${JSON.stringify(status.authInfo.authenticatedUsers)}`;
+      }));
+      assert.deepEqual(new Set(seen), new Set(['alice → [{"user":"alice","db":"admin"}]', 'bob → [{"user":"bob","db":"shop"}]']));
+      const userPools = (await pools(proxy)).filter((p) => p.user !== undefined);
+      assert.deepEqual(userPools.map((p) => p.user).sort(), ['admin.alice', 'shop.bob']);
+      for (const p of userPools) assert.ok(p.total >= 1 && p.total <= 2, `${p.user}: ${p.total} connections (at most 2)`);
+      // killAllSessions is not refused: it goes to the server as the user (who may end only its own sessions).
+      const killed = await alice.db('admin').command({ killAllSessions: [] }).then(() => 'ok', (e: Error) => e.message);
+      assert.ok(!killed.includes('mongoplex refuses'), killed);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+  });
+
+  it("the users' connections stay within auth.passthrough.maxConnections: a busy user's pool gives up connections to another that waits", async () => {
+    const small = await passthrough({ maxPoolSizePerUser: 2, maxConnections: 2 });
+    const alice = await new MongoClient(userUri(small.port, 'alice'), { maxPoolSize: 10 }).connect();
+    const bob = await new MongoClient(userUri(small.port, 'bob'), { maxPoolSize: 10 }).connect();
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await pools(small)).filter((p) => p.user).reduce((n, p) => n + p.total, 0));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    try {
+      const load = (c: MongoClient, who: string) => Promise.all(Array.from({ length: 40 }, (_, i) => c.db('pt').collection('budget').insertOne({ who, i })));
+      await load(alice, 'alice'); // alice alone: her pool grows to both slots
+      await Promise.all([load(alice, 'alice'), load(bob, 'bob')]); // then both at once: bob gets in
+      assert.equal(await bob.db('pt').collection('budget').countDocuments({ who: 'bob' }), 40);
+      assert.equal(await alice.db('pt').collection('budget').countDocuments({ who: 'alice' }), 80);
+    } finally {
+      sampling = false;
+      await sampler;
+      await alice.close();
+      await bob.close();
+    }
+    try {
+      assert.ok(most >= 1 && most <= 2, `users' connections at most 2, saw ${most}`);
+      assert.ok(await counter(small, 'mongoplex_upstream_connections_closed_total', 'reason="budget"') >= 1, 'a connection moved from one user to the other');
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('a user whose secret changes is refused at the next login; its pools are closed, and its connected clients must log in again', async () => {
+    await admin.db('admin').command({ createUser: 'carol', pwd: 'carol-Old-1', roles: [] });
+    const short = await passthrough({ cacheTtlMs: 200 });
+    const uri = (pw: string) => `mongodb://carol:${pw}@127.0.0.1:${short.port}/`;
+    const early = await new MongoClient(uri('carol-Old-1'), { retryReads: false }).connect();
+    // A client speaking the protocol by hand, to see the proxy's own answer.
+    const raw = await RawClient.connect(short.port);
+    const scram = new ScramClient('SCRAM-SHA-256', 'carol', { password: 'carol-Old-1' });
+    const first = await raw.command({ saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(scram.clientFirst), options: { skipEmptyExchange: true }, $db: 'admin' });
+    assert.equal((await raw.command({ saslContinue: 1, conversationId: first.conversationId, payload: new Binary(scram.clientFinal(payloadOf(first))), $db: 'admin' })).done, true);
+    try {
+      assert.equal((await early.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers[0].user, 'carol');
+      assert.equal((await raw.command({ find: 'c', filter: {}, $db: 'pt' })).ok, 1);
+      await admin.db('admin').command({ updateUser: 'carol', pwd: 'carol-New-2' });
+      await new Promise((r) => setTimeout(r, 300));
+      const attempt = async (pw: string) => {
+        const c = new MongoClient(uri(pw), { serverSelectionTimeoutMS: 5000 });
+        try {
+          await c.db('admin').command({ connectionStatus: 1 });
+          return 'ok';
+        } catch (err) {
+          return (err as Error).message;
+        } finally {
+          await c.close();
+        }
+      };
+      assert.equal(await attempt('carol-Old-1'), 'Authentication failed.');
+      assert.equal(await attempt('carol-New-2'), 'ok');
+      assert.ok(await counter(short, 'mongoplex_auth_user_pools_total', 'event="secret_changed"') >= 1);
+      // Clients that logged in before the change are told to log in again (ReauthenticationRequired);
+      // the driver does so by itself, with the old password, and is refused.
+      const told = await raw.command({ find: 'c', filter: {}, $db: 'pt' });
+      assert.deepEqual([told.ok, told.code, told.codeName], [0, 391, 'ReauthenticationRequired']);
+      const after = await early.db('pt').collection('c').findOne({}).then(() => 'ok', (e: MongoServerError) => `${e.code} ${e.message}`);
+      assert.equal(after, '18 Authentication failed.');
+    } finally {
+      raw.destroy();
+      await early.close();
+      await short.stop();
+    }
+  });
+
+  it("the proxy's memory never holds a user's password (heap snapshot of a mongoplex process)", async () => {
+    const snapshots = mkdtempSync(path.join(tmpdir(), 'mongoplex-heap-'));
+    const { proxy: child, port } = await MongoplexProcess.pooling(server.address, 4, {
+      NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshots}`,
+      MONGOPLEX_AUTH_MODE: 'passthrough', MONGOPLEX_AUTH_USER_SOURCE: 'upstream',
+      MONGOPLEX_UPSTREAM_AUTH_USERNAME: SERVICE.username, MONGOPLEX_UPSTREAM_AUTH_PASSWORD: SERVICE.password,
+    });
+    try {
+      for (const user of ['alice', 'bob'] as const) {
+        for (const mechanism of ['SCRAM-SHA-256', 'SCRAM-SHA-1']) {
+          const c = await new MongoClient(`${userUri(port, user)}&authMechanism=${mechanism}`).connect();
+          assert.equal((await c.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers[0].user, user);
+          await c.close();
+        }
+      }
+      child.notify('SIGUSR2');
+      const file = await waitFor('the heap snapshot is written', async () => {
+        const name = readdirSync(snapshots).find((f) => f.endsWith('.heapsnapshot'));
+        if (!name) return undefined;
+        const text = readFileSync(path.join(snapshots, name), 'utf8');
+        return text.trimEnd().endsWith('}') ? text : undefined;
+      }, 60_000);
+      // The service identity's own password is there (it logs in with it): the search works.
+      assert.ok(file.includes(SERVICE.password), 'control: the service password is found');
+      for (const { pw } of Object.values(USERS)) assert.ok(!file.includes(pw), 'a user password is in the heap');
+    } finally {
+      await child.stop();
+      rmSync(snapshots, { recursive: true, force: true });
+    }
+  });
+
+  it('passthrough needs the auth query (the server\'s salts), and a per-user size within the total', () => {
+    const base = { upstream: { auth: { username: 'svc', password: 'x' } } };
+    assert.throws(() => loadConfig({ env: {}, overrides: { ...base, auth: { mode: 'passthrough', usersFile: '/tmp/u.json' } } }), /auth\.userSource: auth\.mode passthrough logs users in upstream with keys that fit only the server's own salts/);
+    assert.throws(() => loadConfig({ env: {}, overrides: { ...base, auth: { mode: 'passthrough', userSource: 'upstream', passthrough: { maxPoolSizePerUser: 9, maxConnections: 4 } } } }), /auth\.passthrough\.maxPoolSizePerUser: must not exceed auth\.passthrough\.maxConnections/);
   });
 });

@@ -3,10 +3,11 @@ import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
 import { connectionStatusReply } from '../session/connection-scoped';
 import { ErrorCode } from '../wire/errors';
-import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism } from './scram';
+import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism, type ScramVerified } from './scram';
+import type { PassthroughLogin } from './user-pools';
 import type { UserSource } from './users';
 
-/** Commands the proxy answers itself in auth.mode proxy (lower case). */
+/** Commands the proxy answers itself in auth.mode proxy and passthrough (lower case). */
 export const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'logout', 'connectionstatus', 'authenticate', 'getnonce']);
 
 /** What a client may have forwarded before it logs in (mongod's commands that need no authentication). */
@@ -21,7 +22,7 @@ interface Conversation {
   readonly db: string;
   readonly skipEmptyExchange: boolean;
   /** The proof checked out; the server-final message went out, the client's empty message is due. */
-  verifiedUser?: string;
+  verified?: ScramVerified;
 }
 
 function payloadOf(v: unknown): Buffer | undefined {
@@ -31,7 +32,7 @@ function payloadOf(v: unknown): Buffer | undefined {
 }
 
 /**
- * One client connection's login at the proxy (auth.mode proxy): the server side of
+ * One client connection's login at the proxy (auth.mode proxy and passthrough): the server side of
  * SCRAM-SHA-256 and SCRAM-SHA-1 as drivers speak it — saslStart/saslContinue, or
  * speculativeAuthenticate inside the handshake hello, with or without skipEmptyExchange —
  * against the users file or the auth query (`UserSource`). Until a login succeeds, only the handshake, the login itself and
@@ -40,10 +41,18 @@ function payloadOf(v: unknown): Buffer | undefined {
 export class ClientAuth {
   private conversation: Conversation | undefined;
   private nextConversationId = 1;
-  /** Who this connection is logged in as. */
-  user: { readonly user: string; readonly db: string } | undefined;
+  /**
+   * Who this connection is logged in as (a new object at each login). In passthrough mode, with
+   * the key its upstream connections log in with.
+   */
+  user: { readonly user: string; readonly db: string; readonly passthrough: PassthroughLogin | undefined } | undefined;
 
-  constructor(private readonly users: UserSource, private readonly log: Logger) {}
+  constructor(
+    private readonly users: UserSource,
+    private readonly log: Logger,
+    /** auth.mode passthrough: keep the ClientKey recovered from the proof, for the user's upstream pools. */
+    private readonly passthrough = false,
+  ) {}
 
   /** Whether a command may go on (upstream, or to the router) on this connection now. */
   allows(command: string): boolean {
@@ -122,10 +131,10 @@ export class ClientAuth {
       this.conversation = undefined;
       return this.fail(undefined, undefined, c?.db ?? 'admin', 'no such conversation');
     }
-    if (c.verifiedUser !== undefined) {
+    if (c.verified !== undefined) {
       // The client acknowledged the server's signature with its empty message: done.
       this.conversation = undefined;
-      return this.succeed(c, c.verifiedUser, Buffer.alloc(0));
+      return this.succeed(c, c.verified, Buffer.alloc(0));
     }
     const verified = c.server.verify(payload);
     if (!verified) {
@@ -135,14 +144,16 @@ export class ClientAuth {
     }
     if (c.skipEmptyExchange) {
       this.conversation = undefined;
-      return this.succeed(c, verified.user, verified.serverFinal);
+      return this.succeed(c, verified, verified.serverFinal);
     }
-    c.verifiedUser = verified.user;
+    c.verified = verified;
     return { conversationId: c.id, done: false, payload: new Binary(verified.serverFinal), ok: 1 };
   }
 
-  private succeed(c: Conversation, user: string, payload: Buffer): Document {
-    this.user = { user, db: c.db };
+  private succeed(c: Conversation, verified: ScramVerified, payload: Buffer): Document {
+    const { user, secret, clientKey } = verified;
+    const mechanism = c.server.mechanism;
+    this.user = { user, db: c.db, passthrough: this.passthrough ? { user, db: c.db, mechanism, secret, clientKey } : undefined };
     Metrics.clientLogins.add(1, { result: 'ok', mechanism: c.server.mechanism });
     this.log.debug({ user, db: c.db, mechanism: c.server.mechanism }, 'client logged in');
     return { conversationId: c.id, done: true, payload: new Binary(payload), ok: 1 };

@@ -93,6 +93,16 @@ function unescapeName(u: string): string {
 const GS2_HEADER = 'n,,';
 const CHANNEL_BINDING = Buffer.from(GS2_HEADER).toString('base64'); // "biws"
 
+/**
+ * What the proxy logs in upstream with: a password (its own service identity; PBKDF2 runs once
+ * per salt and iteration count, kept in `saltedCache`), or a user's keys (auth.mode
+ * passthrough: the ClientKey recovered from that user's own proof and the ServerKey the server
+ * keeps, valid only for the salt and iteration count they were derived with).
+ */
+export type ScramClientSecret =
+  | { readonly password: string; readonly saltedCache?: Map<string, Buffer> }
+  | { readonly keys: ScramSecret & { readonly clientKey: Buffer } };
+
 /** The proxy logging in to a server as one user (its pooled and monitor connections). */
 export class ScramClient {
   private readonly nonce = randomBytes(24).toString('base64');
@@ -102,9 +112,7 @@ export class ScramClient {
   constructor(
     readonly mechanism: ScramMechanism,
     private readonly user: string,
-    private readonly password: string,
-    /** PBKDF2 is slow by design: the salted password is kept per (salt, iterations). */
-    private readonly saltedCache?: Map<string, Buffer>,
+    private readonly secret: ScramClientSecret,
   ) {
     this.clientFirstBare = `n=${escapeName(user)},r=${this.nonce}`;
   }
@@ -122,18 +130,29 @@ export class ScramClient {
     const salt = Buffer.from(required(attrs, 's'), 'base64');
     const iterations = Number(required(attrs, 'i'));
     if (!Number.isInteger(iterations) || iterations < MIN_ITERATIONS) throw new ScramError(`server asks for ${attrs.get('i')} iterations (fewer than ${MIN_ITERATIONS})`);
-    const key = `${this.mechanism}:${salt.toString('base64')}:${iterations}`;
-    let salted = this.saltedCache?.get(key);
-    if (!salted) {
-      salted = saltedPassword(this.mechanism, this.user, this.password, salt, iterations);
-      this.saltedCache?.set(key, salted);
-    }
+    const { clientKey, serverKey } = this.keys(salt, iterations);
     const withoutProof = `c=${CHANNEL_BINDING},r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${first},${withoutProof}`;
-    const clientKey = hmac(this.mechanism, salted, 'Client Key');
     const proof = xor(clientKey, hmac(this.mechanism, hash(this.mechanism, clientKey), authMessage));
-    this.serverSignature = hmac(this.mechanism, hmac(this.mechanism, salted, 'Server Key'), authMessage);
+    this.serverSignature = hmac(this.mechanism, serverKey, authMessage);
     return Buffer.from(`${withoutProof},p=${proof.toString('base64')}`);
+  }
+
+  /** ClientKey and ServerKey for the salt and iteration count the server asked for. */
+  private keys(salt: Buffer, iterations: number): { clientKey: Buffer; serverKey: Buffer } {
+    const s = this.secret;
+    if ('keys' in s) {
+      // Keys recovered from a proof fit only the secret they were made with.
+      if (!salt.equals(s.keys.salt) || iterations !== s.keys.iterationCount) throw new ScramError('the server holds another secret for this user (its password changed)');
+      return { clientKey: s.keys.clientKey, serverKey: s.keys.serverKey };
+    }
+    const cacheKey = `${this.mechanism}:${salt.toString('base64')}:${iterations}`;
+    let salted = s.saltedCache?.get(cacheKey);
+    if (!salted) {
+      salted = saltedPassword(this.mechanism, this.user, s.password, salt, iterations);
+      s.saltedCache?.set(cacheKey, salted);
+    }
+    return { clientKey: hmac(this.mechanism, salted, 'Client Key'), serverKey: hmac(this.mechanism, salted, 'Server Key') };
   }
 
   /** Checks the server-final message: the server proved it knows our secret too. */
@@ -155,6 +174,8 @@ export interface ScramVerified {
    * password. Keep it no longer than needed.
    */
   readonly clientKey: Buffer;
+  /** The secret the proof was checked against (the ClientKey fits only its salt and iteration count). */
+  readonly secret: ScramSecret;
 }
 
 /** client-first-message: the bare part, the user and the client's nonce. Throws ScramError. */
@@ -245,6 +266,6 @@ export class ScramServer {
     const clientKey = xor(proof, hmac(this.mechanism, secret.storedKey, authMessage));
     if (!timingSafeEqual(hash(this.mechanism, clientKey), secret.storedKey)) return undefined;
     const serverSignature = hmac(this.mechanism, secret.serverKey, authMessage);
-    return { user: this.user, clientKey, serverFinal: Buffer.from(`v=${serverSignature.toString('base64')}`) };
+    return { user: this.user, clientKey, secret, serverFinal: Buffer.from(`v=${serverSignature.toString('base64')}`) };
   }
 }

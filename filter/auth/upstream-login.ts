@@ -1,17 +1,19 @@
 import { Binary, type Document } from 'bson';
 import { ConfigError, readSettingFile, type Config } from '../config';
-import { ScramClient, type ScramMechanism } from './scram';
+import { ScramClient, type ScramClientSecret, type ScramMechanism } from './scram';
 
-/** The identity mongoplex's own upstream connections log in with (upstream.auth). */
+/**
+ * The identity an upstream connection logs in as: mongoplex's own (upstream.auth, with a
+ * password), or in auth.mode passthrough a client's user (with the keys recovered from its proof).
+ */
 export interface UpstreamCredentials {
   readonly username: string;
-  readonly password: string;
   /** The database holding the user (authSource). */
   readonly source: string;
-  /** DEFAULT: SCRAM-SHA-256 when the server lists it for the user, else SCRAM-SHA-1 (the drivers' rule). */
+  /** DEFAULT (passwords only): SCRAM-SHA-256 when the server lists it for the user, else SCRAM-SHA-1 (the drivers' rule). */
   readonly mechanism: ScramMechanism | 'DEFAULT';
-  /** Salted passwords by (mechanism, salt, iterations): PBKDF2 runs once per process, not per connection. */
-  readonly saltedCache: Map<string, Buffer>;
+  /** A password with its salted-password cache (PBKDF2 runs once per process, not per connection), or a user's keys. */
+  readonly secret: ScramClientSecret;
 }
 
 /** upstream.auth as credentials (the password read from its file); undefined without a username. */
@@ -22,7 +24,7 @@ export function upstreamCredentials(auth: Config['upstream']['auth']): UpstreamC
     password = readSettingFile('upstream.auth', 'passwordFile', auth.passwordFile).toString('utf8').replace(/\r?\n$/, '');
     if (password.length === 0) throw new ConfigError(`upstream.auth.passwordFile ${auth.passwordFile} is empty`);
   }
-  return { username: auth.username, password: password!, source: auth.source, mechanism: auth.mechanism, saltedCache: new Map() };
+  return { username: auth.username, source: auth.source, mechanism: auth.mechanism, secret: { password: password!, saltedCache: new Map() } };
 }
 
 /** What the handshake hello carries to log in during it (speculativeAuthenticate). */
@@ -33,7 +35,7 @@ export interface SpeculativeLogin {
 
 /** Fields for the handshake: speculativeAuthenticate with the first SCRAM message, and saslSupportedMechs. */
 export function speculativeLogin(c: UpstreamCredentials): SpeculativeLogin {
-  const client = new ScramClient(c.mechanism === 'DEFAULT' ? 'SCRAM-SHA-256' : c.mechanism, c.username, c.password, c.saltedCache);
+  const client = new ScramClient(c.mechanism === 'DEFAULT' ? 'SCRAM-SHA-256' : c.mechanism, c.username, c.secret);
   const fields: Document = {
     speculativeAuthenticate: { saslStart: 1, mechanism: client.mechanism, payload: new Binary(client.clientFirst), db: c.source, options: { skipEmptyExchange: true } },
   };
@@ -74,7 +76,7 @@ export async function completeLogin(command: Command, c: UpstreamCredentials, sp
     if (c.mechanism === 'DEFAULT') {
       const mechs = Array.isArray(hello.saslSupportedMechs) ? (hello.saslSupportedMechs as unknown[]) : [];
       const mechanism: ScramMechanism = mechs.includes('SCRAM-SHA-256') ? 'SCRAM-SHA-256' : 'SCRAM-SHA-1';
-      if (mechanism !== client.mechanism) client = new ScramClient(mechanism, c.username, c.password, c.saltedCache);
+      if (mechanism !== client.mechanism) client = new ScramClient(mechanism, c.username, c.secret);
     }
     step = await command(c.source, { saslStart: 1, mechanism: client.mechanism, payload: new Binary(client.clientFirst), autoAuthorize: 1, options: { skipEmptyExchange: true } });
     if (step.ok !== 1) throw refused(step);

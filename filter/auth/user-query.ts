@@ -70,6 +70,11 @@ export class UpstreamUserQuery implements UserSource {
     if (c?.secrets && now - c.at >= STALE_AFTER_MS) this.cache.delete(k);
   }
 
+  /** The server refused the user's cached secret (auth.mode passthrough): ask it again at the next login. */
+  forget(db: string, user: string): void {
+    this.cache.delete(userKey(db, user));
+  }
+
   private async ask(db: string, user: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {

@@ -1,6 +1,7 @@
 import type { Logger } from '../log';
 import type { ServerSet } from '../topology/server-set';
 import type { ServerAddress } from '../upstream/address';
+import type { UserLease } from '../auth/user-pools';
 import { ClientResources } from './client-resources';
 import { LastErrorPin, type LastErrorPins } from './last-error-pin';
 
@@ -12,11 +13,7 @@ import { LastErrorPin, type LastErrorPins } from './last-error-pin';
 export class ClientRoutes {
   readonly lastError: LastErrorPin;
   private resources: ClientResources | undefined;
-  /**
-   * auth.mode proxy: who the client is logged in as (`db.user`), undefined before a login.
-   * Cursors remember it: another user's getMore/killCursors on them is refused.
-   */
-  user: string | undefined;
+  private identity: { readonly user: string | undefined; readonly lease: UserLease | undefined } = { user: undefined, lease: undefined };
 
   /**
    * `member`: in replset mode, the member whose proxy address this client connected to;
@@ -24,6 +21,25 @@ export class ClientRoutes {
    */
   constructor(readonly member: ServerAddress | undefined, lastErrorPinMs: number, pins: LastErrorPins) {
     this.lastError = new LastErrorPin(lastErrorPinMs, pins);
+  }
+
+  /**
+   * auth.mode proxy and passthrough: who the client is logged in as (`db.user`), undefined
+   * before a login. Cursors remember it: another user's getMore/killCursors on them is refused.
+   */
+  get user(): string | undefined {
+    return this.identity.user;
+  }
+
+  /** auth.mode passthrough: the logged-in user's own pools (undefined: the shared ones). */
+  get lease(): UserLease | undefined {
+    return this.identity.lease;
+  }
+
+  /** The client logged in (or out): routing follows, and the previous user's pools are let go. */
+  logIn(user: string | undefined, lease: UserLease | undefined): void {
+    this.identity.lease?.release();
+    this.identity = { user, lease };
   }
 
   /** Set by a hello with `loadBalanced: true`: the client expects its cursors and transactions to die with it. */
@@ -38,6 +54,9 @@ export class ClientRoutes {
   /** The client is gone: give back what routing held for it, and clean up what it left open upstream. */
   close(servers: ServerSet, log: Logger): void {
     this.lastError.close();
-    if (this.resources) void this.resources.release(servers, log);
+    // A passthrough user's cursors and transactions are cleaned up as that user, on its pools.
+    const lease = this.identity.lease;
+    const cleanup = this.resources ? this.resources.release(lease?.servers ?? servers, log) : Promise.resolve();
+    void cleanup.finally(() => lease?.release());
   }
 }

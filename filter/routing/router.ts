@@ -50,6 +50,14 @@ export interface Selection {
   readonly heartbeatMs: number;
 }
 
+/** auth.mode passthrough: the client's user pools were closed (its secret changed); drivers log in again and retry. */
+const LOG_IN_AGAIN: Document = {
+  ok: 0,
+  errmsg: "mongoplex: this user's secret changed since the connection logged in; log in again",
+  code: ErrorCode.ReauthenticationRequired.code,
+  codeName: ErrorCode.ReauthenticationRequired.codeName,
+};
+
 /** getLastError's answer when the client's last write left no connection to ask. */
 const NO_LAST_ERROR: Document = { ok: 1, err: null, n: 0 };
 
@@ -65,7 +73,7 @@ export class Router {
     private readonly cursors: CursorRoutes,
     private readonly transactions: TransactionRoutes,
     private readonly selection?: Selection,
-    /** auth.mode proxy: clients log in, and cursors are served only to the user who opened them. */
+    /** auth.mode proxy or passthrough: clients log in, and cursors are served only to the user who opened them. */
     private readonly authenticatedUsers = false,
   ) {}
 
@@ -89,7 +97,13 @@ export class Router {
     return undefined;
   }
 
+  /** The pools a client's requests go to: its user's own (auth.mode passthrough), else the shared ones. */
+  private serversOf(client: ClientRoutes): ServerSet {
+    return client.lease?.servers ?? this.servers;
+  }
+
   route(req: RoutedRequest, client: ClientRoutes): RouteDecision {
+    if (client.lease?.revoked) return { kind: 'answer', reply: LOG_IN_AGAIN };
     const foreign = this.authenticatedUsers && req.cmd ? this.foreignCursor(req.cmd, client) : undefined;
     if (foreign) return { kind: 'answer', reply: foreign };
     const lastError = isLastErrorCommand(req.name);
@@ -142,26 +156,26 @@ export class Router {
     if (lname === 'getmore' || lname === 'killcursors') {
       const id = lname === 'getmore' ? cmd.cursorId : cmd.killCursorIds?.[0];
       const known = id !== undefined && cmd.cursorNs !== undefined ? this.cursors.lookup(id, cmd.cursorNs) : undefined;
-      const pool = known && this.servers.pool(known.server);
+      const pool = known && this.serversOf(client).pool(known.server);
       // An unknown cursor (evicted, or opened before a restart) is tried on the writable server:
       // at worst it answers CursorNotFound, exactly as it would for an expired cursor.
       if (pool) return { pool, reason: 'cursor' };
-      return { pool: this.memberPool(client) ?? this.servers.writable(), reason: 'cursor_unknown' };
+      return { pool: this.memberPool(client) ?? this.serversOf(client).writable(), reason: 'cursor_unknown' };
     }
     const memberPool = this.memberPool(client);
     if (memberPool) return { pool: memberPool, reason: 'member' };
     if (cmd.inTransaction && cmd.lsid) {
       // Every statement of a transaction goes where startTransaction went.
       if (cmd.startTransaction) {
-        const chosen = this.select(cmd);
+        const chosen = this.select(cmd, client);
         this.transactions.pin(cmd.lsid, chosen.pool.address);
         return { pool: chosen.pool, reason: 'transaction' };
       }
       const pinned = this.transactions.lookup(cmd.lsid);
-      const pool = pinned && this.servers.pool(pinned);
+      const pool = pinned && this.serversOf(client).pool(pinned);
       if (pool) return { pool, reason: 'transaction' };
     }
-    return this.select(cmd);
+    return this.select(cmd, client);
   }
 
   /**
@@ -171,23 +185,24 @@ export class Router {
    */
   private fallback(client: ClientRoutes): { pool: UpstreamPool; reason: RouteReason } {
     const member = this.memberPool(client);
-    return member ? { pool: member, reason: 'member' } : { pool: this.servers.writable(), reason: 'primary' };
+    return member ? { pool: member, reason: 'member' } : { pool: this.serversOf(client).writable(), reason: 'primary' };
   }
 
-  private select(cmd: CommandInfo): { pool: UpstreamPool; reason: RouteReason } {
-    if (!this.selection) return { pool: this.servers.writable(), reason: 'primary' };
+  private select(cmd: CommandInfo, client: ClientRoutes): { pool: UpstreamPool; reason: RouteReason } {
+    const servers = this.serversOf(client);
+    if (!this.selection) return { pool: servers.writable(), reason: 'primary' };
     const rp = cmd.inTransaction ? undefined : cmd.readPreference;
-    const chosen = selectServer(this.selection.monitor.members(), rp, this.selection.heartbeatMs, (eligible) => this.leastBusy(eligible));
-    const pool = chosen && this.servers.pool(chosen.address);
-    return pool ? { pool, reason: 'selected' } : { pool: this.servers.writable(), reason: 'primary' };
+    const chosen = selectServer(this.selection.monitor.members(), rp, this.selection.heartbeatMs, (eligible) => this.leastBusy(eligible, servers));
+    const pool = chosen && servers.pool(chosen.address);
+    return pool ? { pool, reason: 'selected' } : { pool: servers.writable(), reason: 'primary' };
   }
 
   /** Among eligible servers, the one whose pool is least busy (ties broken at random). */
-  private leastBusy(eligible: MemberDescription[]): MemberDescription {
+  private leastBusy(eligible: MemberDescription[], servers: ServerSet): MemberDescription {
     let best: MemberDescription[] = [];
     let bestLoad = Number.POSITIVE_INFINITY;
     for (const m of eligible) {
-      const s = this.servers.pool(m.address)?.stats();
+      const s = servers.pool(m.address)?.stats();
       const load = s ? s.inUse + s.waiting : 0;
       if (load < bestLoad) {
         best = [m];
@@ -198,7 +213,7 @@ export class Router {
   }
 
   private memberPool(client: ClientRoutes): UpstreamPool | undefined {
-    return client.member && this.servers.pool(client.member);
+    return client.member && this.serversOf(client).pool(client.member);
   }
 }
 

@@ -23,6 +23,7 @@ import type { PauseGate } from './pause-gate';
 import { SHUTDOWN_MESSAGE, type ShutdownNotice } from './shutdown-notice';
 import { AUTH_COMMANDS, ClientAuth } from '../auth/client-auth';
 import type { UserSource } from '../auth/users';
+import type { UserPools } from '../auth/user-pools';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -36,8 +37,10 @@ export interface HandlerDeps {
   readonly gate: PauseGate;
   /** Draining: drivers are asked to leave through their next heartbeat. */
   readonly shutdown: ShutdownNotice;
-  /** auth.mode proxy: the users clients log in as; undefined: clients do not log in. */
+  /** auth.mode proxy and passthrough: the users clients log in as; undefined: clients do not log in. */
   readonly users: UserSource | undefined;
+  /** auth.mode passthrough: each user's own upstream pools. */
+  readonly userPools: UserPools | undefined;
 }
 
 /** Reads a driver retries after a ShutdownInProgress error (the retryable-reads specification's list). */
@@ -51,6 +54,12 @@ interface Inbound {
   readonly compressor: CompressorName | 'noop' | undefined;
 }
 
+/**
+ * auth.mode passthrough: commands about the connection's identity that go to the server, which
+ * sees the client's own user there (on a shared identity the proxy answers or refuses them).
+ */
+const ASKED_AS_THE_USER: ReadonlySet<string> = new Set(['connectionstatus', 'killallsessions', 'killallsessionsbypattern']);
+
 /** The serviceId load-balanced clients see: one per proxy process. */
 const SERVICE_ID = new ObjectId();
 
@@ -62,8 +71,10 @@ const SERVICE_ID = new ObjectId();
 export class CommandHandler {
   private compression: CompressorName[] = [];
   private readonly forwarder: Forwarder;
-  /** This connection's login at the proxy (auth.mode proxy). */
+  /** This connection's login at the proxy (auth.mode proxy and passthrough). */
   private readonly auth: ClientAuth | undefined;
+  /** The login routing last heard of (each login is a new object). */
+  private routedLogin: ClientAuth['user'];
   /** The connection's handshake hello was answered: later hellos are a monitor's heartbeats. */
   private handshaken = false;
   /** This connection was told the proxy is shutting down. */
@@ -78,7 +89,7 @@ export class CommandHandler {
     private readonly log: Logger,
   ) {
     this.forwarder = new Forwarder(connection.id, deps.config.upstream, log);
-    this.auth = deps.users && new ClientAuth(deps.users, log);
+    this.auth = deps.users && new ClientAuth(deps.users, log, deps.userPools !== undefined);
   }
 
   /** Handles one client message; resolves with the bytes to send back, or undefined when no reply is due. */
@@ -129,8 +140,8 @@ export class CommandHandler {
     const msg = parseOpMsg(inbound.message);
     const cmd = readCommand(msg.body);
     if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
-    if (this.auth && AUTH_COMMANDS.has(cmd.name.toLowerCase())) return this.answerAuth(inbound, cmd.name, deserializeCommand(msg.body), cmd.db ?? 'admin');
-    const scoped = connectionScopedHandling(cmd.name);
+    if (this.auth && AUTH_COMMANDS.has(cmd.name.toLowerCase()) && !this.askedAsTheUser(cmd.name)) return this.answerAuth(inbound, cmd.name, deserializeCommand(msg.body), cmd.db ?? 'admin');
+    const scoped = this.askedAsTheUser(cmd.name) ? undefined : connectionScopedHandling(cmd.name);
     if (scoped) return this.handleConnectionScoped(inbound, cmd.name, scoped);
     // Exhaust replies would hold a pooled connection for a whole stream: clearing
     // exhaustAllowed makes the client fall back to ordinary getMore round trips.
@@ -147,8 +158,8 @@ export class CommandHandler {
       const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
       name = Object.keys(command)[0] ?? name;
       if (isHelloCommand(name)) return this.answerHello(inbound, command);
-      if (this.auth && AUTH_COMMANDS.has(name.toLowerCase())) return this.answerAuth(inbound, name, command, q.fullCollectionName.slice(0, -'.$cmd'.length));
-      const scoped = connectionScopedHandling(name);
+      if (this.auth && AUTH_COMMANDS.has(name.toLowerCase()) && !this.askedAsTheUser(name)) return this.answerAuth(inbound, name, command, q.fullCollectionName.slice(0, -'.$cmd'.length));
+      const scoped = this.askedAsTheUser(name) ? undefined : connectionScopedHandling(name);
       if (scoped) return this.handleConnectionScoped(inbound, name, scoped);
     }
     validateLegacyMessage(inbound.message);
@@ -191,10 +202,21 @@ export class CommandHandler {
     return this.reply(inbound, reply, false);
   }
 
-  /** Routing keeps cursors to the user who opened them: tell it who this client is now. */
+  /** Whether a passthrough user's connection sends this command to the server, where it runs as that user. */
+  private askedAsTheUser(command: string): boolean {
+    return this.auth?.user?.passthrough !== undefined && ASKED_AS_THE_USER.has(command.toLowerCase());
+  }
+
+  /**
+   * Routing keeps cursors to the user who opened them, and in passthrough mode sends the
+   * user's requests to its own pools: tell it who this client is now.
+   */
   private loggedInAs(): void {
-    const user = this.auth?.user;
-    this.client.user = user && `${user.db}.${user.user}`;
+    const login = this.auth?.user;
+    if (login === this.routedLogin) return;
+    this.routedLogin = login;
+    const lease = login?.passthrough && this.deps.userPools?.lease(login.passthrough);
+    this.client.logIn(login && `${login.db}.${login.user}`, lease);
   }
 
   private async answerAuth(inbound: Inbound, name: string, body: Document, db: string): Promise<Buffer> {

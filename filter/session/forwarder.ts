@@ -121,4 +121,5 @@ const CHECKOUT_ERRORS: Record<CheckoutError['reason'], KnownError> = {
   queue_full: ErrorCode.IngressRequestRateLimitExceeded,
   connect_failed: ErrorCode.HostUnreachable,
   closed: ErrorCode.HostUnreachable,
+  revoked: ErrorCode.ReauthenticationRequired,
 };

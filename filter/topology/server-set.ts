@@ -11,6 +11,9 @@ export class ServerSet {
   private readonly pools = new Map<string, UpstreamPool>();
   private primary: () => ServerAddress | undefined = () => undefined;
   private readonly onNewPool: Array<(p: UpstreamPool) => void> = [];
+  /** Sets derived from this one (auth.mode passthrough: each user's pools), following its servers. */
+  private readonly derived = new Set<ServerSet>();
+  private parent: ServerSet | undefined;
 
   constructor(servers: readonly string[], private readonly options: PoolOptions) {
     // Pools share this object, so reconfigure() reaches them all.
@@ -23,7 +26,21 @@ export class ServerSet {
     this.primary = primary;
   }
 
-  /** Called for every pool, present and future. */
+  /**
+   * A set of its own pools to the same servers, with other pool options (auth.mode passthrough:
+   * one user's pools, logging in as that user). It follows this set: the same primary, servers
+   * added and removed with it, the same pool listeners, swept with it; until it is closed.
+   */
+  derive(options: Partial<PoolOptions>): ServerSet {
+    const child = new ServerSet([], { ...this.options, ...options });
+    child.primary = () => this.primary();
+    child.parent = this;
+    for (const p of this.pools.values()) child.add(p.address);
+    this.derived.add(child);
+    return child;
+  }
+
+  /** Called for every pool, present and future (of derived sets too). */
   eachPool(f: (p: UpstreamPool) => void): void {
     this.onNewPool.push(f);
     for (const p of this.pools.values()) f(p);
@@ -35,9 +52,15 @@ export class ServerSet {
     if (!pool) {
       pool = new UpstreamPool(address, this.options);
       this.pools.set(key, pool);
-      for (const f of this.onNewPool) f(pool);
+      this.announce(pool);
+      for (const d of this.derived) d.add(address);
     }
     return pool;
+  }
+
+  private announce(pool: UpstreamPool): void {
+    this.parent?.announce(pool);
+    for (const f of this.onNewPool) f(pool);
   }
 
   /** The configured servers changed (reload, single mode): pools for the new ones, the others closed. */
@@ -51,6 +74,7 @@ export class ServerSet {
     const key = address.toString();
     this.pools.get(key)?.close();
     this.pools.delete(key);
+    for (const d of this.derived) d.remove(address);
   }
 
   all(): UpstreamPool[] {
@@ -71,6 +95,7 @@ export class ServerSet {
 
   sweep(now = Date.now()): void {
     for (const p of this.pools.values()) p.sweep(now);
+    for (const d of this.derived) d.sweep(now);
   }
 
   /**
@@ -80,9 +105,15 @@ export class ServerSet {
   reconfigure(changes: Partial<PoolOptions>): void {
     Object.assign(this.options, changes);
     for (const p of this.pools.values()) p.resized();
+    // Derived sets keep their own sizes (auth.passthrough.maxPoolSizePerUser); timeouts and the rest follow.
+    const { maxPoolSize: _max, minPoolSize: _min, ...rest } = changes;
+    for (const d of this.derived) d.reconfigure(rest);
   }
 
-  close(): void {
-    for (const p of this.pools.values()) p.close();
+  /** Closes every pool (and derived set). `revoked`: waiting requests are told to log in again. */
+  close(why: 'closed' | 'revoked' = 'closed'): void {
+    for (const p of this.pools.values()) p.close(why);
+    for (const d of [...this.derived]) d.close(why);
+    this.parent?.derived.delete(this);
   }
 }

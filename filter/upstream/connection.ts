@@ -50,7 +50,7 @@ export class UpstreamAuthError extends UpstreamNetworkError {
  */
 export type CloseReason =
   | 'pool_closed' | 'idle' | 'checked_in_busy' | 'handshake_failed' | 'timeout'
-  | 'server_closed' | 'socket_error' | 'protocol_error' | 'monitor_stopped' | 'pool_shrunk';
+  | 'server_closed' | 'socket_error' | 'protocol_error' | 'monitor_stopped' | 'pool_shrunk' | 'budget';
 
 interface Pending {
   /** The id the proxy gave the request on this connection. */

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Metrics } from '../telemetry/metrics';
 import type { ServerAddress } from './address';
+import type { BudgetedPool, ConnectionBudget } from './connection-budget';
 import { UpstreamConnection, type CloseReason, type ConnectOptions } from './connection';
 import type { ServerDescription } from './server-description';
 
@@ -11,12 +12,14 @@ export interface PoolOptions extends ConnectOptions {
   readonly maxIdleTimeMs: number;
   readonly waitQueueTimeoutMs: number;
   readonly maxWaitQueueSize: number;
+  /** A cap on connections shared with other pools (auth.mode passthrough's per-user pools). */
+  readonly budget?: ConnectionBudget | undefined;
 }
 
 /** Why a checkout did not produce a connection. */
 export class CheckoutError extends Error {
   override name = 'CheckoutError';
-  constructor(message: string, readonly reason: 'timeout' | 'queue_full' | 'connect_failed' | 'closed', readonly address: ServerAddress) {
+  constructor(message: string, readonly reason: 'timeout' | 'queue_full' | 'connect_failed' | 'closed' | 'revoked', readonly address: ServerAddress) {
     super(message);
   }
 }
@@ -65,7 +68,7 @@ export interface PoolEvents {
  * SQLite connections, a storage engine's tickets) deadlocks: every pooled connection waits in
  * a new query, and the getMores that would free the cursors wait for a pooled connection.
  */
-export class UpstreamPool extends EventEmitter<PoolEvents> {
+export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPool {
   /** Idle connections, most recently used last (LIFO keeps the warm set small). */
   private readonly idle: UpstreamConnection[] = [];
   /** Connections checked out, and for what. */
@@ -79,6 +82,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
 
   constructor(readonly address: ServerAddress, private readonly options: PoolOptions) {
     super();
+    options.budget?.join(this);
   }
 
   get description(): ServerDescription | undefined {
@@ -179,6 +183,11 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       this.pump();
       return;
     }
+    if (!conn.holdsCursors && this.options.budget?.shouldYield(this, this.size + 1)) {
+      // Another pool sharing the budget waits with fewer connections: the slot goes to it.
+      conn.close('budget', 'connection given up to a pool waiting with fewer connections (auth.passthrough.maxConnections)');
+      return;
+    }
     conn.lastUsedAt = Date.now();
     this.idle.push(conn);
     this.pump();
@@ -237,10 +246,34 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       !this.closed &&
       this.servableWaiters() > this.connecting &&
       this.size < this.options.maxPoolSize &&
-      this.connecting < this.options.maxConnecting
+      this.connecting < this.options.maxConnecting &&
+      this.takeSlot()
     ) {
       this.open();
     }
+  }
+
+  /** A slot in the shared connection budget, if the pool has one (taken last: only when a connection will open). */
+  private takeSlot(): boolean {
+    return this.options.budget?.take(this) ?? true;
+  }
+
+  oldestIdleAt(): number | undefined {
+    return this.idle.find((c) => !c.holdsCursors && !c.closed)?.lastUsedAt;
+  }
+
+  closeOldestIdle(): boolean {
+    const c = this.idle.find((x) => !x.holdsCursors && !x.closed);
+    c?.close('budget', 'idle connection closed to make room for another user\'s pool (auth.passthrough.maxConnections)');
+    return c !== undefined;
+  }
+
+  budgetFreed(): void {
+    this.pump();
+  }
+
+  wantsConnection(): boolean {
+    return !this.closed && this.servableWaiters() > this.connecting && this.size < this.options.maxPoolSize;
   }
 
   private give(w: Waiter, conn: UpstreamConnection): void {
@@ -265,6 +298,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
           Metrics.upstreamConnectionsClosed.add(1, { server: this.address.toString(), reason });
           this.emit('connectionClosed', conn, reason, detail);
           this.pump();
+          this.options.budget?.give();
         });
         if (this.closed) {
           conn.close('pool_closed');
@@ -275,6 +309,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       },
       (err: Error) => {
         this.connecting--;
+        this.options.budget?.give();
         Metrics.upstreamConnectFailures.add(1, { server: this.address.toString() });
         this.emit('connectFailed', err);
         // With no connection left to serve them, waiters beyond what is still being opened
@@ -308,17 +343,25 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         c.close('idle');
       }
     }
-    while (!this.closed && this.size < minPoolSize && this.connecting < this.options.maxConnecting) this.open();
+    while (!this.closed && this.size < minPoolSize && this.connecting < this.options.maxConnecting && this.takeSlot()) this.open();
   }
 
-  close(): void {
+  /**
+   * Closes every connection and fails every waiter. `revoked` (auth.mode passthrough): the
+   * user's secret changed: waiters are told to log in again rather than that the server is
+   * gone, and requests already running finish (their connections close as they come back).
+   */
+  close(why: 'closed' | 'revoked' = 'closed'): void {
     this.closed = true;
+    const message = why === 'revoked' ? `the login this client's pool to ${this.address} used is no longer valid (the user's secret changed); log in again` : `pool for ${this.address} is closed`;
     for (const w of [...this.queues.continuation.splice(0), ...this.queues.new.splice(0)]) {
       if (w.timer) clearTimeout(w.timer);
-      w.reject(new CheckoutError(`pool for ${this.address} is closed`, 'closed', this.address));
+      w.reject(new CheckoutError(message, why, this.address));
     }
-    for (const c of [...this.idle, ...this.inUse.keys()]) c.close('pool_closed');
+    // Revoked: requests already running finish, their connections close as they come back.
+    for (const c of why === 'revoked' ? [...this.idle] : [...this.idle, ...this.inUse.keys()]) c.close('pool_closed');
     this.idle.length = 0;
+    this.options.budget?.leave(this);
   }
 }
 

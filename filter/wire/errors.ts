@@ -32,6 +32,7 @@ export const ErrorCode = {
   ExceededMemoryLimit: { code: 146, codeName: 'ExceededMemoryLimit' },
   NoSuchTransaction: { code: 251, codeName: 'NoSuchTransaction' },
   UnsupportedOpQueryCommand: { code: 352, codeName: 'UnsupportedOpQueryCommand' },
+  ReauthenticationRequired: { code: 391, codeName: 'ReauthenticationRequired' },
   IngressRequestRateLimitExceeded: { code: 462, codeName: 'IngressRequestRateLimitExceeded' },
   NotWritablePrimary: { code: 10107, codeName: 'NotWritablePrimary' },
   BSONObjectTooLarge: { code: 10334, codeName: 'BSONObjectTooLarge' },
