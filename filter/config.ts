@@ -196,6 +196,8 @@ export const ConfigSchema = z.strictObject({
     cacheTtlMs: z.number().int().min(1).default(60_000),
     /** userSource upstream: users whose secrets are cached at once; the oldest is dropped first. */
     cacheMaxUsers: z.number().int().min(1).default(10_000),
+    /** Logical sessions whose owning user is remembered (a session is refused to other users); the least recently used is forgotten first. */
+    maxSessions: z.number().int().min(1).default(100_000),
     passthrough: z.strictObject({
       /** Upstream connections one user may hold to one server. */
       maxPoolSizePerUser: z.number().int().min(1).default(4),

@@ -8,6 +8,7 @@ import { CursorRoutes } from './routing/cursor-routes';
 import { ReplyObserver } from './routing/reply-observer';
 import { Router, type Selection } from './routing/router';
 import { TransactionRoutes } from './routing/transaction-routes';
+import { SessionOwners } from './routing/session-owners';
 import { ByteBudget } from './session/byte-budget';
 import { ClientSession } from './session/client-session';
 import { CommandHandler } from './session/command-handler';
@@ -141,6 +142,8 @@ export class Proxy {
   private readonly shutdown = new ShutdownNotice();
   /** auth.mode proxy and passthrough: where clients' SCRAM secrets come from (the users file or the auth query). */
   private readonly users: UserSource | undefined;
+  /** auth.mode proxy and passthrough: which user each logical session belongs to. */
+  readonly sessionOwners: SessionOwners | undefined;
   /** auth.mode passthrough: each user's own upstream pools, within one connection budget. */
   readonly userPools: UserPools | undefined;
   /** With upstream.auth: how the start-up login check connects (the pools' options). */
@@ -223,11 +226,14 @@ export class Proxy {
     this.gate = new PauseGate((reason, heldMs) => log.info({ reason, heldMs }, 'commands flow again (pause ended)'));
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
-    this.router = new Router(this.servers, this.cursors, this.transactions, selection, config.auth.mode !== 'none');
+    // Logical sessions live 30 idle minutes on mongod (localLogicalSessionTimeoutMinutes).
+    if (config.auth.mode !== 'none') this.sessionOwners = new SessionOwners(config.auth.maxSessions, 30 * 60_000);
+    this.router = new Router(this.servers, this.cursors, this.transactions, selection, this.sessionOwners);
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
     this.janitor.every('pools', (now) => this.servers.sweep(now));
     this.janitor.every('cursor-routes', (now) => this.cursors.sweep(now));
+    if (this.sessionOwners) this.janitor.every('session-owners', (now) => this.sessionOwners!.sweep(now));
     if (this.userPools) this.janitor.every('user-pools', () => this.userPools!.sweep());
     this.janitor.every('transaction-routes', (now) => this.transactions.sweep(now));
     this.janitor.every('idle-clients', (now) => this.closeIdleClients(now));
@@ -253,6 +259,10 @@ export class Proxy {
           [s.connecting, { server: s.address, state: 'connecting' }],
         ] as Array<[number, Record<string, string>]>;
       }));
+    if (this.sessionOwners) {
+      const owners = this.sessionOwners;
+      gauge('mongoplex.auth.session_owners', 'Logical sessions whose owning user the proxy remembers (auth.maxSessions)', () => [[owners.size]]);
+    }
     if (this.userPools) {
       const userPools = this.userPools;
       gauge('mongoplex.auth.passthrough.users', "Users with upstream pools of their own (auth.mode passthrough)", () => [[userPools.size]]);

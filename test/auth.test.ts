@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Binary, Long, MongoClient, MongoServerError, type Document } from 'mongodb';
+import { Binary, Long, MongoClient, MongoServerError, UUID, type Document } from 'mongodb';
 import { ScramClient } from '../filter/auth/scram';
 import { addUser } from '../filter/auth/users';
 import { ConfigError, loadConfig } from '../filter/config';
@@ -231,6 +231,36 @@ describe('auth.mode proxy: clients log in at mongoplex with SCRAM', () => {
     }
   });
 
+  it("a logical session is served only to the user who started it: another user's command in it, endSessions or killSessions of it get Unauthorized", async () => {
+    const owner = await new MongoClient(uri(proxy.port, 'app', 'app-Pw-1')).connect();
+    const session = owner.startSession();
+    const other = await RawClient.connect(front.port);
+    try {
+      await owner.db('shop').collection('orders').insertOne({ tag: 'session-owner' }, { session });
+      const id = session.id!.id;
+      const scram = new ScramClient('SCRAM-SHA-256', 'reporting', { password: 'rep-Pw-3' });
+      const first = await other.command({ saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(scram.clientFirst), options: { skipEmptyExchange: true }, $db: 'shop' });
+      assert.equal((await other.command({ saslContinue: 1, conversationId: first.conversationId, payload: new Binary(scram.clientFinal(payloadOf(first))), $db: 'shop' })).done, true);
+      const refusals = [
+        await other.command({ find: 'orders', filter: {}, lsid: { id }, $db: 'shop' }),
+        await other.command({ endSessions: [{ id }], $db: 'admin' }),
+        await other.command({ killSessions: [{ id }], $db: 'admin' }),
+      ];
+      assert.deepEqual(refusals.map((r) => [r.ok, r.code, r.errmsg]), [
+        [0, 13, 'mongoplex: the session (lsid) belongs to another user'],
+        [0, 13, 'mongoplex: a session listed belongs to another user'],
+        [0, 13, 'mongoplex: a session listed belongs to another user'],
+      ]);
+      // Its own sessions are its own; the owner's session carries on.
+      assert.equal((await other.command({ find: 'orders', filter: {}, lsid: { id: new UUID() }, $db: 'shop' })).ok, 1);
+      assert.ok(await owner.db('shop').collection('orders').findOne({ tag: 'session-owner' }, { session }));
+    } finally {
+      other.destroy();
+      await session.endSession();
+      await owner.close();
+    }
+  });
+
   it('mongoplex users add stores SCRAM secrets, never the password, in a 0600 file', () => {
     const file = path.join(dir, 'cli-users.json');
     const run = spawnSync(process.execPath, [MAIN, 'users', 'add', '--file', file, '--user', 'cli-user', '--db', 'shop'], { input: 'cli-Password-5\n', encoding: 'utf8' });
@@ -313,9 +343,9 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
     const metrics = await (await fetch(`http://127.0.0.1:${p.admin!.port}/metrics`)).text();
     return [...metrics.matchAll(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   };
-  const passthrough = (extra: { maxPoolSizePerUser?: number; maxConnections?: number; cacheTtlMs?: number } = {}, listen = {}) => startMongoplex(server.address, {
+  const passthrough = (extra: { maxPoolSizePerUser?: number; maxConnections?: number; cacheTtlMs?: number; maxIdleTimeMs?: number } = {}, listen = {}) => startMongoplex(server.address, {
     auth: { mode: 'passthrough', userSource: 'upstream', cacheTtlMs: extra.cacheTtlMs ?? 60_000, passthrough: { maxPoolSizePerUser: extra.maxPoolSizePerUser ?? 2, maxConnections: extra.maxConnections ?? 8 } },
-    upstream: { auth: { username: SERVICE.username, password: SERVICE.password } },
+    upstream: { auth: { username: SERVICE.username, password: SERVICE.password }, ...(extra.maxIdleTimeMs ? { maxIdleTimeMs: extra.maxIdleTimeMs } : {}) },
     admin: { port: 0 },
     listen,
   });
@@ -429,6 +459,29 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
       raw.destroy();
       await early.close();
       await short.stop();
+    }
+  });
+
+  it('when the server refuses a pool\'s login with the old keys (secret changed, cache not yet expired), the user\'s clients must log in again', async () => {
+    await admin.db('admin').command({ createUser: 'dave', pwd: 'dave-Old-1', roles: [] });
+    // Secrets cached for a minute; pooled connections idle for 100 ms are closed.
+    const reaping = await passthrough({ maxIdleTimeMs: 100 });
+    const client = await new MongoClient(`mongodb://dave:dave-Old-1@127.0.0.1:${reaping.port}/`, { retryReads: false }).connect();
+    try {
+      assert.equal((await client.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers[0].user, 'dave');
+      await admin.db('admin').command({ updateUser: 'dave', pwd: 'dave-New-2' });
+      // The idle connection is reaped (janitor: once a second); the next request needs a new one, whose login the server refuses.
+      await waitFor('the user pool is empty', async () => ((await pools(reaping)).some((p) => p.user === 'admin.dave' && p.total > 0) ? undefined : true));
+      const after = await client.db('pt').collection('c').findOne({}).then(() => 'ok', (e: MongoServerError) => `${e.code} ${e.message}`);
+      assert.equal(after, '18 Authentication failed.');
+      assert.ok(await counter(reaping, 'mongoplex_auth_user_pools_total', 'event="login_refused"') >= 1);
+      // The cached secret was dropped with the pools: the new password works at once.
+      const fresh = await new MongoClient(`mongodb://dave:dave-New-2@127.0.0.1:${reaping.port}/`).connect();
+      assert.equal((await fresh.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers[0].user, 'dave');
+      await fresh.close();
+    } finally {
+      await client.close();
+      await reaping.stop();
     }
   });
 

@@ -9,6 +9,7 @@ import type { UpstreamConnection } from '../upstream/connection';
 import type { CursorRoutes } from './cursor-routes';
 import type { TransactionRoutes } from './transaction-routes';
 import type { ClientRoutes } from './client-routes';
+import type { SessionOwners } from './session-owners';
 import { isLastErrorCommand, isWriteCommand, NO_GETLASTERROR_WIRE_VERSION } from './last-error-pin';
 import { selectServer } from './server-selection';
 import { ErrorCode } from '../wire/errors';
@@ -73,9 +74,25 @@ export class Router {
     private readonly cursors: CursorRoutes,
     private readonly transactions: TransactionRoutes,
     private readonly selection?: Selection,
-    /** auth.mode proxy or passthrough: clients log in, and cursors are served only to the user who opened them. */
-    private readonly authenticatedUsers = false,
+    /**
+     * auth.mode proxy or passthrough: clients log in, and cursors and logical sessions are
+     * served only to the user who opened them (undefined: clients do not log in).
+     */
+    private readonly sessionOwners?: SessionOwners,
   ) {}
+
+  /**
+   * A command in another user's logical session, or ending or killing one, is refused: upstream
+   * every user of the proxy mode has the same identity, so the server would not tell them apart.
+   */
+  private foreignSession(cmd: CommandInfo, client: ClientRoutes, owners: SessionOwners): Document | undefined {
+    const user = client.user;
+    if (user === undefined) return undefined;
+    const ids = cmd.sessionIds;
+    if (ids ? owners.mayEnd(ids, user) : cmd.lsid === undefined || owners.claim(cmd.lsid, user)) return undefined;
+    Metrics.foreignSessionRefusals.add(1, { command: cmd.name.toLowerCase() });
+    return { ok: 0, errmsg: `mongoplex: ${ids ? 'a session listed' : 'the session (lsid)'} belongs to another user`, code: ErrorCode.Unauthorized.code, codeName: ErrorCode.Unauthorized.codeName };
+  }
 
   /**
    * A getMore or killCursors on a cursor another user opened is refused as mongod refuses it
@@ -104,7 +121,8 @@ export class Router {
 
   route(req: RoutedRequest, client: ClientRoutes): RouteDecision {
     if (client.lease?.revoked) return { kind: 'answer', reply: LOG_IN_AGAIN };
-    const foreign = this.authenticatedUsers && req.cmd ? this.foreignCursor(req.cmd, client) : undefined;
+    const owners = this.sessionOwners;
+    const foreign = owners && req.cmd ? this.foreignCursor(req.cmd, client) ?? this.foreignSession(req.cmd, client, owners) : undefined;
     if (foreign) return { kind: 'answer', reply: foreign };
     const lastError = isLastErrorCommand(req.name);
     const pinned = client.lastError.take();

@@ -77,6 +77,8 @@ export const Metrics = {
   upstreamConnectFailures: new Counter('mongoplex.upstream.connect_failures', 'Upstream connection attempts that failed'),
   clientLogins: new Counter('mongoplex.auth.client_logins', 'Client logins verified by the proxy (auth.mode proxy or passthrough), by result and mechanism'),
   foreignCursorRefusals: new Counter('mongoplex.auth.foreign_cursor_refusals', "getMore/killCursors refused because another user opened the cursor (auth.mode proxy or passthrough)"),
+  foreignSessionRefusals: new Counter('mongoplex.auth.foreign_session_refusals', 'Commands refused because their logical session (lsid), or a session they end or kill, belongs to another user, by command'),
+  sessionOwnersEvicted: new Counter('mongoplex.auth.session_owners.evicted', 'Session owners forgotten, by reason: size_limit (auth.maxSessions), idle_ttl (30 idle minutes)'),
   userPools: new Counter('mongoplex.auth.user_pools', "Users' upstream pool sets (auth.mode passthrough), by event: created, dropped (unused), secret_changed, login_refused"),
   userQueries: new Counter('mongoplex.auth.user_queries', 'usersInfo lookups of client users on the server (auth.userSource upstream), by result: found, not_found, failed'),
   usersFileLoads: new Counter('mongoplex.auth.users_file.loads', 'Reloads of auth.usersFile after it changed, by result'),

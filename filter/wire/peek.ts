@@ -78,6 +78,8 @@ export interface CommandInfo {
   readonly cursorNs: string | undefined;
   /** killCursors's `cursors` array. */
   readonly killCursorIds: bigint[] | undefined;
+  /** endSessions / killSessions: each listed session's `id`, hex (as `lsid`). */
+  readonly sessionIds: string[] | undefined;
   /** The write concern asks for no acknowledgement (`w: 0`). */
   readonly unacknowledged: boolean;
   /** The command's own time limit (`maxTimeMS`), when positive. */
@@ -219,11 +221,22 @@ export function readCommand(body: Buffer): CommandInfo {
   const collection = stringOf(body, first);
   if (lname === 'killcursors') cursorCollection = collection;
   const cursorId = lname === 'getmore' ? toBigInt(numberOf(body, first)) : undefined;
+  const sessionIds = (lname === 'endsessions' || lname === 'killsessions') && first[0] === T_ARRAY ? sessionIdsOf(body, first) : undefined;
   return {
     name, db, collection, hasTxnNumber, txnNumber, inTransaction, startTransaction, lsid, lsidDocument,
     cursorId, cursorCollection, cursorNs: cursorCollection === undefined ? undefined : `${db}.${cursorCollection}`,
-    killCursorIds, unacknowledged, readPreference, maxTimeMS, callsite,
+    killCursorIds, sessionIds, unacknowledged, readPreference, maxTimeMS, callsite,
   };
+}
+
+/** The `id` of each session document in an array (`[{id: UUID}, …]`), hex. */
+function sessionIdsOf(body: Buffer, array: Element): string[] {
+  const ids: string[] = [];
+  for (const d of elements(body, array[3])) {
+    if (d[0] !== T_DOCUMENT) continue;
+    for (const s of elements(body, d[3])) if (nameOf(body, s) === 'id') ids.push(body.toString('hex', s[3], s[3] + s[4]));
+  }
+  return ids;
 }
 
 /** The cursor a command reply opened or continued: `{cursor: {id, ns}}`. */
