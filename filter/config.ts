@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { ConnectionString } from 'mongodb-connection-string-url';
 import { z } from 'zod';
 import { COMPRESSOR_NAMES } from './wire/compression';
 import { MAX_MESSAGE_SIZE_BYTES } from './wire/limits';
@@ -18,7 +19,7 @@ const grpcAddress = z.string().regex(/^unix:\/.+$|^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-
 const file = z.string().min(1).nullable().default(null);
 
 /** Settings whose values never leave the process (logs, /stats, reload results, errors). */
-export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password']);
+export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password', 'upstream.uri']);
 
 export const ConfigSchema = z.strictObject({
   listen: z.strictObject({
@@ -72,6 +73,13 @@ export const ConfigSchema = z.strictObject({
   upstream: z.strictObject({
     /** The MongoDB server(s) to pool connections to, as host:port. */
     servers: z.array(hostPort).min(1).default(['127.0.0.1:27017']),
+    /**
+     * A MongoDB connection string instead of upstream.servers / upstream.auth / upstream.tls:
+     * hosts, `user:password@`, authSource, authMechanism, tls, tlsCAFile,
+     * tlsCertificateKeyFile, tlsAllowInvalidHostnames (other options are the driver's and are
+     * ignored). A secret: it is never logged or shown.
+     */
+    uri: z.string().min(1).nullable().default(null),
     /** The identity pooled and monitor connections log in as (SCRAM); without a username they do not log in. */
     auth: z.strictObject({
       username: z.string().min(1).nullable().default(null),
@@ -363,6 +371,63 @@ function describeIssues(error: z.ZodError, origin: (path: string) => string): st
  * Environment values are parsed as JSON when they look like JSON (numbers, booleans, arrays),
  * and as strings otherwise; `MONGOPLEX_UPSTREAM_SERVERS` also takes a comma-separated list.
  */
+/** Settings upstream.uri fills in, which must then not be set on their own. */
+const FROM_URI = [['servers'], ['auth', 'username'], ['auth', 'password'], ['auth', 'passwordFile'], ['auth', 'source'], ['auth', 'mechanism'], ['tls']] as const;
+
+/**
+ * upstream.uri → upstream.servers, upstream.auth and upstream.tls. Errors name the setting and
+ * what is wrong, never the string itself (it may hold a password).
+ */
+function applyUpstreamUri(cfg: Config, given: Record<string, unknown>): void {
+  const uri = cfg.upstream.uri!;
+  const fail = (why: string): never => {
+    throw new ConfigError(`invalid configuration:\n  upstream.uri: ${why}`);
+  };
+  const alsoSet = FROM_URI.filter((p) => p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], given) !== undefined).map((p) => `upstream.${p.join('.')}`);
+  if (alsoSet.length > 0) fail(`also set: ${alsoSet.join(', ')}; the connection string gives servers, credentials and TLS, so leave those unset`);
+  let cs: ConnectionString;
+  try {
+    cs = new ConnectionString(uri);
+  } catch (err) {
+    return fail(`not a MongoDB connection string (${(err as Error).message})`);
+  }
+  if (cs.isSRV) fail('mongodb+srv:// needs DNS SRV lookups mongoplex does not make; list the hosts (mongodb://host1:27017,host2:27017/)');
+  const servers = cs.hosts.map((h) => (/:\d+$/.test(h) ? h : `${h}:27017`));
+  if (!z.array(hostPort).min(1).safeParse(servers).success) fail('its hosts must each be host or host:port');
+  const option = (name: string): string | undefined => {
+    for (const [k, v] of cs.searchParams) if (k.toLowerCase() === name.toLowerCase()) return v;
+    return undefined;
+  };
+  const flag = (name: string): boolean | undefined => {
+    const v = option(name);
+    if (v === undefined) return undefined;
+    if (v !== 'true' && v !== 'false') fail(`${name} must be true or false`);
+    return v === 'true';
+  };
+  const username = cs.username ? decodeURIComponent(cs.username) : null;
+  const mechanism = option('authMechanism') ?? 'DEFAULT';
+  if (mechanism !== 'DEFAULT' && mechanism !== 'SCRAM-SHA-1' && mechanism !== 'SCRAM-SHA-256') fail(`authMechanism ${mechanism} is not supported upstream (SCRAM-SHA-256, SCRAM-SHA-1 or DEFAULT)`);
+  if (username === null && cs.password) fail('has a password but no user name');
+  if (username !== null && !cs.password) fail(`names user "${username}" without a password`);
+  const db = cs.pathname.replace(/^\//, '');
+  cfg.upstream.servers = servers;
+  cfg.upstream.auth = {
+    username,
+    password: username === null ? null : decodeURIComponent(cs.password),
+    passwordFile: null,
+    source: option('authSource') ?? (db || 'admin'),
+    mechanism: mechanism as Config['upstream']['auth']['mechanism'],
+  };
+  const certificateKey = option('tlsCertificateKeyFile') ?? null;
+  cfg.upstream.tls = {
+    enabled: (flag('tls') ?? flag('ssl') ?? false) || certificateKey !== null || option('tlsCAFile') !== undefined,
+    caFile: option('tlsCAFile') ?? null,
+    certFile: certificateKey,
+    keyFile: certificateKey,
+    allowInvalidHostnames: flag('tlsAllowInvalidHostnames') ?? false,
+  };
+}
+
 export function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): Config {
   const env = options.env ?? process.env;
   let raw: Record<string, unknown> = {};
@@ -403,6 +468,7 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
     throw new ConfigError(`invalid configuration:\n${describeIssues(result.error, origin)}`);
   }
   const cfg = result.data;
+  if (cfg.upstream.uri !== null) applyUpstreamUri(cfg, raw.upstream as Record<string, unknown>);
   if (cfg.client.maxTotalBufferedBytes < cfg.client.maxMessageSizeBytes) {
     throw new ConfigError('invalid configuration:\n  client.maxTotalBufferedBytes: must be at least client.maxMessageSizeBytes');
   }

@@ -12,7 +12,7 @@ import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort, waitFor } from '../scripts/ports';
-import { startMongoplex, type TestMongoplex } from './support/mongoplex';
+import { startConfigured, startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
@@ -57,6 +57,29 @@ describe('upstream login: pooled and monitor connections log in to a server with
       }
     });
   }
+
+  it('upstream.uri gives the servers and the credentials (user:password@, authSource, authMechanism); a wrong password in it is a start-up error that does not show it', async () => {
+    const uri = (password: string) => `mongodb://${SERVICE.username}:${encodeURIComponent(password)}@${server.address}/?authSource=admin&authMechanism=SCRAM-SHA-256&retryWrites=true`;
+    const proxy = await startConfigured({ listen: { host: '127.0.0.1', port: 0 }, upstream: { uri: uri(SERVICE.password) } });
+    const c = await new MongoClient(`mongodb://127.0.0.1:${proxy.tcp!.port}/`).connect();
+    try {
+      await c.db('up').collection('from-uri').insertOne({ ok: true });
+      assert.equal(await c.db('up').collection('from-uri').countDocuments(), 1);
+    } finally {
+      await c.close();
+      await proxy.stop();
+    }
+    const wrong = 'uri-Wrong-Pw-55';
+    await assert.rejects(startConfigured({ listen: { host: '127.0.0.1', port: 0 }, upstream: { uri: uri(wrong) } }), (err: Error) => {
+      assert.match(err.message, /^upstream\.auth: login as "mongoplex-svc" \(authSource admin\) at .* failed: Authentication failed/);
+      assert.ok(!err.message.includes(wrong));
+      return true;
+    });
+    const conflicting = () => loadConfig({ env: {}, overrides: { upstream: { uri: uri(wrong), servers: ['127.0.0.1:1'] } } });
+    assert.throws(conflicting, (err: Error) => /upstream\.uri: also set: upstream\.servers/.test(err.message) && !err.message.includes(wrong));
+    assert.throws(() => loadConfig({ env: {}, overrides: { upstream: { uri: `mongodb+srv://u:${wrong}@cluster.example.net/` } } }), (err: Error) => /upstream\.uri: mongodb\+srv/.test(err.message) && !err.message.includes(wrong));
+    assert.throws(() => loadConfig({ env: {}, overrides: { upstream: { uri: `mongodb://CN=app@h:1/?authMechanism=MONGODB-X509` } } }), /upstream\.uri: authMechanism MONGODB-X509 is not supported upstream/);
+  });
 
   it('a wrong upstream password stops the start with an error naming upstream.auth, and never shows the password', async () => {
     const wrong = 'wrong-Password-771';

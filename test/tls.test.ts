@@ -138,6 +138,19 @@ describe('TLS to the servers (upstream.tls)', () => {
   });
 });
 
+describe('TLS to the servers from a connection string (upstream.uri)', () => {
+  it('tls=true, tlsCAFile and tlsCertificateKeyFile in upstream.uri dial the servers with TLS and a client certificate', async () => {
+    const uri = `mongodb://127.0.0.1:${server.tlsPort}/?tls=true&tlsCAFile=${encodeURIComponent(ca.caFile)}&tlsCertificateKeyFile=${encodeURIComponent(clientPem)}&replicaSet=ignored`;
+    const proxy = await startConfigured({ listen: { host: '127.0.0.1', port: 0 }, upstream: { uri } });
+    try {
+      await roundTrip(`mongodb://127.0.0.1:${proxy.tcp!.port}/`, 'from-uri');
+      assert.deepEqual([proxy.proxy.config.upstream.servers, proxy.proxy.config.upstream.tls.enabled], [[`127.0.0.1:${server.tlsPort}`], true]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
 describe('TLS through Envoy', () => {
   it('Envoy terminates clients\' TLS (DownstreamTlsContext), reaches mongoplex over a Unix socket, and its egress originates TLS to the server', async () => {
     const socketPath = path.join(ca.dir, 'ext-proc.sock');
