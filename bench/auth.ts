@@ -10,8 +10,10 @@ import { RawClient } from '../test/support/raw-client';
 
 /**
  * `npm run bench -- auth`: what logging in costs, direct to a FerretDB with access control and
- * through mongoplex with `auth.mode proxy` (clients verified at the proxy, pooled connections
- * logged in as the service user), in one invocation:
+ * through mongoplex with `auth.mode proxy` (clients verified at the proxy against a users file,
+ * pooled connections logged in as the service user) and with `auth.mode passthrough` (secrets
+ * from the server's usersInfo, each user's own pooled connections logged in as that user with
+ * the key from its proof), in one invocation:
  * - set-up rate: `--concurrency` loops each opening a connection, logging in the way drivers do
  *   (hello with speculativeAuthenticate SCRAM-SHA-256, then saslContinue), one ping, close —
  *   new connections per second. Like drivers, the client keeps its salted password (PBKDF2 once).
@@ -71,10 +73,13 @@ export async function runAuthBenchmark(argv: string[]): Promise<void> {
   const db = await FerretDB.start({ auth: SERVICE });
   const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-bench-auth-'));
   let proxy: MongoplexProcess | undefined;
+  let passthrough: MongoplexProcess | undefined;
   try {
     const seed = await RawClient.connect(db.port);
     await logIn(seed, SERVICE, new Map());
     await seed.command({ insert: 'items', documents: Array.from({ length: 10 }, (_, k) => ({ k })), $db: 'bench' });
+    // The same user on the server, for passthrough (which logs in upstream as it).
+    await seed.command({ createUser: APP.username, pwd: APP.password, roles: [], $db: 'admin' });
     seed.destroy();
     const usersFile = path.join(dir, 'users.json');
     addUser(usersFile, APP.username, 'admin', APP.password);
@@ -84,18 +89,28 @@ export async function runAuthBenchmark(argv: string[]): Promise<void> {
     });
     proxy = started.proxy;
     const port = started.port;
+    const second = await MongoplexProcess.pooling(db.address, Number(values.pool), {
+      MONGOPLEX_UPSTREAM_AUTH_USERNAME: SERVICE.username, MONGOPLEX_UPSTREAM_AUTH_PASSWORD: SERVICE.password,
+      MONGOPLEX_AUTH_MODE: 'passthrough', MONGOPLEX_AUTH_USER_SOURCE: 'upstream', MONGOPLEX_AUTH_PASSTHROUGH_MAX_POOL_SIZE_PER_USER: values.pool,
+    });
+    passthrough = second.proxy;
     const direct = { setupPerSecond: await setupRate(db.port, SERVICE, Number(values.concurrency), seconds), opsPerSecond: await opsRate(db.port, SERVICE, Number(values.clients), seconds) };
     const viaProxy = { setupPerSecond: await setupRate(port, APP, Number(values.concurrency), seconds), opsPerSecond: await opsRate(port, APP, Number(values.clients), seconds) };
+    const viaPassthrough = { setupPerSecond: await setupRate(second.port, APP, Number(values.concurrency), seconds), opsPerSecond: await opsRate(second.port, APP, Number(values.clients), seconds) };
     const round = (v: number) => Math.round(v);
     console.log(JSON.stringify({
       benchmark: 'auth', seconds, concurrency: Number(values.concurrency), clients: Number(values.clients), pool: Number(values.pool),
       direct: { setupPerSecond: round(direct.setupPerSecond), opsPerSecond: round(direct.opsPerSecond) },
       mongoplex: { setupPerSecond: round(viaProxy.setupPerSecond), opsPerSecond: round(viaProxy.opsPerSecond) },
+      passthrough: { setupPerSecond: round(viaPassthrough.setupPerSecond), opsPerSecond: round(viaPassthrough.opsPerSecond) },
       setupRatio: Number((viaProxy.setupPerSecond / direct.setupPerSecond).toFixed(2)),
       opsRatio: Number((viaProxy.opsPerSecond / direct.opsPerSecond).toFixed(2)),
+      passthroughSetupRatio: Number((viaPassthrough.setupPerSecond / direct.setupPerSecond).toFixed(2)),
+      passthroughOpsRatio: Number((viaPassthrough.opsPerSecond / direct.opsPerSecond).toFixed(2)),
     }));
   } finally {
     await proxy?.stop();
+    await passthrough?.stop();
     await db.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -206,6 +206,11 @@ export const ConfigSchema = z.strictObject({
     cacheMaxUsers: z.number().int().min(1).default(10_000),
     /** Logical sessions whose owning user is remembered (a session is refused to other users); the least recently used is forgotten first. */
     maxSessions: z.number().int().min(1).default(100_000),
+    /** auth.mode for one kind of listener (null: auth.mode). tcp: the TCP ingress and replica-set member listeners; grpc: the ext_proc ingress (Envoy). */
+    listeners: z.strictObject({
+      tcp: z.enum(['none', 'proxy', 'passthrough']).nullable().default(null),
+      grpc: z.enum(['none', 'proxy', 'passthrough']).nullable().default(null),
+    }).prefault({}),
     passthrough: z.strictObject({
       /** Upstream connections one user may hold to one server. */
       maxPoolSizePerUser: z.number().int().min(1).default(4),
@@ -371,6 +376,14 @@ function describeIssues(error: z.ZodError, origin: (path: string) => string): st
  * Environment values are parsed as JSON when they look like JSON (numbers, booleans, arrays),
  * and as strings otherwise; `MONGOPLEX_UPSTREAM_SERVERS` also takes a comma-separated list.
  */
+export type AuthMode = Config['auth']['mode'];
+export type ListenerKind = keyof Config['auth']['listeners'];
+
+/** The auth mode of each kind of listener: its own setting, else auth.mode. */
+export function listenerAuthModes(cfg: Config): Record<ListenerKind, AuthMode> {
+  return { tcp: cfg.auth.listeners.tcp ?? cfg.auth.mode, grpc: cfg.auth.listeners.grpc ?? cfg.auth.mode };
+}
+
 /** Settings upstream.uri fills in, which must then not be set on their own. */
 const FROM_URI = [['servers'], ['auth', 'username'], ['auth', 'password'], ['auth', 'passwordFile'], ['auth', 'source'], ['auth', 'mechanism'], ['tls']] as const;
 
@@ -482,16 +495,17 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   if (ua.username === null && (ua.password !== null || ua.passwordFile !== null)) {
     throw new ConfigError('invalid configuration:\n  upstream.auth.username: needed with a password');
   }
-  if (cfg.auth.mode === 'passthrough' && cfg.auth.userSource !== 'upstream') {
+  const modes = new Set(Object.values(listenerAuthModes(cfg)));
+  if (modes.has('passthrough') && cfg.auth.userSource !== 'upstream') {
     throw new ConfigError("invalid configuration:\n  auth.userSource: auth.mode passthrough logs users in upstream with keys that fit only the server's own salts; set auth.userSource upstream");
   }
-  if (cfg.auth.mode === 'passthrough' && cfg.auth.passthrough.maxPoolSizePerUser > cfg.auth.passthrough.maxConnections) {
+  if (modes.has('passthrough') && cfg.auth.passthrough.maxPoolSizePerUser > cfg.auth.passthrough.maxConnections) {
     throw new ConfigError('invalid configuration:\n  auth.passthrough.maxPoolSizePerUser: must not exceed auth.passthrough.maxConnections');
   }
-  if (cfg.auth.mode === 'proxy' && cfg.auth.userSource === 'file' && !cfg.auth.usersFile) {
+  if (modes.has('proxy') && cfg.auth.userSource === 'file' && !cfg.auth.usersFile) {
     throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`), or set auth.userSource upstream');
   }
-  if (cfg.auth.mode !== 'none' && cfg.auth.userSource === 'upstream' && ua.username === null) {
+  if ((modes.has('proxy') || modes.has('passthrough')) && cfg.auth.userSource === 'upstream' && ua.username === null) {
     throw new ConfigError('invalid configuration:\n  auth.userSource: upstream asks the server for users\' secrets as upstream.auth.username; set it');
   }
   const pairs: Array<[string, { certFile: string | null; keyFile: string | null }]> = [['listen.tls', cfg.listen.tls], ['listen.grpcTls', cfg.listen.grpcTls], ['upstream.tls', cfg.upstream.tls]];

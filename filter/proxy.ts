@@ -1,4 +1,4 @@
-import { ConfigError, type Config } from './config';
+import { ConfigError, listenerAuthModes, type AuthMode, type Config, type ListenerKind } from './config';
 import type { Logger } from './log';
 import { Janitor } from './janitor';
 import { Readiness } from './admin/readiness';
@@ -11,7 +11,7 @@ import { TransactionRoutes } from './routing/transaction-routes';
 import { SessionOwners } from './routing/session-owners';
 import { ByteBudget } from './session/byte-budget';
 import { ClientSession } from './session/client-session';
-import { CommandHandler } from './session/command-handler';
+import { CommandHandler, type HandlerDeps } from './session/command-handler';
 import type { ClientTransport } from './session/transport';
 import { Counter, observeGauge, Metrics } from './telemetry/metrics';
 import { AddressMap } from './topology/address-map';
@@ -142,6 +142,8 @@ export class Proxy {
   private readonly shutdown = new ShutdownNotice();
   /** auth.mode proxy and passthrough: where clients' SCRAM secrets come from (the users file or the auth query). */
   private readonly users: UserSource | undefined;
+  /** Each kind of listener's auth mode (auth.listeners, else auth.mode). */
+  private readonly authModes: Record<ListenerKind, AuthMode>;
   /** auth.mode proxy and passthrough: which user each logical session belongs to. */
   readonly sessionOwners: SessionOwners | undefined;
   /** auth.mode passthrough: each user's own upstream pools, within one connection budget. */
@@ -163,8 +165,10 @@ export class Proxy {
     this.servers = new ServerSet(up.servers, { ...up, via, credentials, tls });
     const authLog = log.child({ component: 'auth' });
     const query = this.userQuery(authLog);
-    this.users = query ?? (config.auth.mode === 'proxy' ? loadUsers(config.auth.usersFile!, authLog) : undefined);
-    if (config.auth.mode === 'passthrough') this.userPools = new UserPools(this.servers, config.auth.passthrough, (db, user) => query?.forget(db, user), authLog);
+    this.authModes = listenerAuthModes(config);
+    const modes = new Set(Object.values(this.authModes));
+    this.users = query ?? (modes.has('proxy') ? loadUsers(config.auth.usersFile!, authLog) : undefined);
+    if (modes.has('passthrough')) this.userPools = new UserPools(this.servers, config.auth.passthrough, (db, user) => query?.forget(db, user), authLog);
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
     this.cursors = new CursorRoutes(config.cursors.maxRoutes, config.cursors.idleTtlMs);
     this.transactions = new TransactionRoutes(config.transactions.maxPins, config.transactions.idleTimeoutMs);
@@ -227,7 +231,7 @@ export class Proxy {
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
     this.presentation = new MongosPresentation(this.servers);
     // Logical sessions live 30 idle minutes on mongod (localLogicalSessionTimeoutMinutes).
-    if (config.auth.mode !== 'none') this.sessionOwners = new SessionOwners(config.auth.maxSessions, 30 * 60_000);
+    if (this.users) this.sessionOwners = new SessionOwners(config.auth.maxSessions, 30 * 60_000);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection, this.sessionOwners);
     this.observer = new ReplyObserver(this.cursors, monitored ? monitor : undefined, log);
     this.janitor = new Janitor(1000, (task, err) => log.error({ task, err }, 'janitor task failed'));
@@ -287,7 +291,7 @@ export class Proxy {
    * A new client connection, or undefined when the client limit is reached (the caller closes
    * it). `member`: in replset mode, the member whose proxy address the client dialled.
    */
-  openSession(transport: ClientTransport, member?: ServerAddress): ClientSession | undefined {
+  openSession(transport: ClientTransport, member: ServerAddress | undefined, listener: ListenerKind): ClientSession | undefined {
     if (this.drainingNow) {
       Metrics.clientConnectionsRejected.add(1, { reason: 'draining' });
       return undefined;
@@ -302,7 +306,7 @@ export class Proxy {
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
     const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const info = new ClientInfo(id, transport.remote);
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, users: this.users, userPools: this.userPools }, routes, info, log);
+    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, ...this.identity(listener) }, routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
@@ -323,10 +327,16 @@ export class Proxy {
     return this.drainingNow;
   }
 
+  /** What a listener's clients log in against (nothing in auth.mode none), and passthrough's user pools. */
+  private identity(listener: ListenerKind): Pick<HandlerDeps, 'users' | 'userPools'> {
+    const mode = this.authModes[listener];
+    return { users: mode === 'none' ? undefined : this.users, userPools: mode === 'passthrough' ? this.userPools : undefined };
+  }
+
   /** auth.userSource upstream: the auth query (usersInfo on the writable server as the service identity). */
   private userQuery(log: Logger): UpstreamUserQuery | undefined {
     const a = this.config.auth;
-    if (a.mode === 'none' || a.userSource !== 'upstream') return undefined;
+    if (!Object.values(listenerAuthModes(this.config)).some((m) => m !== 'none') || a.userSource !== 'upstream') return undefined;
     return new UpstreamUserQuery(async (db, command) => {
       const pool = this.servers.writable();
       const conn = await pool.checkOut();

@@ -8,7 +8,7 @@ import { MemberListeners } from './ingress/member-listeners';
 import { AdminServer } from './admin/http';
 import { prometheusMetrics } from './telemetry/sdk';
 import type { ReloadResult } from './admin/reload';
-import { ConfigError } from './config';
+import { ConfigError, listenerAuthModes } from './config';
 import { refuseUnprotectedListeners } from './ingress/exposure';
 import { ReloadingTlsFiles } from './ingress/tls-files';
 import { Metrics } from './telemetry/metrics';
@@ -43,8 +43,9 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   // Instruments made before a meter provider exists stay no-ops: install one first.
   const metrics = prometheusMetrics();
   const proxy = new Proxy(config, log);
-  if (config.auth.mode === 'none') {
-    log.warn({ setting: 'auth.mode' }, 'auth.mode none: clients are NOT authenticated; every client acts with mongoplex\'s own upstream identity. Use it only on an isolated network (auth.mode proxy verifies clients)');
+  const unauthenticated = Object.entries(listenerAuthModes(config)).filter(([, mode]) => mode === 'none').map(([listener]) => listener);
+  if (unauthenticated.length > 0) {
+    log.warn({ setting: 'auth.mode', listeners: unauthenticated }, `auth.mode none (${unauthenticated.join(' and ')} listeners): clients are NOT authenticated; every client acts with mongoplex's own upstream identity. Use it only on an isolated network (auth.mode proxy verifies clients)`);
   }
   proxy.start();
   try {

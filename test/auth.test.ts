@@ -539,6 +539,33 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
     }
   });
 
+  it('the mode is chosen per listener (auth.listeners): passthrough on the TCP ingress, none through Envoy', async () => {
+    const grpc = await freePort();
+    const mixed = await startMongoplex(server.address, {
+      auth: { mode: 'passthrough', userSource: 'upstream', listeners: { grpc: 'none' } },
+      upstream: { auth: { username: SERVICE.username, password: SERVICE.password } },
+      listen: { grpc: `127.0.0.1:${grpc}` },
+    });
+    const envoy = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    const anonymousTcp = await RawClient.connect(mixed.port);
+    const anonymousEnvoy = await RawClient.connect(envoy.port);
+    const alice = await new MongoClient(userUri(mixed.port, 'alice')).connect();
+    try {
+      assert.equal((await anonymousTcp.command({ find: 'c', filter: {}, $db: 'pt' })).code, 13, 'TCP: no login, no find');
+      assert.equal((await anonymousEnvoy.command({ find: 'c', filter: {}, $db: 'pt' })).ok, 1, 'Envoy (none): served as the service identity');
+      const login = await anonymousEnvoy.command({ saslStart: 1, mechanism: 'SCRAM-SHA-256', payload: new Binary(Buffer.from('n,,n=alice,r=abc')), $db: 'admin' });
+      assert.match(String(login.errmsg), /auth\.mode none/);
+      // Through the TCP ingress the server answers, as alice.
+      assert.deepEqual((await alice.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers, [{ user: 'alice', db: 'admin' }]);
+    } finally {
+      anonymousTcp.destroy();
+      anonymousEnvoy.destroy();
+      await alice.close();
+      await envoy.envoy.stop();
+      await mixed.stop();
+    }
+  });
+
   it('passthrough needs the auth query (the server\'s salts), and a per-user size within the total', () => {
     const base = { upstream: { auth: { username: 'svc', password: 'x' } } };
     assert.throws(() => loadConfig({ env: {}, overrides: { ...base, auth: { mode: 'passthrough', usersFile: '/tmp/u.json' } } }), /auth\.userSource: auth\.mode passthrough logs users in upstream with keys that fit only the server's own salts/);

@@ -75,7 +75,8 @@ describe('capture recorder: bounded, rotating, never in the client\'s way', () =
     const recorder = new Recorder(s, log);
     recorder.start();
     for (let i = 0; i < 40; i++) recorder.forwarded(insert(1, i, 8 * 1024)); // one batch of 320 KiB
-    for (let i = 0; i < 100 && recorder.active; i++) await new Promise((r) => setTimeout(r, 10));
+    // Up to 10 s: with the whole suite running in parallel the writes can take well over a second.
+    for (let i = 0; i < 1000 && recorder.active; i++) await new Promise((r) => setTimeout(r, 10));
     const status = recorder.status();
     assert.equal(status.active, false);
     assert.match(status.stoppedBecause ?? '', /capture\.maxTotalBytes/);

@@ -29,7 +29,7 @@ describe('a client session without a reachable server', () => {
 
   function connect(): { transport: MemoryTransport; send: (b: Buffer) => void; end: () => void } {
     const transport = new MemoryTransport();
-    const session = proxy.openSession(transport)!;
+    const session = proxy.openSession(transport, undefined, 'tcp')!;
     return { transport, send: (b) => session.receive(b), end: () => session.endOfInput() };
   }
 

@@ -34,7 +34,7 @@ describe('client-caused log lines are rate-limited per reason', () => {
     const proxy = new Proxy(loadConfig({ env: {}, overrides: { upstream: { servers: [`127.0.0.1:${await freePort()}`] }, log: { level: 'info' } } }), log);
     try {
       const transport = new MemoryTransport();
-      const session = proxy.openSession(transport)!;
+      const session = proxy.openSession(transport, undefined, 'tcp')!;
       // OP_MSG with a body whose BSON length is wrong: framed fine, refused as InvalidBSON.
       const bad = Buffer.alloc(16 + 4 + 1 + 5);
       writeHeader(bad, { messageLength: bad.length, requestId: 1, responseTo: 0, opCode: 2013 });

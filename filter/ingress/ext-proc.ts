@@ -180,7 +180,7 @@ export class ExtProcIngress {
       if (!session) {
         if (transport.isEnded) return;
         transport.remote = clientAddress(req) ?? this.unknownClient(listener, call);
-        session = this.proxy.openSession(transport, member);
+        session = this.proxy.openSession(transport, member, 'grpc');
         if (!session) return transport.close();
         if (this.proxy.config.listen.grpcDynamicMetadata) transport.describes = this.proxy.clientInfo(session);
       }

@@ -59,7 +59,7 @@ export class TcpIngress {
 
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    const session = this.proxy.openSession(new SocketTransport(socket), this.member);
+    const session = this.proxy.openSession(new SocketTransport(socket), this.member, 'tcp');
     if (!session) {
       socket.destroy();
       return;
