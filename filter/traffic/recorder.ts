@@ -69,6 +69,7 @@ function connectionSample(id: number): number {
 export class Recorder implements TrafficTap {
   private capture: ActiveCapture | undefined;
   private last: CaptureStatus | undefined;
+  private stopping: Promise<CaptureStatus> | undefined;
 
   constructor(private readonly defaults: CaptureSettings, private readonly log: Logger) {}
 
@@ -92,14 +93,23 @@ export class Recorder implements TrafficTap {
   }
 
   /** Stops the running capture once what it queued is on disk. */
-  async stop(because = 'stopped'): Promise<CaptureStatus> {
+  /**
+   * Stops the capture once what is queued is written. Until then it still counts as active (its
+   * status says why it stops), so nobody sees a blank status in between; a second stop waits
+   * for the first.
+   */
+  stop(because = 'stopped'): Promise<CaptureStatus> {
     const c = this.capture;
-    if (!c) return this.status();
-    this.capture = undefined;
-    await c.finish(because);
-    this.last = c.status(false);
-    this.log.info({ files: this.last.files, recorded: this.last.recorded, dropped: this.last.dropped, because }, 'capture stopped');
-    return this.last;
+    if (!c) return Promise.resolve(this.status());
+    this.stopping ??= (async () => {
+      await c.finish(because);
+      this.capture = undefined;
+      this.stopping = undefined;
+      this.last = c.status(false);
+      this.log.info({ files: this.last.files, recorded: this.last.recorded, dropped: this.last.dropped, because }, 'capture stopped');
+      return this.last;
+    })();
+    return this.stopping;
   }
 
   status(): CaptureStatus {
