@@ -24,7 +24,8 @@ export class Envoy {
     const file = path.join(dir, 'envoy.yaml');
     writeFileSync(file, stringify(bootstrap));
     const log = createWriteStream(path.join(dir, 'envoy.log'));
-    const child = spawn(envoyBinary(), ['-c', file, '--log-level', process.env.ENVOY_LOG_LEVEL ?? 'warn', '--disable-hot-restart', '--concurrency', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Access logs are flushed every 200 ms (Envoy's default, 10 s, made a test waiting for a line flaky).
+    const child = spawn(envoyBinary(), ['-c', file, '--log-level', process.env.ENVOY_LOG_LEVEL ?? 'warn', '--disable-hot-restart', '--concurrency', '1', '--file-flush-interval-msec', '200'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const envoy = new Envoy(child, adminPort, dir);
