@@ -2,7 +2,7 @@ import { Binary, type Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
 import { connectionStatusReply } from '../session/connection-scoped';
-import { ErrorCode } from '../wire/errors';
+import { ErrorCode, errorDocument } from '../wire/errors';
 import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism, type ScramVerified } from './scram';
 import type { PassthroughLogin } from './user-pools';
 import type { UserSource } from './users';
@@ -14,7 +14,7 @@ export const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcon
 const WITHOUT_LOGIN: ReadonlySet<string> = new Set(['ping', 'buildinfo']);
 
 /** mongod's answer to every failed login, whatever failed: user names cannot be probed by it. */
-const FAILED: Document = { ok: 0, errmsg: 'Authentication failed.', code: ErrorCode.AuthenticationFailed.code, codeName: ErrorCode.AuthenticationFailed.codeName };
+const FAILED: Document = errorDocument(ErrorCode.AuthenticationFailed, 'Authentication failed.');
 
 interface Conversation {
   readonly id: number;

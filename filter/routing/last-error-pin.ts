@@ -2,7 +2,7 @@ import type { Document } from 'bson';
 import type { UpstreamConnection } from '../upstream/connection';
 import type { UpstreamPool } from '../upstream/pool';
 import { Metrics } from '../telemetry/metrics';
-import { ErrorCode } from '../wire/errors';
+import { ErrorCode, errorDocument } from '../wire/errors';
 import { LEGACY_REMOVED_WIRE_VERSION } from '../wire/header';
 
 /** Commands that read the previous operation's outcome from the connection it ran on. */
@@ -150,7 +150,7 @@ async function readOutcome(conn: UpstreamConnection, timeoutMs: number): Promise
   try {
     return await conn.command('admin', { getLastError: 1 });
   } catch (err) {
-    return { ok: 0, errmsg: `mongoplex could not read the outcome of the previous unacknowledged write: ${(err as Error).message}`, code: ErrorCode.HostUnreachable.code, codeName: ErrorCode.HostUnreachable.codeName };
+    return errorDocument(ErrorCode.HostUnreachable, `mongoplex could not read the outcome of the previous unacknowledged write: ${(err as Error).message}`);
   } finally {
     clearTimeout(timer);
   }

@@ -12,7 +12,7 @@ import type { ClientRoutes } from './client-routes';
 import type { SessionOwners } from './session-owners';
 import { isLastErrorCommand, isWriteCommand, NO_GETLASTERROR_WIRE_VERSION } from './last-error-pin';
 import { selectServer } from './server-selection';
-import { ErrorCode } from '../wire/errors';
+import { ErrorCode, errorDocument } from '../wire/errors';
 import { Metrics } from '../telemetry/metrics';
 
 /** Why a message goes where it goes (recorded on spans and in metrics). */
@@ -52,12 +52,7 @@ export interface Selection {
 }
 
 /** auth.mode passthrough: the client's user pools were closed (its secret changed); drivers log in again and retry. */
-const LOG_IN_AGAIN: Document = {
-  ok: 0,
-  errmsg: "mongoplex: this user's secret changed since the connection logged in; log in again",
-  code: ErrorCode.ReauthenticationRequired.code,
-  codeName: ErrorCode.ReauthenticationRequired.codeName,
-};
+const LOG_IN_AGAIN: Document = errorDocument(ErrorCode.ReauthenticationRequired, "mongoplex: this user's secret changed since the connection logged in; log in again");
 
 /** getLastError's answer when the client's last write left no connection to ask. */
 const NO_LAST_ERROR: Document = { ok: 1, err: null, n: 0 };
@@ -91,7 +86,7 @@ export class Router {
     const ids = cmd.sessionIds;
     if (ids ? owners.mayEnd(ids, user) : cmd.lsid === undefined || owners.claim(cmd.lsid, user)) return undefined;
     Metrics.foreignSessionRefusals.add(1, { command: cmd.name.toLowerCase() });
-    return { ok: 0, errmsg: `mongoplex: ${ids ? 'a session listed' : 'the session (lsid)'} belongs to another user`, code: ErrorCode.Unauthorized.code, codeName: ErrorCode.Unauthorized.codeName };
+    return errorDocument(ErrorCode.Unauthorized, `mongoplex: ${ids ? 'a session listed' : 'the session (lsid)'} belongs to another user`);
   }
 
   /**
@@ -105,10 +100,10 @@ export class Router {
     const ids = lname === 'getmore' ? (cmd.cursorId === undefined ? [] : [cmd.cursorId]) : cmd.killCursorIds ?? [];
     for (const id of ids) {
       const known = cmd.cursorNs !== undefined ? this.cursors.lookup(id, cmd.cursorNs) : undefined;
-      if (!known) return { ok: 0, errmsg: `cursor id ${id} not found`, code: ErrorCode.CursorNotFound.code, codeName: ErrorCode.CursorNotFound.codeName };
+      if (!known) return errorDocument(ErrorCode.CursorNotFound, `cursor id ${id} not found`);
       if (known.owner !== client.user) {
         Metrics.foreignCursorRefusals.add(1, { command: lname });
-        return { ok: 0, errmsg: `cursor id ${id} was not created by the authenticated user`, code: ErrorCode.Unauthorized.code, codeName: ErrorCode.Unauthorized.codeName };
+        return errorDocument(ErrorCode.Unauthorized, `cursor id ${id} was not created by the authenticated user`);
       }
     }
     return undefined;

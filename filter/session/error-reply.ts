@@ -3,14 +3,8 @@ import { newRequestId, OpCode, type WireMessage } from '../wire/header';
 import { encodeOpReply, ReplyFlag } from '../wire/legacy';
 import { encodeOpMsg } from '../wire/opmsg';
 import type { CommandInfo } from '../wire/peek';
-import type { KnownError } from '../wire/errors';
 
-/** A Mongo error document, as a server would send it. */
-export function errorDocument(kind: KnownError, errmsg: string, errorLabels: readonly string[] = []): Document {
-  const doc: Document = { ok: 0, errmsg, code: kind.code, codeName: kind.codeName };
-  if (errorLabels.length > 0) doc.errorLabels = [...errorLabels];
-  return doc;
-}
+export { errorDocument } from '../wire/errors';
 
 /**
  * Labels a driver needs to retry correctly when the proxy fails a command whose outcome on

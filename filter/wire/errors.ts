@@ -1,3 +1,5 @@
+import type { Document } from 'bson';
+
 /** A message that is well framed but cannot be understood: answered with an error, stream kept. */
 export class ProtocolError extends Error {
   constructor(
@@ -38,6 +40,13 @@ export const ErrorCode = {
   BSONObjectTooLarge: { code: 10334, codeName: 'BSONObjectTooLarge' },
 } as const;
 export type KnownError = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** A Mongo error document, as a server would send it. */
+export function errorDocument(kind: KnownError, errmsg: string, errorLabels: readonly string[] = []): Document {
+  const doc: Document = { ok: 0, errmsg, code: kind.code, codeName: kind.codeName };
+  if (errorLabels.length > 0) doc.errorLabels = [...errorLabels];
+  return doc;
+}
 
 export function protocolError(message: string, kind: KnownError): ProtocolError {
   return new ProtocolError(message, kind.code, kind.codeName);
