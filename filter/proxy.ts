@@ -164,9 +164,10 @@ export class Proxy {
     if (credentials) this.loginCheck = { connectTimeoutMs: up.connectTimeoutMs, appName: up.appName, compressors: [], via, credentials, tls };
     this.servers = new ServerSet(up.servers, { ...up, via, credentials, tls });
     const authLog = log.child({ component: 'auth' });
-    const query = this.userQuery(authLog);
     this.authModes = listenerAuthModes(config);
     const modes = new Set(Object.values(this.authModes));
+    const someLogIn = modes.has('proxy') || modes.has('passthrough');
+    const query = someLogIn ? this.userQuery(authLog) : undefined;
     this.users = query ?? (modes.has('proxy') ? loadUsers(config.auth.usersFile!, authLog) : undefined);
     if (modes.has('passthrough')) this.userPools = new UserPools(this.servers, config.auth.passthrough, (db, user) => query?.forget(db, user), authLog);
     this.inputBudget = new ByteBudget(config.client.maxTotalBufferedBytes);
@@ -336,7 +337,7 @@ export class Proxy {
   /** auth.userSource upstream: the auth query (usersInfo on the writable server as the service identity). */
   private userQuery(log: Logger): UpstreamUserQuery | undefined {
     const a = this.config.auth;
-    if (!Object.values(listenerAuthModes(this.config)).some((m) => m !== 'none') || a.userSource !== 'upstream') return undefined;
+    if (a.userSource !== 'upstream') return undefined;
     return new UpstreamUserQuery(async (db, command) => {
       const pool = this.servers.writable();
       const conn = await pool.checkOut();

@@ -140,9 +140,8 @@ export class CommandHandler {
     const msg = parseOpMsg(inbound.message);
     const cmd = readCommand(msg.body);
     if (isHelloCommand(cmd.name)) return this.answerHello(inbound, deserializeCommand(msg.body));
-    if (this.auth && AUTH_COMMANDS.has(cmd.name.toLowerCase()) && !this.askedAsTheUser(cmd.name)) return this.answerAuth(inbound, cmd.name, deserializeCommand(msg.body), cmd.db ?? 'admin');
-    const scoped = this.askedAsTheUser(cmd.name) ? undefined : connectionScopedHandling(cmd.name);
-    if (scoped) return this.handleConnectionScoped(inbound, cmd.name, scoped);
+    const answered = this.answerHere(inbound, cmd.name, msg.body, cmd.db ?? 'admin');
+    if (answered) return answered;
     // Exhaust replies would hold a pooled connection for a whole stream: clearing
     // exhaustAllowed makes the client fall back to ordinary getMore round trips.
     const bytes = clearOpMsgFlags(inbound.message, MsgFlag.exhaustAllowed);
@@ -158,9 +157,8 @@ export class CommandHandler {
       const command = doc.$query && typeof doc.$query === 'object' ? (doc.$query as Document) : doc;
       name = Object.keys(command)[0] ?? name;
       if (isHelloCommand(name)) return this.answerHello(inbound, command);
-      if (this.auth && AUTH_COMMANDS.has(name.toLowerCase()) && !this.askedAsTheUser(name)) return this.answerAuth(inbound, name, command, q.fullCollectionName.slice(0, -'.$cmd'.length));
-      const scoped = this.askedAsTheUser(name) ? undefined : connectionScopedHandling(name);
-      if (scoped) return this.handleConnectionScoped(inbound, name, scoped);
+      const answered = this.answerHere(inbound, name, command, q.fullCollectionName.slice(0, -'.$cmd'.length));
+      if (answered) return answered;
     }
     validateLegacyMessage(inbound.message);
     return this.forward(inbound, { opCode: OpCode.QUERY, name, cmd: undefined, moreToCome: false }, inbound.message.bytes);
@@ -200,6 +198,17 @@ export class CommandHandler {
     this.handshaken = true;
     if (this.client.loadBalanced) reply.serviceId = SERVICE_ID;
     return this.reply(inbound, reply, false);
+  }
+
+  /**
+   * The proxy's own answer to a login command or a connection-scoped one (`body`: the command,
+   * or its BSON, read only when needed); undefined: the command goes on to routing.
+   */
+  private answerHere(inbound: Inbound, name: string, body: Buffer | Document, db: string): Promise<Buffer> | undefined {
+    if (this.askedAsTheUser(name)) return undefined;
+    if (this.auth && AUTH_COMMANDS.has(name.toLowerCase())) return this.answerAuth(inbound, name, Buffer.isBuffer(body) ? deserializeCommand(body) : body, db);
+    const scoped = connectionScopedHandling(name);
+    return scoped && this.handleConnectionScoped(inbound, name, scoped);
   }
 
   /** Whether a passthrough user's connection sends this command to the server, where it runs as that user. */
