@@ -17,6 +17,7 @@ const ms = z.number().int().min(0);
 /** A host:port, or `unix:` and an absolute path (a Unix domain socket). */
 const grpcAddress = z.string().regex(/^unix:\/.+$|^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'expected host:port or unix:/absolute/path');
 const file = z.string().min(1).nullable().default(null);
+const authMode = z.enum(['none', 'proxy', 'passthrough']);
 
 /** Settings whose values never leave the process (logs, /stats, reload results, errors). */
 export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password', 'upstream.uri']);
@@ -191,7 +192,7 @@ export const ConfigSchema = z.strictObject({
      * pools, logged in as that user with the key recovered from its proof (needs auth.userSource
      * upstream): the server enforces each user's roles, and mongoplex holds no password.
      */
-    mode: z.enum(['none', 'proxy', 'passthrough']).default('none'),
+    mode: authMode.default('none'),
     /**
      * Where auth.mode proxy and passthrough find users' SCRAM secrets. file: auth.usersFile. upstream: the
      * server, asked with usersInfo showCredentials as upstream.auth's user (needs a role that
@@ -208,8 +209,8 @@ export const ConfigSchema = z.strictObject({
     maxSessions: z.number().int().min(1).default(100_000),
     /** auth.mode for one kind of listener (null: auth.mode). tcp: the TCP ingress and replica-set member listeners; grpc: the ext_proc ingress (Envoy). */
     listeners: z.strictObject({
-      tcp: z.enum(['none', 'proxy', 'passthrough']).nullable().default(null),
-      grpc: z.enum(['none', 'proxy', 'passthrough']).nullable().default(null),
+      tcp: authMode.nullable().default(null),
+      grpc: authMode.nullable().default(null),
     }).prefault({}),
     passthrough: z.strictObject({
       /** Upstream connections one user may hold to one server. */
@@ -384,6 +385,11 @@ export function listenerAuthModes(cfg: Config): Record<ListenerKind, AuthMode> {
   return { tcp: cfg.auth.listeners.tcp ?? cfg.auth.mode, grpc: cfg.auth.listeners.grpc ?? cfg.auth.mode };
 }
 
+/** A configuration error about one setting (the same form as the schema's own errors). */
+function invalid(setting: string, why: string): ConfigError {
+  return new ConfigError(`invalid configuration:\n  ${setting}: ${why}`);
+}
+
 /** Settings upstream.uri fills in, which must then not be set on their own. */
 const FROM_URI = [['servers'], ['auth', 'username'], ['auth', 'password'], ['auth', 'passwordFile'], ['auth', 'source'], ['auth', 'mechanism'], ['tls']] as const;
 
@@ -394,7 +400,7 @@ const FROM_URI = [['servers'], ['auth', 'username'], ['auth', 'password'], ['aut
 function applyUpstreamUri(cfg: Config, given: Record<string, unknown>): void {
   const uri = cfg.upstream.uri!;
   const fail = (why: string): never => {
-    throw new ConfigError(`invalid configuration:\n  upstream.uri: ${why}`);
+    throw invalid('upstream.uri', why);
   };
   const alsoSet = FROM_URI.filter((p) => p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], given) !== undefined).map((p) => `upstream.${p.join('.')}`);
   if (alsoSet.length > 0) fail(`also set: ${alsoSet.join(', ')}; the connection string gives servers, credentials and TLS, so leave those unset`);
@@ -483,53 +489,53 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   const cfg = result.data;
   if (cfg.upstream.uri !== null) applyUpstreamUri(cfg, raw.upstream as Record<string, unknown>);
   if (cfg.client.maxTotalBufferedBytes < cfg.client.maxMessageSizeBytes) {
-    throw new ConfigError('invalid configuration:\n  client.maxTotalBufferedBytes: must be at least client.maxMessageSizeBytes');
+    throw invalid('client.maxTotalBufferedBytes', 'must be at least client.maxMessageSizeBytes');
   }
   if (cfg.capture.enabled && !cfg.capture.dir) {
-    throw new ConfigError('invalid configuration:\n  capture.enabled: needs capture.dir (where capture files go)');
+    throw invalid('capture.enabled', 'needs capture.dir (where capture files go)');
   }
   const ua = cfg.upstream.auth;
   if (ua.username !== null && (ua.password === null) === (ua.passwordFile === null)) {
-    throw new ConfigError('invalid configuration:\n  upstream.auth: with a username, set exactly one of upstream.auth.password and upstream.auth.passwordFile');
+    throw invalid('upstream.auth', 'with a username, set exactly one of upstream.auth.password and upstream.auth.passwordFile');
   }
   if (ua.username === null && (ua.password !== null || ua.passwordFile !== null)) {
-    throw new ConfigError('invalid configuration:\n  upstream.auth.username: needed with a password');
+    throw invalid('upstream.auth.username', 'needed with a password');
   }
   const modes = new Set(Object.values(listenerAuthModes(cfg)));
   if (modes.has('passthrough') && cfg.auth.userSource !== 'upstream') {
-    throw new ConfigError("invalid configuration:\n  auth.userSource: auth.mode passthrough logs users in upstream with keys that fit only the server's own salts; set auth.userSource upstream");
+    throw invalid('auth.userSource', "auth.mode passthrough logs users in upstream with keys that fit only the server's own salts; set auth.userSource upstream");
   }
   if (modes.has('passthrough') && cfg.auth.passthrough.maxPoolSizePerUser > cfg.auth.passthrough.maxConnections) {
-    throw new ConfigError('invalid configuration:\n  auth.passthrough.maxPoolSizePerUser: must not exceed auth.passthrough.maxConnections');
+    throw invalid('auth.passthrough.maxPoolSizePerUser', 'must not exceed auth.passthrough.maxConnections');
   }
   if (modes.has('proxy') && cfg.auth.userSource === 'file' && !cfg.auth.usersFile) {
-    throw new ConfigError('invalid configuration:\n  auth.usersFile: auth.mode proxy verifies clients against it (create it with `mongoplex users add`), or set auth.userSource upstream');
+    throw invalid('auth.usersFile', 'auth.mode proxy verifies clients against it (create it with `mongoplex users add`), or set auth.userSource upstream');
   }
   if ((modes.has('proxy') || modes.has('passthrough')) && cfg.auth.userSource === 'upstream' && ua.username === null) {
-    throw new ConfigError('invalid configuration:\n  auth.userSource: upstream asks the server for users\' secrets as upstream.auth.username; set it');
+    throw invalid('auth.userSource', 'upstream asks the server for users\' secrets as upstream.auth.username; set it');
   }
   const pairs: Array<[string, { certFile: string | null; keyFile: string | null }]> = [['listen.tls', cfg.listen.tls], ['listen.grpcTls', cfg.listen.grpcTls], ['upstream.tls', cfg.upstream.tls]];
   for (const [name, t] of pairs) {
-    if ((t.certFile === null) !== (t.keyFile === null)) throw new ConfigError(`invalid configuration:\n  ${name}: set both certFile and keyFile, or neither`);
+    if ((t.certFile === null) !== (t.keyFile === null)) throw invalid(name, 'set both certFile and keyFile, or neither');
   }
   if (cfg.listen.tls.certFile === null && (cfg.listen.tls.caFile !== null || cfg.listen.tls.requireClientCert)) {
-    throw new ConfigError('invalid configuration:\n  listen.tls: caFile and requireClientCert need certFile and keyFile (TLS is on when certFile is set)');
+    throw invalid('listen.tls', 'caFile and requireClientCert need certFile and keyFile (TLS is on when certFile is set)');
   }
   if (cfg.listen.tls.requireClientCert && cfg.listen.tls.caFile === null) {
-    throw new ConfigError('invalid configuration:\n  listen.tls.requireClientCert: needs listen.tls.caFile (the CA client certificates are verified against)');
+    throw invalid('listen.tls.requireClientCert', 'needs listen.tls.caFile (the CA client certificates are verified against)');
   }
   if (cfg.listen.grpcTls.certFile !== null && cfg.listen.grpcTls.caFile === null) {
-    throw new ConfigError('invalid configuration:\n  listen.grpcTls.caFile: the gRPC ingress\'s TLS is mutual; set the CA that Envoy\'s client certificate is signed by');
+    throw invalid('listen.grpcTls.caFile', 'the gRPC ingress\'s TLS is mutual; set the CA that Envoy\'s client certificate is signed by');
   }
   const ut = cfg.upstream.tls;
   if (!ut.enabled && (ut.caFile !== null || ut.certFile !== null || ut.allowInvalidHostnames)) {
-    throw new ConfigError('invalid configuration:\n  upstream.tls.enabled: the other upstream.tls settings need it');
+    throw invalid('upstream.tls.enabled', 'the other upstream.tls settings need it');
   }
   if (ut.enabled && cfg.upstream.via !== null) {
-    throw new ConfigError('invalid configuration:\n  upstream.tls.enabled: with upstream.via, the Envoy egress originates TLS to the servers (mongoplex envoy-config --upstream-tls --upstream-ca FILE); mongoplex dials Envoy in plain TCP');
+    throw invalid('upstream.tls.enabled', 'with upstream.via, the Envoy egress originates TLS to the servers (mongoplex envoy-config --upstream-tls --upstream-ca FILE); mongoplex dials Envoy in plain TCP');
   }
   if (cfg.upstream.minPoolSize > cfg.upstream.maxPoolSize) {
-    throw new ConfigError('invalid configuration:\n  upstream.minPoolSize: must not exceed upstream.maxPoolSize');
+    throw invalid('upstream.minPoolSize', 'must not exceed upstream.maxPoolSize');
   }
   return cfg;
 }
