@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { Result } from './pool';
+import { cpuTime, processTree } from './processes';
 
 /**
  * Running several configurations of one workload side by side in one invocation: rounds in
@@ -20,10 +20,10 @@ export function sideBySideOptions(modes: readonly string[]) {
   } as const;
 }
 
-/** CPU time (user + system) a process has used, ms, from /proc/PID/stat (clock ticks of 10 ms). */
+/** CPU time (user + system) a process and its workers have used, ms, from /proc/PID/stat. */
 export function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  const t = cpuTime(processTree(pid));
+  return t.userMs + t.systemMs;
 }
 
 /** CPU µs per operation, from a CPU-time difference in ms. */

@@ -2,6 +2,7 @@ import { runAuthBenchmark } from './auth';
 import { runFuzz } from './fuzz';
 import { runOperationsBenchmark } from './operations';
 import { runPoolBenchmark } from './pool';
+import { runSpeedBenchmark } from './speed';
 import { runTrafficBenchmark } from './traffic';
 import { runUnreadReplies } from './unread';
 
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   traffic: runTrafficBenchmark,
   operations: runOperationsBenchmark,
   auth: runAuthBenchmark,
+  speed: runSpeedBenchmark,
 };
 
 async function main(): Promise<void> {

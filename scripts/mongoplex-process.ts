@@ -17,8 +17,9 @@ interface Listening {
 export class MongoplexProcess {
   private constructor(private readonly child: ChildProcess, readonly listening: Listening) {}
 
-  static async start(env: Record<string, string>, args: string[] = []): Promise<MongoplexProcess> {
-    const child = spawn(process.execPath, [MAIN, ...args], {
+  /** `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow). */
+  static async start(env: Record<string, string>, args: string[] = [], nodeArgs: string[] = []): Promise<MongoplexProcess> {
+    const child = spawn(process.execPath, [...nodeArgs, MAIN, ...args], {
       env: { ...process.env, MONGOPLEX_LOG_LEVEL: process.env.MONGOPLEX_TEST_LOG ?? 'warn', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -32,9 +33,9 @@ export class MongoplexProcess {
   }
 
   /** A mongoplex pooling at most `poolSize` connections to `upstream`, its TCP ingress on a free port; `env` adds settings (benchmarks). */
-  static async pooling(upstream: string, poolSize: number, env: Record<string, string> = {}): Promise<{ proxy: MongoplexProcess; port: number }> {
+  static async pooling(upstream: string, poolSize: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<{ proxy: MongoplexProcess; port: number }> {
     const port = await freePort();
-    const proxy = await MongoplexProcess.start({ MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_UPSTREAM_SERVERS: upstream, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize), ...env });
+    const proxy = await MongoplexProcess.start({ MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_UPSTREAM_SERVERS: upstream, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize), ...env }, [], nodeArgs);
     return { proxy, port };
   }
 

@@ -10,6 +10,7 @@ import { ServerAddress } from '../upstream/address';
 import { whenDrained } from './drain';
 import { claimSocketPath, parseGrpcAddress } from './exposure';
 import { loadPemFiles, type PemFiles } from '../pem-files';
+import { decodeRequest, encodeResponse, type ProcessingRequest, type ProcessingResponse, type Struct as StructMessage, type StructValue } from './ext-proc-codec';
 
 /**
  * Envoy network ext_proc ingress (`envoy.service.network_ext_proc.v3.NetworkExternalProcessor`):
@@ -28,33 +29,15 @@ import { loadPemFiles, type PemFiles } from '../pem-files';
  */
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
-const SERVICE_PROTO = 'envoy/service/network_ext_proc/v3/network_external_processor.proto';
+export const SERVICE_PROTO = 'envoy/service/network_ext_proc/v3/network_external_processor.proto';
+/** `/package.Service/Method` of the stream, as the proto declares it. */
+export const PROCESS_METHOD_PATH = '/envoy.service.network_ext_proc.v3.NetworkExternalProcessor/Process';
+/** How proto-loader rendered the messages before the hand-written codec (which reproduces it: see ext-proc-codec). */
+export const REFERENCE_LOAD_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true } as const;
 /** gRPC health checking: Envoy's grpc_health_check asks it over the stream's own connection (a Unix socket has no admin address beside it). */
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 /** Replies larger than this go out as several write_data messages (Envoy's gRPC limits). */
 const WRITE_CHUNK = 1024 * 1024;
-
-interface Data {
-  data?: Buffer;
-  end_of_stream?: boolean;
-}
-interface StructValue {
-  stringValue?: string;
-  structValue?: { fields: Record<string, StructValue> };
-}
-interface ProcessingRequest {
-  read_data?: Data;
-  write_data?: Data;
-  request?: 'read_data' | 'write_data';
-  attributes?: Record<string, { fields?: Record<string, StructValue> }>;
-}
-interface ProcessingResponse {
-  read_data?: Data;
-  write_data?: Data;
-  data_processing_status?: 'UNKNOWN' | 'UNMODIFIED' | 'MODIFIED';
-  connection_status?: 'CONTINUE' | 'CLOSE' | 'CLOSE_RST';
-  dynamic_metadata?: { fields: Record<string, StructValue> };
-}
 
 /** The namespace of the dynamic metadata mongoplex gives Envoy (`%DYNAMIC_METADATA(mongoplex:command)%`). */
 export const METADATA_NAMESPACE = 'mongoplex';
@@ -70,22 +53,41 @@ export function clientAddress(req: ProcessingRequest): string | undefined {
 }
 
 /** `{mongoplex: {db, collection, command}}` of the client's last forwarded command. */
-function lastCommandMetadata(info: ClientInfo): { fields: Record<string, StructValue> } {
+function lastCommandMetadata(info: ClientInfo): StructMessage {
   const fields: Record<string, StructValue> = { command: { stringValue: info.lastCommand! } };
   if (info.lastDb !== undefined) fields.db = { stringValue: info.lastDb };
   if (info.lastCollection !== undefined) fields.collection = { stringValue: info.lastCollection };
   return { fields: { [METADATA_NAMESPACE]: { structValue: { fields } } } };
 }
 
+/** The acknowledgement of a read (consumed: nothing reaches the next filter), encoded once. */
 const CONSUMED: ProcessingResponse = { read_data: { data: Buffer.alloc(0), end_of_stream: false }, data_processing_status: 'MODIFIED' };
+const CONSUMED_BYTES = encodeResponse(CONSUMED);
 
+function clientSideOnly(): never {
+  throw new Error('ext_proc: the client side of the Process stream is not implemented here');
+}
+
+/**
+ * The Process stream with the hand-written codec of its two messages (the hot path: one
+ * request per client read, two responses per command); the health service through proto-loader.
+ */
 function loadServices(): { extProc: grpc.ServiceDefinition; health: grpc.ServiceDefinition } {
-  const def = protoLoader.loadSync([SERVICE_PROTO, HEALTH_PROTO], { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    envoy: { service: { network_ext_proc: { v3: { NetworkExternalProcessor: grpc.ServiceClientConstructor } } } };
-    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+  const def = protoLoader.loadSync([HEALTH_PROTO], { includeDirs: [PROTO_DIR], ...REFERENCE_LOAD_OPTIONS });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
+  const extProc: grpc.ServiceDefinition = {
+    Process: {
+      path: PROCESS_METHOD_PATH,
+      requestStream: true,
+      responseStream: true,
+      requestDeserialize: decodeRequest,
+      responseSerialize: (r: ProcessingResponse) => (r === CONSUMED ? CONSUMED_BYTES : encodeResponse(r)),
+      // A server never sends requests nor reads responses.
+      requestSerialize: clientSideOnly,
+      responseDeserialize: clientSideOnly,
+    },
   };
-  return { extProc: pkg.envoy.service.network_ext_proc.v3.NetworkExternalProcessor.service, health: pkg.grpc.health.v1.Health.service };
+  return { extProc, health: pkg.grpc.health.v1.Health.service };
 }
 
 /** One ext_proc stream as a session transport. */

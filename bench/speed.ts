@@ -1,0 +1,264 @@
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FerretDB } from '../scripts/ferretdb';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { freePort } from '../scripts/ports';
+import { startEnvoyFront } from '../scripts/envoy';
+import { LoadClient } from './load-client';
+import { parseModes, runMode, type Options } from './pool';
+import { cpuPerOp, cpuTime, processTree, rssKb } from './processes';
+import { runRounds, type ModeResult } from './rounds';
+
+/**
+ * `npm run bench -- speed`: what each path costs per operation and per idle client, side by
+ * side in one invocation — FerretDB directly, Envoy's tcp_proxy (C++, no pooling: the
+ * baseline), mongoplex's TCP ingress, and Envoy + mongoplex over ext_proc, each mongoplex mode
+ * once per `--workers` count.
+ *
+ * - Load: `--clients` raw connections, every one in a closed loop of forwarded pings (the
+ *   cheapest server round trip, so the proxy's own cost shows). Per process (mongoplex with its
+ *   workers, Envoy): CPU µs per operation and the kernel's share of it, from /proc/PID/stat.
+ * - Idle: before the load, the resident memory each idle client adds (handshaken with `hello`
+ *   like a driver's connection, then silent) at each `--idle` count, per process.
+ * - `--profile`: mongoplex runs with `--cpu-prof`; the bench prints where its time went (self
+ *   time by function and by module). Profiled runs skip the idle phase.
+ *
+ * Rounds alternate the order of modes; figures are their means. Prints one JSON line per mode,
+ * then one `summary` line with the ratios the speed targets are stated in.
+ */
+
+const MODES = ['direct', 'envoy-tcp-proxy', 'mongoplex-tcp', 'mongoplex-ext-proc'] as const;
+type Mode = (typeof MODES)[number];
+/** A mode with its worker count (mongoplex modes only). */
+type Run = `${Mode}` | `${Mode}-w${number}`;
+
+interface SpeedResult extends ModeResult {
+  workers: number;
+  envoyCpuUsPerOp: number;
+  mongoplexKernelShare: number;
+  envoyKernelShare: number;
+}
+
+interface Stack {
+  port: number;
+  mongoplex?: MongoplexProcess;
+  envoyPid?: number;
+  stop(): Promise<void>;
+}
+
+export async function runSpeedBenchmark(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      clients: { type: 'string', default: '200' },
+      seconds: { type: 'string', default: '5' },
+      'pool-size': { type: 'string', default: '8' },
+      modes: { type: 'string', default: MODES.join(',') },
+      workers: { type: 'string', default: '1' },
+      idle: { type: 'string', default: '1000,5000,10000' },
+      rounds: { type: 'string', default: '2' },
+      profile: { type: 'boolean', default: false },
+      out: { type: 'string', default: path.resolve(__dirname, '..', '..', '.cache', 'bench', 'profiles') },
+    },
+  });
+  const clients = Number(values.clients);
+  const o: Options = { clients, busy: clients, seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: 'ping' };
+  if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --workers 1,2 --idle 1000,5000 --rounds R --profile');
+  const workerCounts = values.workers.split(',').map(Number);
+  if (!workerCounts.every((w) => Number.isInteger(w) && w > 0)) throw new Error('--workers: a list of positive integers, e.g. 1,2');
+  const idleCounts = values.idle === '' ? [] : values.idle.split(',').map(Number);
+  const runs: Run[] = [];
+  for (const mode of parseModes(values.modes, MODES)) {
+    if (!mode.startsWith('mongoplex')) runs.push(mode);
+    else for (const w of workerCounts) runs.push(w === 1 ? mode : `${mode}-w${w}`);
+  }
+  const db = await FerretDB.start();
+  const profiles = values.profile ? path.join(values.out, new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
+  try {
+    const results = await runRounds(runs, Number(values.rounds), (run, round) => runSpeedMode(run, round, o, db, round === 0 && !profiles ? idleCounts : [], profiles));
+    for (const r of results) console.log(JSON.stringify(r));
+    console.log(JSON.stringify(summary(results, idleCounts)));
+    if (profiles) for (const run of runs) if (run.startsWith('mongoplex')) console.log(JSON.stringify({ profile: run, ...summariseProfiles(path.join(profiles, run)) }));
+  } finally {
+    await db.stop();
+  }
+}
+
+function workersOf(run: Run): number {
+  const m = /-w(\d+)$/.exec(run);
+  return m ? Number(m[1]) : 1;
+}
+
+async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async (): Promise<void> => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+  };
+  try {
+    if (run === 'direct') return { port: db.port, stop };
+    if (run === 'envoy-tcp-proxy') {
+      const front = await startEnvoyFront({ ingress: { kind: 'tcp_proxy', upstream: { host: db.host, port: db.port } } });
+      stops.push(() => front.envoy.stop());
+      return { port: front.port, envoyPid: front.envoy.pid, stop };
+    }
+    const workers = workersOf(run);
+    const grpc = await freePort();
+    if (profileDir) mkdirSync(profileDir, { recursive: true });
+    const { proxy, port: tcp } = await MongoplexProcess.pooling(
+      db.address,
+      o.poolSize,
+      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, ...(workers > 1 ? { MONGOPLEX_WORKERS: String(workers) } : {}) },
+      profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    );
+    stops.push(() => proxy.stop());
+    if (run.startsWith('mongoplex-tcp')) return { port: tcp, mongoplex: proxy, stop };
+    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    stops.push(() => front.envoy.stop());
+    return { port: front.port, mongoplex: proxy, envoyPid: front.envoy.pid, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** One run, one round: its own processes, the idle phase (first round), then the load. */
+async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined): Promise<SpeedResult> {
+  const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
+  try {
+    const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
+    const envoyPids = (): number[] => (stack.envoyPid ? [stack.envoyPid] : []);
+    const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts, { mongoplex: mongoplexPids, envoy: envoyPids });
+    const m0 = cpuTime(mongoplexPids());
+    const e0 = cpuTime(envoyPids());
+    const r = await runMode(run, stack.port, db, o);
+    const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
+    const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
+    return {
+      ...r,
+      workers: stack.mongoplex ? workersOf(run) : 0,
+      mongoplexCpuUsPerOp: m.usPerOp,
+      mongoplexKernelShare: m.kernelShare,
+      envoyCpuUsPerOp: e.usPerOp,
+      envoyKernelShare: e.kernelShare,
+      details: { idleKbPerClient: idle },
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/**
+ * Opens idle clients up to each count (each handshaken with `hello`, then silent) and reads
+ * every process's resident memory: KB added per client since none were open.
+ */
+async function idleMemory(port: number, counts: number[], processes: Record<string, () => number[]>): Promise<Record<string, Record<number, number>>> {
+  if (counts.length === 0) return {};
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
+  const rss = (): Record<string, number> => Object.fromEntries(Object.entries(processes).map(([k, pids]) => [k, rssKb(pids())]));
+  // One client first, so what every process allocates for its first client (pools, buffers) is in the baseline.
+  const clients: LoadClient[] = [await handshaken(port)];
+  await settle();
+  const base = rss();
+  const out: Record<string, Record<number, number>> = Object.fromEntries([...Object.keys(processes), 'total'].map((k) => [k, {}]));
+  try {
+    for (const n of [...counts].sort((a, b) => a - b)) {
+      while (clients.length < n + 1) {
+        clients.push(...await Promise.all(Array.from({ length: Math.min(200, n + 1 - clients.length) }, () => handshaken(port))));
+      }
+      await settle();
+      const now = rss();
+      let total = 0;
+      for (const k of Object.keys(processes)) {
+        const kb = Number(((now[k]! - base[k]!) / n).toFixed(2));
+        out[k]![n] = kb;
+        total += kb;
+      }
+      out.total![n] = Number(total.toFixed(2));
+    }
+  } finally {
+    for (const c of clients) c.destroy();
+    await settle();
+  }
+  return out;
+}
+
+async function handshaken(port: number): Promise<LoadClient> {
+  const c = await LoadClient.connect(port);
+  await c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' });
+  return c;
+}
+
+/** The ratios the speed targets are stated in, from one invocation. */
+function summary(results: SpeedResult[], idleCounts: number[]): Record<string, unknown> {
+  const find = (run: string): SpeedResult | undefined => results.find((r) => r.mode === run);
+  const ratio = (a: number | undefined, b: number | undefined): number | null => (a && b ? Number((a / b).toFixed(3)) : null);
+  const direct = find('direct');
+  const out: Record<string, unknown> = { summary: 'speed' };
+  out.opsPerSecVsDirect = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, ratio(r.opsPerSec, direct?.opsPerSec)]));
+  out.extProcVsTcpMongoplexCpu = ratio(find('mongoplex-ext-proc')?.mongoplexCpuUsPerOp, find('mongoplex-tcp')?.mongoplexCpuUsPerOp);
+  out.tcpVsEnvoyTcpProxyCpu = ratio(find('mongoplex-tcp')?.mongoplexCpuUsPerOp, find('envoy-tcp-proxy')?.envoyCpuUsPerOp);
+  const most = Math.max(...idleCounts, 0);
+  const idle = (run: string): Record<string, Record<number, number>> | undefined => ((find(run)?.details as Array<{ idleKbPerClient: Record<string, Record<number, number>> }> | undefined)?.[0]?.idleKbPerClient);
+  if (most > 0) out[`idleKbPerClientAt${most}`] = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, idle(r.mode)?.total?.[most] ?? null]));
+  const sweep: Record<string, unknown> = {};
+  for (const r of results) {
+    const w = /^(.*)-w(\d+)$/.exec(r.mode);
+    if (w) sweep[r.mode] = { opsPerSecVs1Worker: ratio(r.opsPerSec, find(w[1]!)?.opsPerSec), cpuUsPerOpVs1Worker: ratio(r.mongoplexCpuUsPerOp, find(w[1]!)?.mongoplexCpuUsPerOp) };
+  }
+  if (Object.keys(sweep).length > 0) out.workers = sweep;
+  return out;
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+/** Where a function's code lives, coarsely: mongoplex's own folder, a package, a Node module, or V8's pseudo-frames. */
+function moduleOf(frame: ProfileNode['callFrame']): string {
+  const { url, functionName } = frame;
+  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return pkg[1]!;
+  const own = /\/dist\/(filter\/[^/]+|bench|scripts)\//.exec(url);
+  if (own) return own[1]!;
+  if (url.startsWith('node:')) return url.replace(/^node:(internal\/)?/, 'node:').split('/')[0]!;
+  return url;
+}
+
+/** Self time by function and by module across the CPU profiles in `dir` (all rounds and workers), as shares of the sampled time. */
+export function summariseProfiles(dir: string): Record<string, unknown> {
+  const byFunction = new Map<string, number>();
+  const byModule = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  const files: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(d, e.name));
+      else if (e.name.endsWith('.cpuprofile')) files.push(path.join(d, e.name));
+    }
+  };
+  walk(dir);
+  for (const f of files) {
+    const p = JSON.parse(readFileSync(f, 'utf8')) as { nodes: ProfileNode[] };
+    for (const n of p.nodes) {
+      const hits = n.hitCount ?? 0;
+      if (hits === 0) continue;
+      total += hits;
+      if (n.callFrame.functionName === '(idle)') {
+        idle += hits;
+        continue;
+      }
+      const fn = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url ? `${path.basename(n.callFrame.url)}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
+      byFunction.set(fn, (byFunction.get(fn) ?? 0) + hits);
+      const mod = moduleOf(n.callFrame);
+      byModule.set(mod, (byModule.get(mod) ?? 0) + hits);
+    }
+  }
+  const busy = total - idle;
+  const top = (m: Map<string, number>, n: number): Record<string, number> => Object.fromEntries([...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => [k, Number((v / busy).toFixed(3))]));
+  return { files: files.length, dir, busyShare: total ? Number((busy / total).toFixed(3)) : 0, byModule: top(byModule, 15), byFunction: top(byFunction, 25) };
+}
