@@ -1,4 +1,6 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
@@ -23,6 +25,8 @@ import { runRounds, type ModeResult } from './rounds';
  *   like a driver's connection, then silent) at each `--idle` count, per process.
  * - `--profile`: mongoplex runs with `--cpu-prof`; the bench prints where its time went (self
  *   time by function and by module). Profiled runs skip the idle phase.
+ * - `--syscalls`: `strace -c` follows mongoplex and Envoy during the load: system calls per
+ *   operation, by call (strace slows the processes; its CPU figures are not comparable).
  *
  * Rounds alternate the order of modes; figures are their means. Prints one JSON line per mode,
  * then one `summary` line with the ratios the speed targets are stated in.
@@ -59,6 +63,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
       idle: { type: 'string', default: '1000,5000,10000' },
       rounds: { type: 'string', default: '2' },
       profile: { type: 'boolean', default: false },
+      syscalls: { type: 'boolean', default: false },
       out: { type: 'string', default: path.resolve(__dirname, '..', '..', '.cache', 'bench', 'profiles') },
     },
   });
@@ -76,7 +81,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   const db = await FerretDB.start();
   const profiles = values.profile ? path.join(values.out, new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
   try {
-    const results = await runRounds(runs, Number(values.rounds), (run, round) => runSpeedMode(run, round, o, db, round === 0 && !profiles ? idleCounts : [], profiles));
+    const results = await runRounds(runs, Number(values.rounds), (run, round) => runSpeedMode(run, round, o, db, round === 0 && !profiles ? idleCounts : [], profiles, values.syscalls));
     for (const r of results) console.log(JSON.stringify(r));
     console.log(JSON.stringify(summary(results, idleCounts)));
     if (profiles) for (const run of runs) if (run.startsWith('mongoplex')) console.log(JSON.stringify({ profile: run, ...summariseProfiles(path.join(profiles, run)) }));
@@ -123,15 +128,19 @@ async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string
 }
 
 /** One run, one round: its own processes, the idle phase (first round), then the load. */
-async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined): Promise<SpeedResult> {
+async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
   const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
     const envoyPids = (): number[] => (stack.envoyPid ? [stack.envoyPid] : []);
     const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts, { mongoplex: mongoplexPids, envoy: envoyPids });
+    const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
+    const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
     const r = await runMode(run, stack.port, db, o);
+    const counted: Record<string, unknown> = {};
+    for (const [name, t] of traces) counted[name] = await t.perOp(r.ops);
     const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
     const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     return {
@@ -141,7 +150,7 @@ async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, i
       mongoplexKernelShare: m.kernelShare,
       envoyCpuUsPerOp: e.usPerOp,
       envoyKernelShare: e.kernelShare,
-      details: { idleKbPerClient: idle },
+      details: { idleKbPerClient: idle, ...(syscalls ? { syscallsPerOp: counted } : {}) },
     };
   } finally {
     await stack.stop();
@@ -187,6 +196,34 @@ async function handshaken(port: number): Promise<LoadClient> {
   const c = await LoadClient.connect(port);
   await c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' });
   return c;
+}
+
+/** `strace -c -f` attached to running processes; `perOp` detaches and divides its counts by the operations. */
+class SyscallCount {
+  private readonly child: ChildProcess;
+  private readonly out: string;
+  constructor(pids: number[]) {
+    this.out = path.join(tmpdir(), `mongoplex-strace-${pids[0]}-${Date.now()}.txt`);
+    this.child = spawn('strace', ['-c', '-f', '-o', this.out, ...pids.flatMap((p) => ['-p', String(p)])], { stdio: 'ignore' });
+  }
+
+  async perOp(ops: number): Promise<Record<string, number>> {
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGINT');
+    await exited;
+    const calls: Record<string, number> = {};
+    // "% time  seconds  usecs/call  calls  errors  syscall", then a total line.
+    for (const line of readFileSync(this.out, 'utf8').split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5 || !/^\d/.test(f[0]!)) continue;
+      const name = f[f.length - 1]!;
+      const count = Number(f[3]);
+      if (name !== 'total' && count > 0) calls[name] = Number((count / ops).toFixed(3));
+    }
+    rmSync(this.out, { force: true });
+    const total = Object.values(calls).reduce((a, b) => a + b, 0);
+    return { total: Number(total.toFixed(3)), ...Object.fromEntries(Object.entries(calls).sort((a, b) => b[1] - a[1]).slice(0, 10)) };
+  }
 }
 
 /** The ratios the speed targets are stated in, from one invocation. */

@@ -1,7 +1,7 @@
 import type { Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import type { Route, RoutedRequest } from '../routing/router';
-import { Metrics } from '../telemetry/metrics';
+import { attrs, Metrics } from '../telemetry/metrics';
 import { endSpanWithError, startCommandSpan } from '../telemetry/tracing';
 import type { UpstreamConnection } from '../upstream/connection';
 import { CheckoutError } from '../upstream/pool';
@@ -33,6 +33,14 @@ export interface ReplyDeadlines {
   readonly socketTimeoutMs: number;
   /** Added to a command's own maxTimeMS (`upstream.maxTimeGraceMs`). */
   readonly maxTimeGraceMs: number;
+}
+
+const forwarded = new Map<string, Readonly<{ handling: string; route: string }>>();
+/** `{handling: forwarded, route}`, one constant object per route reason (counted per request). */
+function forwardedAttrs(route: string): Readonly<{ handling: string; route: string }> {
+  let a = forwarded.get(route);
+  if (!a) forwarded.set(route, (a = attrs({ handling: 'forwarded', route })));
+  return a;
 }
 
 /** The nearer of the two deadlines that apply to a request, and which it is. */
@@ -100,7 +108,7 @@ export class Forwarder {
       if (timer) clearTimeout(timer);
     }
     route.release(conn);
-    Metrics.commands.add(1, { handling: 'forwarded', route: route.reason });
+    Metrics.commands.add(1, forwardedAttrs(route.reason));
     Metrics.commandDuration.record(performance.now() - started, { command: name });
     span.end();
     return reply ? { kind: 'reply', reply, conn } : { kind: 'no_reply' };

@@ -1,4 +1,4 @@
-import { metrics, type Attributes, type Counter as OtelCounter, type Histogram as OtelHistogram } from '@opentelemetry/api';
+import { metrics, type Attributes, type Histogram as OtelHistogram } from '@opentelemetry/api';
 
 /**
  * Every metric mongoplex exports, declared in one place. Each instrument reports through
@@ -12,30 +12,61 @@ import { metrics, type Attributes, type Counter as OtelCounter, type Histogram a
  */
 const meter = (): ReturnType<typeof metrics.getMeter> => metrics.getMeter('mongoplex');
 
-function key(attrs?: Attributes): string {
-  if (!attrs) return '';
+function attributesKey(attrs: Attributes): string {
   return Object.keys(attrs).sort().map((k) => `${k}=${String(attrs[k])}`).join(',');
 }
 
+/** Keys of attribute objects seen before: hot paths pass the same constant objects every time. */
+const keys = new WeakMap<Attributes, string>();
+
+function key(attrs?: Attributes): string {
+  if (!attrs) return '';
+  let k = keys.get(attrs);
+  if (k === undefined) {
+    k = attributesKey(attrs);
+    if (Object.isFrozen(attrs)) keys.set(attrs, k);
+  }
+  return k;
+}
+
+/**
+ * A monotonic counter kept locally (a map update per `add`) and exported as an OpenTelemetry
+ * observable counter that reports the local values at collection: on the hot path this costs
+ * no attribute hashing inside the SDK, and exporters see the same cumulative series a
+ * synchronous counter would give. Pass frozen attribute objects on hot paths (see `attrs`).
+ */
 export class Counter {
-  private otel: OtelCounter | undefined;
-  private readonly values = new Map<string, number>();
+  private registered = false;
+  private readonly values = new Map<string, { attrs: Attributes | undefined; n: number }>();
   constructor(readonly name: string, private readonly description: string) {}
   add(n = 1, attrs?: Attributes): void {
-    (this.otel ??= meter().createCounter(this.name, { description: this.description })).add(n, attrs);
+    if (!this.registered) this.register();
     const k = key(attrs);
-    this.values.set(k, (this.values.get(k) ?? 0) + n);
+    const v = this.values.get(k);
+    if (v) v.n += n;
+    else this.values.set(k, { attrs: attrs && { ...attrs }, n });
+  }
+  private register(): void {
+    this.registered = true;
+    meter().createObservableCounter(this.name, { description: this.description }).addCallback((r) => {
+      for (const v of this.values.values()) r.observe(v.n, v.attrs);
+    });
   }
   /** Sum over all attribute sets, or the value for one set. */
   value(attrs?: Attributes): number {
-    if (attrs) return this.values.get(key(attrs)) ?? 0;
+    if (attrs) return this.values.get(key(attrs))?.n ?? 0;
     let s = 0;
-    for (const v of this.values.values()) s += v;
+    for (const v of this.values.values()) s += v.n;
     return s;
   }
   snapshot(): Record<string, number> {
-    return Object.fromEntries(this.values);
+    return Object.fromEntries([...this.values].map(([k, v]) => [k, v.n]));
   }
+}
+
+/** A constant attribute set for a hot path: frozen, so counters remember its key. */
+export function attrs<T extends Attributes>(a: T): Readonly<T> {
+  return Object.freeze(a);
 }
 
 /** Bucket bounds for latencies in milliseconds: from a quarter millisecond to a minute. */

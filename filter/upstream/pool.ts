@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Metrics } from '../telemetry/metrics';
+import { attrs, Metrics } from '../telemetry/metrics';
 import type { ServerAddress } from './address';
 import type { BudgetedPool, ConnectionBudget } from './connection-budget';
 import { UpstreamConnection, type CloseReason, type ConnectOptions } from './connection';
@@ -79,9 +79,12 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
   private connecting = 0;
   private closed = false;
   private lastDescription: ServerDescription | undefined;
+  /** `{server}` of this pool's metrics (recorded per checkout). */
+  private readonly serverAttrs: Readonly<{ server: string }>;
 
   constructor(readonly address: ServerAddress, private readonly options: PoolOptions) {
     super();
+    this.serverAttrs = attrs({ server: address.toString() });
     options.budget?.join(this);
   }
 
@@ -149,7 +152,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
       return Promise.resolve(conn);
     }
     if (this.waiting >= this.options.maxWaitQueueSize) {
-      Metrics.poolWaitQueueFull.add(1, { server: this.address.toString() });
+      Metrics.poolWaitQueueFull.add(1, this.serverAttrs);
       return Promise.reject(new CheckoutError(`wait queue for ${this.address} is full (${this.options.maxWaitQueueSize} waiting)`, 'queue_full', this.address));
     }
     return new Promise<UpstreamConnection>((resolve, reject) => {
@@ -164,7 +167,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
           const queue = this.queues[kind];
           const i = queue.indexOf(waiter);
           if (i >= 0) queue.splice(i, 1);
-          Metrics.poolWaitTimeouts.add(1, { server: this.address.toString() });
+          Metrics.poolWaitTimeouts.add(1, this.serverAttrs);
           reject(new CheckoutError(`timed out after ${timeout} ms waiting for a connection to ${this.address} (pool size ${this.options.maxPoolSize})`, 'timeout', this.address));
         }, timeout) : undefined,
       };
@@ -279,7 +282,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
   private give(w: Waiter, conn: UpstreamConnection): void {
     if (w.timer) clearTimeout(w.timer);
     this.lend(conn, w.kind);
-    Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, { server: this.address.toString() });
+    Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, this.serverAttrs);
     w.resolve(conn);
   }
 
@@ -288,7 +291,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
     UpstreamConnection.connect(this.address, this.options).then(
       (conn) => {
         this.connecting--;
-        Metrics.upstreamConnectionsOpened.add(1, { server: this.address.toString() });
+        Metrics.upstreamConnectionsOpened.add(1, this.serverAttrs);
         this.lastDescription = conn.description;
         this.emit('connectionCreated', conn);
         conn.onClose((reason, detail) => {
@@ -310,7 +313,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
       (err: Error) => {
         this.connecting--;
         this.options.budget?.give();
-        Metrics.upstreamConnectFailures.add(1, { server: this.address.toString() });
+        Metrics.upstreamConnectFailures.add(1, this.serverAttrs);
         this.emit('connectFailed', err);
         // With no connection left to serve them, waiters beyond what is still being opened
         // would only sit out their timeout: fail them now so clients can retry elsewhere.
