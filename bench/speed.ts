@@ -21,8 +21,10 @@ import { runRounds, type ModeResult } from './rounds';
  * - Load: `--clients` raw connections, every one in a closed loop of forwarded pings (the
  *   cheapest server round trip, so the proxy's own cost shows). Per process (mongoplex with its
  *   workers, Envoy): CPU µs per operation and the kernel's share of it, from /proc/PID/stat.
- * - Idle: before the load, the resident memory each idle client adds (handshaken with `hello`
- *   like a driver's connection, then silent) at each `--idle` count, per process.
+ * - Idle: after the load, the resident memory each idle client adds (handshaken with `hello`
+ *   like a driver's connection, then silent) at each `--idle` count, per process. Counts that
+ *   would take a process past the open-file limit are left out (Envoy's tcp_proxy holds two
+ *   sockets per client).
  * - `--profile`: mongoplex runs with `--cpu-prof`; the bench prints where its time went (self
  *   time by function and by module). Profiled runs skip the idle phase.
  * - `--syscalls`: `strace -c` follows mongoplex and Envoy during the load: system calls per
@@ -127,20 +129,25 @@ async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string
   }
 }
 
-/** One run, one round: its own processes, the idle phase (first round), then the load. */
+/** One run, one round: its own processes, the load, then the idle phase (first round). */
 async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
   const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
     const envoyPids = (): number[] => (stack.envoyPid ? [stack.envoyPid] : []);
-    const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts, { mongoplex: mongoplexPids, envoy: envoyPids });
     const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
     const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
+    // One unmeasured second first: a process just started spends its first operations compiling.
+    await runMode(run, stack.port, db, { ...o, seconds: 1 });
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
     const r = await runMode(run, stack.port, db, o);
     const counted: Record<string, unknown> = {};
     for (const [name, t] of traces) counted[name] = await t.perOp(r.ops);
+    // After the load, so the garbage of thousands of closed clients is not collected during it.
+    // Envoy's tcp_proxy holds two sockets per client (client and server side): stay under the file limit.
+    const fdsPerClient = run === 'envoy-tcp-proxy' ? 2 : 1;
+    const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts.filter((n) => n * fdsPerClient + 500 <= openFileLimit()), { mongoplex: mongoplexPids, envoy: envoyPids });
     const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
     const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     return {
@@ -159,7 +166,7 @@ async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, i
 
 /**
  * Opens idle clients up to each count (each handshaken with `hello`, then silent) and reads
- * every process's resident memory: KB added per client since none were open.
+ * every process's resident memory: KB added per client since only one was open.
  */
 async function idleMemory(port: number, counts: number[], processes: Record<string, () => number[]>): Promise<Record<string, Record<number, number>>> {
   if (counts.length === 0) return {};
@@ -192,10 +199,28 @@ async function idleMemory(port: number, counts: number[], processes: Record<stri
   return out;
 }
 
+/** A client connection handshaken with `hello`, within 10 s (a stuck proxy fails the bench instead of hanging it). */
 async function handshaken(port: number): Promise<LoadClient> {
   const c = await LoadClient.connect(port);
-  await c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      c.command({ hello: 1, helloOk: true, client: { driver: { name: 'mongoplex-bench', version: '0' } }, $db: 'admin' }),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no hello reply within 10 s on port ${port}`)), 10_000))),
+    ]);
+  } catch (err) {
+    c.destroy();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return c;
+}
+
+/** The soft limit on open files this process (and the processes it starts) has. */
+function openFileLimit(): number {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : 1024;
 }
 
 /** `strace -c -f` attached to running processes; `perOp` detaches and divides its counts by the operations. */
