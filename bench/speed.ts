@@ -74,6 +74,8 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --workers 1,2 --idle 1000,5000 --rounds R --profile');
   const workerCounts = values.workers.split(',').map(Number);
   if (!workerCounts.every((w) => Number.isInteger(w) && w > 0)) throw new Error('--workers: a list of positive integers, e.g. 1,2');
+  // The sweep is ready for the workers mode (issue 11), which mongoplex does not have yet.
+  if (workerCounts.some((w) => w !== 1)) throw new Error('--workers: mongoplex has no workers mode yet; only 1 runs');
   const idleCounts = values.idle === '' ? [] : values.idle.split(',').map(Number);
   const runs: Run[] = [];
   for (const mode of parseModes(values.modes, MODES)) {
