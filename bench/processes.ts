@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
 /**
- * What a process and its descendants (mongoplex's workers) use, read from /proc: CPU time
+ * What a process and its descendants use, read from /proc: CPU time
  * split into user and kernel, and resident memory.
  */
 

@@ -20,7 +20,7 @@ export function sideBySideOptions(modes: readonly string[]) {
   } as const;
 }
 
-/** CPU time (user + system) a process and its workers have used, ms, from /proc/PID/stat. */
+/** CPU time (user + system) a process and its child processes have used, ms, from /proc/PID/stat. */
 export function cpuMs(pid: number): number {
   const t = cpuTime(processTree(pid));
   return t.userMs + t.systemMs;

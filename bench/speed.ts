@@ -15,12 +15,11 @@ import { runRounds, type ModeResult } from './rounds';
 /**
  * `npm run bench -- speed`: what each path costs per operation and per idle client, side by
  * side in one invocation — FerretDB directly, Envoy's tcp_proxy (C++, no pooling: the
- * baseline), mongoplex's TCP ingress, and Envoy + mongoplex over ext_proc, each mongoplex mode
- * once per `--workers` count.
+ * baseline), mongoplex's TCP ingress, and Envoy + mongoplex over ext_proc.
  *
  * - Load: `--clients` raw connections, every one in a closed loop of forwarded pings (the
- *   cheapest server round trip, so the proxy's own cost shows). Per process (mongoplex with its
- *   workers, Envoy): CPU µs per operation and the kernel's share of it, from /proc/PID/stat.
+ *   cheapest server round trip, so the proxy's own cost shows). Per process (mongoplex with any
+ *   child processes, Envoy): CPU µs per operation and the kernel's share of it, from /proc/PID/stat.
  * - Idle: after the load, the resident memory each idle client adds (handshaken with `hello`
  *   like a driver's connection, then silent) at each `--idle` count, per process. Counts that
  *   would take a process past the open-file limit are left out (Envoy's tcp_proxy holds two
@@ -36,11 +35,8 @@ import { runRounds, type ModeResult } from './rounds';
 
 const MODES = ['direct', 'envoy-tcp-proxy', 'mongoplex-tcp', 'mongoplex-ext-proc'] as const;
 type Mode = (typeof MODES)[number];
-/** A mode with its worker count (mongoplex modes only). */
-type Run = `${Mode}` | `${Mode}-w${number}`;
 
 interface SpeedResult extends ModeResult {
-  workers: number;
   envoyCpuUsPerOp: number;
   mongoplexKernelShare: number;
   envoyKernelShare: number;
@@ -61,7 +57,6 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
       seconds: { type: 'string', default: '5' },
       'pool-size': { type: 'string', default: '8' },
       modes: { type: 'string', default: MODES.join(',') },
-      workers: { type: 'string', default: '1' },
       idle: { type: 'string', default: '1000,5000,10000' },
       rounds: { type: 'string', default: '2' },
       profile: { type: 'boolean', default: false },
@@ -71,17 +66,9 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   });
   const clients = Number(values.clients);
   const o: Options = { clients, busy: clients, seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: 'ping' };
-  if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --workers 1,2 --idle 1000,5000 --rounds R --profile');
-  const workerCounts = values.workers.split(',').map(Number);
-  if (!workerCounts.every((w) => Number.isInteger(w) && w > 0)) throw new Error('--workers: a list of positive integers, e.g. 1,2');
-  // The sweep is ready for the workers mode (issue 11), which mongoplex does not have yet.
-  if (workerCounts.some((w) => w !== 1)) throw new Error('--workers: mongoplex has no workers mode yet; only 1 runs');
+  if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --idle 1000,5000 --rounds R --profile');
   const idleCounts = values.idle === '' ? [] : values.idle.split(',').map(Number);
-  const runs: Run[] = [];
-  for (const mode of parseModes(values.modes, MODES)) {
-    if (!mode.startsWith('mongoplex')) runs.push(mode);
-    else for (const w of workerCounts) runs.push(w === 1 ? mode : `${mode}-w${w}`);
-  }
+  const runs = parseModes(values.modes, MODES);
   const db = await FerretDB.start();
   const profiles = values.profile ? path.join(values.out, new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
   try {
@@ -94,12 +81,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   }
 }
 
-function workersOf(run: Run): number {
-  const m = /-w(\d+)$/.exec(run);
-  return m ? Number(m[1]) : 1;
-}
-
-async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
+async function startStack(run: Mode, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -111,17 +93,16 @@ async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string
       stops.push(() => front.envoy.stop());
       return { port: front.port, envoyPid: front.envoy.pid, stop };
     }
-    const workers = workersOf(run);
     const grpc = await freePort();
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const { proxy, port: tcp } = await MongoplexProcess.pooling(
       db.address,
       o.poolSize,
-      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, ...(workers > 1 ? { MONGOPLEX_WORKERS: String(workers) } : {}) },
+      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}` },
       profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
     );
     stops.push(() => proxy.stop());
-    if (run.startsWith('mongoplex-tcp')) return { port: tcp, mongoplex: proxy, stop };
+    if (run === 'mongoplex-tcp') return { port: tcp, mongoplex: proxy, stop };
     const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
     stops.push(() => front.envoy.stop());
     return { port: front.port, mongoplex: proxy, envoyPid: front.envoy.pid, stop };
@@ -132,29 +113,28 @@ async function startStack(run: Run, db: FerretDB, o: Options, profileDir: string
 }
 
 /** One run, one round: its own processes, the load, then the idle phase (first round). */
-async function runSpeedMode(run: Run, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
+async function runSpeedMode(run: Mode, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
   const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
     const envoyPids = (): number[] => (stack.envoyPid ? [stack.envoyPid] : []);
-    const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
-    const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
     // One unmeasured second first: a process just started spends its first operations compiling.
     await runMode(run, stack.port, db, { ...o, seconds: 1 });
+    const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
+    const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
     const r = await runMode(run, stack.port, db, o);
+    const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
+    const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     const counted: Record<string, unknown> = {};
     for (const [name, t] of traces) counted[name] = await t.perOp(r.ops);
     // After the load, so the garbage of thousands of closed clients is not collected during it.
     // Envoy's tcp_proxy holds two sockets per client (client and server side): stay under the file limit.
     const fdsPerClient = run === 'envoy-tcp-proxy' ? 2 : 1;
     const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts.filter((n) => n * fdsPerClient + 500 <= openFileLimit()), { mongoplex: mongoplexPids, envoy: envoyPids });
-    const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
-    const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     return {
       ...r,
-      workers: stack.mongoplex ? workersOf(run) : 0,
       mongoplexCpuUsPerOp: m.usPerOp,
       mongoplexKernelShare: m.kernelShare,
       envoyCpuUsPerOp: e.usPerOp,
@@ -265,12 +245,6 @@ function summary(results: SpeedResult[], idleCounts: number[]): Record<string, u
   const most = Math.max(...idleCounts, 0);
   const idle = (run: string): Record<string, Record<number, number>> | undefined => ((find(run)?.details as Array<{ idleKbPerClient: Record<string, Record<number, number>> }> | undefined)?.[0]?.idleKbPerClient);
   if (most > 0) out[`idleKbPerClientAt${most}`] = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, idle(r.mode)?.total?.[most] ?? null]));
-  const sweep: Record<string, unknown> = {};
-  for (const r of results) {
-    const w = /^(.*)-w(\d+)$/.exec(r.mode);
-    if (w) sweep[r.mode] = { opsPerSecVs1Worker: ratio(r.opsPerSec, find(w[1]!)?.opsPerSec), cpuUsPerOpVs1Worker: ratio(r.mongoplexCpuUsPerOp, find(w[1]!)?.mongoplexCpuUsPerOp) };
-  }
-  if (Object.keys(sweep).length > 0) out.workers = sweep;
   return out;
 }
 
@@ -292,8 +266,8 @@ function moduleOf(frame: ProfileNode['callFrame']): string {
   return url;
 }
 
-/** Self time by function and by module across the CPU profiles in `dir` (all rounds and workers), as shares of the sampled time. */
-export function summariseProfiles(dir: string): Record<string, unknown> {
+/** Self time by function and by module across the CPU profiles in `dir` (all rounds), as shares of the sampled time. */
+function summariseProfiles(dir: string): Record<string, unknown> {
   const byFunction = new Map<string, number>();
   const byModule = new Map<string, number>();
   let total = 0;
