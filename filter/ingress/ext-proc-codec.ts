@@ -320,8 +320,9 @@ class Reader {
   }
 }
 
-function each(r: Reader, start: number, end: number, field: (inner: Reader, number: number, wire: number) => void): void {
-  const inner = new Reader(r.buf, start, end);
+/** Calls `field` for each field of the message in buf[start, end), with a reader positioned at its value. */
+function each(buf: Buffer, start: number, end: number, field: (inner: Reader, number: number, wire: number) => void): void {
+  const inner = new Reader(buf, start, end);
   while (inner.pos < end) {
     const key = inner.varint();
     const number = Math.floor(key / 8);
@@ -331,9 +332,9 @@ function each(r: Reader, start: number, end: number, field: (inner: Reader, numb
   }
 }
 
-function decodeData(r: Reader, start: number, end: number): Data {
+function decodeData(buf: Buffer, start: number, end: number): Data {
   const d: Data = {};
-  each(r, start, end, (f, n, wire) => {
+  each(buf, start, end, (f, n, wire) => {
     if (n === 1 && wire === 2) {
       const [s, e] = f.sub();
       d.data = f.buf.subarray(s, e);
@@ -346,20 +347,20 @@ function decodeData(r: Reader, start: number, end: number): Data {
 
 const VALUE_KINDS = ['', 'nullValue', 'numberValue', 'stringValue', 'boolValue', 'structValue', 'listValue'] as const;
 
-function decodeValue(r: Reader, start: number, end: number): StructValue {
+function decodeValue(buf: Buffer, start: number, end: number): StructValue {
   const v: StructValue = {};
-  each(r, start, end, (f, n, wire) => {
+  each(buf, start, end, (f, n, wire) => {
     if (n === 1 && wire === 0) {
       const e = f.int32();
       v.nullValue = e === 0 ? 'NULL_VALUE' : e; // an unknown enum value stays a number
     } else if (n === 2 && wire === 1) v.numberValue = f.double();
     else if (n === 3 && wire === 2) v.stringValue = utf8(f);
     else if (n === 4 && wire === 0) v.boolValue = f.varint() !== 0;
-    else if (n === 5 && wire === 2) v.structValue = decodeStruct(f, ...f.sub());
+    else if (n === 5 && wire === 2) v.structValue = decodeStruct(f.buf, ...f.sub());
     else if (n === 6 && wire === 2) {
       const values: StructValue[] = [];
-      each(f, ...f.sub(), (l, ln, lwire) => {
-        if (ln === 1 && lwire === 2) values.push(decodeValue(l, ...l.sub()));
+      each(f.buf, ...f.sub(), (l, ln, lwire) => {
+        if (ln === 1 && lwire === 2) values.push(decodeValue(l.buf, ...l.sub()));
         else l.skip(lwire);
       });
       v.listValue = values.length > 0 ? { values } : {};
@@ -383,20 +384,20 @@ function setEntry<V>(map: Record<string, V>, key: string, value: V): void {
 }
 
 /** A map entry `{key = 1; value = 2}`. */
-function mapEntry<V>(f: Reader, value: (r: Reader, start: number, end: number) => V, empty: () => V): [string, V] {
+function mapEntry<V>(f: Reader, value: (buf: Buffer, start: number, end: number) => V, empty: () => V): [string, V] {
   let key = '';
   let v: V | undefined;
-  each(f, ...f.sub(), (e, n, wire) => {
+  each(f.buf, ...f.sub(), (e, n, wire) => {
     if (n === 1 && wire === 2) key = utf8(e);
-    else if (n === 2 && wire === 2) v = value(e, ...e.sub());
+    else if (n === 2 && wire === 2) v = value(e.buf, ...e.sub());
     else e.skip(wire);
   });
   return [key, v ?? empty()];
 }
 
-function decodeStruct(r: Reader, start: number, end: number): Struct {
+function decodeStruct(buf: Buffer, start: number, end: number): Struct {
   const s: Struct = {};
-  each(r, start, end, (f, n, wire) => {
+  each(buf, start, end, (f, n, wire) => {
     if (n === 1 && wire === 2) {
       const [k, v] = mapEntry(f, decodeValue, () => ({}));
       setEntry((s.fields ??= {}), k, v);
@@ -408,9 +409,9 @@ function decodeStruct(r: Reader, start: number, end: number): Struct {
 /** Decodes a ProcessingRequest; throws DecodeError on a malformed one. */
 export function decodeRequest(buf: Buffer): ProcessingRequest {
   const req: ProcessingRequest = {};
-  each(new Reader(buf, 0, buf.length), 0, buf.length, (f, n, wire) => {
+  each(buf, 0, buf.length, (f, n, wire) => {
     if ((n === 1 || n === 2) && wire === 2) {
-      const d = decodeData(f, ...f.sub());
+      const d = decodeData(f.buf, ...f.sub());
       // A oneof: the last member on the wire wins.
       delete req.read_data;
       delete req.write_data;

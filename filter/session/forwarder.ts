@@ -35,9 +35,9 @@ export interface ReplyDeadlines {
   readonly maxTimeGraceMs: number;
 }
 
-const forwarded = new Map<string, Readonly<{ handling: string; route: string }>>();
+const forwarded = new Map<Route['reason'], Readonly<{ handling: string; route: string }>>();
 /** `{handling: forwarded, route}`, one constant object per route reason (counted per request). */
-function forwardedAttrs(route: string): Readonly<{ handling: string; route: string }> {
+function forwardedAttrs(route: Route['reason']): Readonly<{ handling: string; route: string }> {
   let a = forwarded.get(route);
   if (!a) forwarded.set(route, (a = attrs({ handling: 'forwarded', route })));
   return a;
