@@ -23,6 +23,15 @@ const authMode = z.enum(['none', 'proxy', 'passthrough']);
 export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password', 'upstream.uri']);
 
 export const ConfigSchema = z.strictObject({
+  /**
+   * Processes serving clients: auto (the number of cores) or a number. With more than one, a
+   * primary process forks them: they share the TCP ingress port, worker i serves the ext_proc
+   * ingress on listen.grpc's port + i (a Unix socket: its path + `.i`, worker 0 the path itself),
+   * each pools its share of the upstream limits, and the admin endpoint adds them up. More than
+   * one needs topology.mode single and no listener in auth.mode proxy (their cursor, transaction
+   * and session-owner maps are per process); auto then means 1.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
   listen: z.strictObject({
     /** Address of the plain TCP ingress (clients or Envoy tcp_proxy connect here). */
     host: z.string().min(1).default('127.0.0.1'),
@@ -317,6 +326,8 @@ export function readSettingFile(setting: string, name: string, file: string): Bu
 }
 
 const ENV_PREFIX = 'MONGOPLEX_';
+/** Set by the primary in each worker's environment: which worker it is (not a setting). */
+export const WORKER_INDEX_VARIABLE = 'MONGOPLEX_WORKER_INDEX';
 
 function envName(path: readonly string[]): string {
   return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
@@ -469,7 +480,7 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   const fromEnv = new Map<string, string>();
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
-    if (name === 'MONGOPLEX_CONFIG') continue;
+    if (name === 'MONGOPLEX_CONFIG' || name === WORKER_INDEX_VARIABLE) continue;
     const path = known.get(name);
     if (!path) throw new ConfigError(`unknown environment setting ${name} (known: ${[...known.keys()].join(', ')})`);
     let parsed = parseEnvValue(value);

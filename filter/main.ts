@@ -1,6 +1,12 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
+import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ConfigError, environmentVariables, loadConfig } from './config';
+import { ConfigError, environmentVariables, loadConfig, WORKER_INDEX_VARIABLE, type Config } from './config';
+import { planWorkers, workerConfig } from './workers/plan';
+import { runPrimary } from './workers/primary';
+import type { FromWorker, ToWorker } from './workers/supervisor';
 import { usersCommand } from './auth/users-command';
 import { createLogger } from './log';
 import { startServer } from './server';
@@ -49,8 +55,16 @@ async function main(): Promise<void> {
   }
   let config;
   const configFile = args.config ?? process.env.MONGOPLEX_CONFIG;
+  // A worker of workers mode: the primary said which one (index/count).
+  const worker = cluster.isWorker ? parseWorkerIndex(process.env[WORKER_INDEX_VARIABLE]) : undefined;
+  const readConfig = (): Config => {
+    const c = loadConfig({ file: configFile });
+    return worker ? workerConfig(c, worker.index, worker.count) : c;
+  };
+  let plan;
   try {
-    config = loadConfig({ file: configFile });
+    config = readConfig();
+    if (!worker) plan = planWorkers(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`mongoplex: ${err.message}`);
@@ -58,18 +72,35 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.log.level);
+  const log = worker ? createLogger(config.log.level).child({ worker: worker.index }) : createLogger(config.log.level);
+  if (plan && plan.count > 1) {
+    try {
+      return await runPrimary(config, plan.count, log);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      console.error(`mongoplex: ${err.message}`);
+      process.exit(2);
+    }
+  }
+  if (plan?.limitedBy) log.info({ setting: 'workers', cores: availableParallelism() }, `workers auto: one process, because ${plan.limitedBy}`);
+  if (worker && config.capture.dir !== null) mkdirSync(config.capture.dir, { recursive: true, mode: 0o700 });
   const stopTelemetry = await startTelemetry(log);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
-    server = await startServer(config, log, { reloadConfig: () => loadConfig({ file: configFile }) });
+    server = await startServer(config, log, { reloadConfig: readConfig });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`mongoplex: ${err.message}`);
     process.exit(2);
   }
-  // One line on stdout that scripts can wait for.
-  console.log(JSON.stringify({ event: 'listening', tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null }));
+  const listening = { tcp: server.tcp ? `${server.tcp.address}:${server.tcp.port}` : null, grpcPort: server.grpcPort ?? null, admin: server.admin ? `${server.admin.address}:${server.admin.port}` : null };
+  if (worker) {
+    const message: FromWorker = { type: 'listening', listening: { ...listening, admin: server.admin ? { host: server.admin.address, port: server.admin.port } : null } };
+    process.send!(message);
+  } else {
+    // One line on stdout that scripts can wait for.
+    console.log(JSON.stringify({ event: 'listening', ...listening }));
+  }
   let stopping = false;
   // First signal: drain (clients get the replies to what they sent), then stop. A second one stops at once.
   const stop = (signal: string): void => {
@@ -90,7 +121,7 @@ async function main(): Promise<void> {
       .then(() => process.exit(0), () => process.exit(1));
   };
   // SIGHUP: re-read the configuration (the file and the environment), apply what can change live.
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     try {
       const { applied, needsRestart } = server.reload();
       log.info({ applied: applied.map((c) => c.setting), needsRestart: needsRestart.map((c) => c.setting) }, 'SIGHUP: configuration reloaded');
@@ -98,9 +129,29 @@ async function main(): Promise<void> {
       if (!(err instanceof ConfigError)) throw err;
       log.error({ err: err.message }, 'SIGHUP: configuration not reloaded (the running one stays)');
     }
-  });
-  process.on('SIGINT', () => stop('SIGINT'));
+  };
+  if (worker) {
+    // The primary passes signals on as messages; a terminal's SIGINT or SIGHUP reaches the
+    // whole process group, and only the primary's counts. SIGTERM to one worker stops that
+    // worker (the primary replaces it).
+    process.on('SIGINT', () => undefined);
+    process.on('SIGHUP', () => undefined);
+    process.on('message', (m: ToWorker) => {
+      if (m?.type === 'stop') stop('primary: stop');
+      else if (m?.type === 'reload') reload();
+    });
+  } else {
+    process.on('SIGHUP', reload);
+    process.on('SIGINT', () => stop('SIGINT'));
+  }
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** MONGOPLEX_WORKER_INDEX, `index/count`, as the primary sets it. */
+function parseWorkerIndex(value: string | undefined): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value ?? '');
+  if (!m || Number(m[1]) >= Number(m[2])) throw new Error(`mongoplex worker: ${WORKER_INDEX_VARIABLE} must be index/count (got ${value ?? 'nothing'})`);
+  return { index: Number(m[1]), count: Number(m[2]) };
 }
 
 const REPLAY_USAGE = `usage: mongoplex replay FILE... --target mongodb://HOST:PORT [options]

@@ -218,7 +218,8 @@ export class AdminServer {
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
+      // exclusive: a cluster worker gets a port of its own (the primary asks each worker's).
+      this.server.listen({ host, port, exclusive: true }, () => {
         this.server.off('error', reject);
         resolve(this.server.address() as AddressInfo);
       });

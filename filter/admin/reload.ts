@@ -35,10 +35,15 @@ const LIVE: ReadonlySet<string> = new Set([
   'admin.maxPauseMs', 'log.level',
 ]);
 
-/** Leaf settings (`section.key`) of a configuration; arrays and maps are single values. */
+/** Leaf settings (`section.key`, or a top-level `key`) of a configuration; arrays and maps are single values. */
 function leaves(config: Config): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [section, values] of Object.entries(config)) {
+    // A top-level setting (workers) is a leaf itself.
+    if (values === null || typeof values !== 'object') {
+      out.set(section, values);
+      continue;
+    }
     for (const [key, value] of Object.entries(values as Record<string, unknown>)) out.set(`${section}.${key}`, value);
   }
   return out;

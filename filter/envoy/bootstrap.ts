@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { workerEndpoint } from '../workers/plan';
 
 /**
  * Envoy bootstrap configurations for the ways mongoplex runs with Envoy. One source for the
@@ -55,6 +56,8 @@ export type IngressMode =
      * whichever endpoints pass their /readyz health check.
      */
     readonly standby?: { readonly grpc: HostPort | PipePath; readonly admin?: HostPort };
+    /** mongoplex's `workers` (default 1): worker i serves ext_proc at filterGrpc's port + i (a socket: path + `.i`), each an endpoint (the standby's too). */
+    readonly workers?: number;
   }
   /** Envoy tcp_proxy to mongoplex's TCP listener (sidecar). */
   | { readonly kind: 'sidecar'; readonly filterTcp: HostPort; readonly filterAdmin?: HostPort }
@@ -225,6 +228,7 @@ export function buildBootstrap(o: BootstrapOptions): Json {
     }
     const ing = o.ingress;
     if (ing.kind === 'ext_proc') {
+      const workerIndexes = Array.from({ length: ing.workers ?? 1 }, (_, i) => i);
       clusters.push(fixedCluster('mongoplex_ext_proc', ing.filterGrpc, {
         typed_extension_protocol_options: {
           'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
@@ -236,7 +240,10 @@ export function buildBootstrap(o: BootstrapOptions): Json {
         circuit_breakers: { thresholds: [{ max_requests: 1_000_000, max_pending_requests: 1_000_000 }] },
         // gRPC over TLS negotiates HTTP/2 by ALPN; mongoplex's certificate is checked against the CA.
         ...(ing.filterTls ? { transport_socket: upstreamTls(ing.filterTls, 'host' in ing.filterGrpc && !isIP(ing.filterGrpc.host) ? ing.filterGrpc.host : undefined, ['h2']) } : {}),
-      }, ing.filterAdmin, ing.standby ? [{ target: ing.standby.grpc, readyz: ing.standby.admin }] : []));
+      }, ing.filterAdmin, [
+        ...workerIndexes.slice(1).map((i) => ({ target: workerEndpoint(ing.filterGrpc, i), readyz: ing.filterAdmin })),
+        ...(ing.standby ? workerIndexes.map((i) => ({ target: workerEndpoint(ing.standby!.grpc, i), readyz: ing.standby!.admin })) : []),
+      ]));
     } else if (ing.kind === 'sidecar') {
       clusters.push(fixedCluster('mongoplex_tcp', ing.filterTcp, { circuit_breakers: { thresholds: [{ max_connections: 1_000_000 }] } }, ing.filterAdmin));
     } else {

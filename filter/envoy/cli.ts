@@ -14,6 +14,9 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
   --filter-grpc HOST:PORT|unix:/PATH
                                  mongoplex's ext_proc gRPC address, listen.grpc (default
                                  127.0.0.1:50051)
+  --filter-workers N             mongoplex's workers (default 1): worker i serves ext_proc at
+                                 --filter-grpc's port + i (a socket: its path + .i), and Envoy
+                                 spreads streams over all of them (the standby's too)
   --filter-tls-cert FILE, --filter-tls-key FILE, --filter-tls-ca FILE
                                  mongoplex's listen.grpcTls is set: Envoy presents this client
                                  certificate and verifies mongoplex's against the CA
@@ -70,6 +73,7 @@ export function envoyConfigCommand(argv: string[]): string {
       'filter-tcp': { type: 'string', default: '127.0.0.1:27016' },
       'filter-admin': { type: 'string' },
       'standby-grpc': { type: 'string' },
+      'filter-workers': { type: 'string', default: '1' },
       'standby-admin': { type: 'string' },
       egress: { type: 'string' },
       'max-connections-per-member': { type: 'string', default: '100' },
@@ -106,7 +110,10 @@ export function envoyConfigCommand(argv: string[]): string {
   if (values['filter-grpc'].startsWith('unix:') && values['filter-admin']) throw new Error('--filter-admin: with a Unix socket, Envoy health-checks mongoplex over the socket itself (gRPC health checking)');
   const filterTls = tlsFiles(values, 'filter-tls', "mongoplex's listen.grpcTls");
   if (filterTls && !(filterTls.certFile && filterTls.caFile)) throw new Error('--filter-tls-*: mongoplex\'s gRPC TLS is mutual; give --filter-tls-cert, --filter-tls-key and --filter-tls-ca');
-  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: grpcTarget(values['filter-grpc']), ...filterAdmin, ...standby, ...(filterTls ? { filterTls: filterTls as Required<TlsFiles> } : {}) };
+  const workers = Number(values['filter-workers']);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error('--filter-workers: expected mongoplex\'s workers, an integer from 1 to 64');
+  if (values.mode === 'ext_proc') ingress = { kind: 'ext_proc', filterGrpc: grpcTarget(values['filter-grpc']), ...filterAdmin, ...standby, ...(filterTls ? { filterTls: filterTls as Required<TlsFiles> } : {}), ...(workers > 1 ? { workers } : {}) };
+  else if (workers > 1) throw new Error('--filter-workers is for --mode ext_proc (the TCP ingress is one port whatever the workers)');
   else if (filterTls) throw new Error('--filter-tls-* is for --mode ext_proc');
   else if (values['standby-grpc']) throw new Error('--standby-grpc is for --mode ext_proc');
   else if (values.mode === 'sidecar') ingress = { kind: 'sidecar', filterTcp: hostPort(values['filter-tcp'], '--filter-tcp'), ...filterAdmin };

@@ -1,0 +1,173 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { STATUS_PAGE } from '../admin/status-page';
+import { mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
+import type { WorkerState } from './supervisor';
+
+/** Control requests carry small JSON bodies (as the workers' own admin endpoint). */
+const MAX_BODY_BYTES = 64 * 1024;
+/** A worker that has not answered the primary's question in this long is reported as not answering. */
+const WORKER_TIMEOUT_MS = 5000;
+/** Lists the workers' answers are joined into are cut to `limit` rows (default as the workers'). */
+const LISTS = ['clients', 'cursors', 'transactions'];
+
+interface Answer {
+  readonly worker: number;
+  readonly status: number;
+  readonly body: string;
+  readonly error?: string;
+}
+
+/**
+ * The admin endpoint of the primary in workers mode: the address configured in admin.host and
+ * admin.port, answering with the workers' figures added up. Each request is asked of every
+ * worker's own admin endpoint (loopback, a port of its own) and the answers merged: /metrics
+ * sums series, /readyz is ready when every worker is, /stats and the inspection lists add up
+ * counts and join lists (each row says its `worker`). Control requests (POST) go to every worker
+ * with the caller's Authorization header, which each worker checks; the answer lists each
+ * worker's. /livez and the status page are the primary's own.
+ */
+export class WorkersAdmin {
+  private readonly server: http.Server;
+
+  constructor(private readonly workers: () => WorkerState[], private readonly restarts: () => number) {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: Error) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: `admin: ${err.message}` }));
+      });
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      return send(400, { error: 'malformed request target' });
+    }
+    const path = url.pathname;
+    if (req.method === 'POST') {
+      const body = await readBody(req);
+      if (body === undefined) return send(413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
+      const answers = await this.ask('POST', url, req.headers.authorization, body);
+      const failed = answers.find((a) => a.status < 200 || a.status >= 300);
+      return send(failed ? failed.status : answers[0]?.status ?? 503, { workers: answers.map((a) => ({ worker: a.worker, status: a.status, ...(a.error ? { error: a.error } : { body: parse(a.body) }) })) });
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET, HEAD and POST (control endpoints) are supported' });
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      return void res.end(STATUS_PAGE);
+    }
+    if (path === '/livez') return send(200, { live: true, workers: this.summary() });
+    const answers = await this.ask('GET', url);
+    if (path === '/readyz') {
+      const merged = mergeReadiness(answers.map((a) => ({ worker: a.worker, body: a.error ? undefined : parse(a.body), ...(a.error ? { error: a.error } : {}) })));
+      return send(merged.ready ? 200 : 503, merged);
+    }
+    const failed = answers.find((a) => a.error !== undefined || a.status !== 200);
+    if (failed) {
+      // The request itself was wrong (all workers say the same), or a worker is down: say so.
+      if (failed.error === undefined && answers.every((a) => a.status === failed.status)) {
+        res.writeHead(failed.status, { 'content-type': 'application/json' });
+        return void res.end(failed.body);
+      }
+      return send(503, { error: `worker ${failed.worker} did not answer ${path}: ${failed.error ?? `status ${failed.status}`}` });
+    }
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+      return void res.end(mergePrometheus([...answers.map((a) => a.body), this.ownMetrics()]));
+    }
+    const workers = answers.map((a) => a.worker);
+    const bodies = answers.map((a) => parse(a.body));
+    if (path === '/stats/history') {
+      return send(200, { samples: mergeHistory(bodies.map((b) => ((b as { samples?: Json[] }).samples ?? []))) });
+    }
+    const merged = mergeJson(bodies, workers) as { [key: string]: Json };
+    const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
+    for (const list of LISTS) if (Array.isArray(merged[list])) merged[list] = merged[list].slice(0, limit);
+    if (path === '/stats') merged.workers = this.summary();
+    return send(200, merged);
+  }
+
+  /** Each worker: its pid, whether it serves, how often it was replaced. */
+  private summary(): Json[] {
+    return this.workers().map(({ index, pid, up, restarts }) => ({ worker: index, pid: pid ?? null, up, restarts }));
+  }
+
+  /** The primary's own series: workers running and replaced. */
+  private ownMetrics(): string {
+    const up = this.workers().filter((w) => w.up).length;
+    return [
+      '# HELP mongoplex_workers Worker processes serving clients',
+      '# TYPE mongoplex_workers gauge',
+      `mongoplex_workers ${up}`,
+      '# HELP mongoplex_worker_restarts_total Workers replaced after they ended',
+      '# TYPE mongoplex_worker_restarts_total counter',
+      `mongoplex_worker_restarts_total ${this.restarts()}`,
+      '',
+    ].join('\n');
+  }
+
+  /** The same request of every worker's admin endpoint; a worker that is down or silent answers with `error`. */
+  private ask(method: 'GET' | 'POST', url: URL, authorization?: string, body?: string): Promise<Answer[]> {
+    return Promise.all(this.workers().map(async (w): Promise<Answer> => {
+      if (!w.admin) return { worker: w.index, status: 503, body: '', error: 'not serving (being replaced)' };
+      try {
+        const r = await fetch(`http://${w.admin.host}:${w.admin.port}${url.pathname}${url.search}`, {
+          method,
+          headers: { ...(authorization ? { authorization } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body } : {}),
+          signal: AbortSignal.timeout(WORKER_TIMEOUT_MS),
+        });
+        return { worker: w.index, status: r.status, body: await r.text() };
+      } catch (err) {
+        return { worker: w.index, status: 503, body: '', error: (err as Error).name === 'TimeoutError' ? `no answer in ${WORKER_TIMEOUT_MS} ms` : (err as Error).message };
+      }
+    }));
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, exclusive: true }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+function parse(text: string): Json {
+  try {
+    return JSON.parse(text) as Json;
+  } catch {
+    return text;
+  }
+}
+
+/** The request body, or undefined when it is over MAX_BODY_BYTES. */
+function readBody(req: http.IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        resolve(undefined);
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,227 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Binary, Long, MongoClient, type Document } from 'mongodb';
+import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { freePort, portInUse, waitFor } from '../scripts/ports';
+import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
+import { RawClient } from './support/raw-client';
+import { ReplicaSetFixture } from './support/replica-set-fixture';
+import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
+
+/** One FerretDB for every suite in this file. */
+const db = useFerretDB();
+
+interface Livez { workers: Array<{ worker: number; pid: number; up: boolean; restarts: number }> }
+interface ClientRow { worker: number; remote: string }
+
+async function getJson<T>(admin: string, path: string): Promise<T> {
+  const r = await fetch(`http://${admin}${path}`);
+  assert.equal(r.status, 200, `${path}: ${r.status}`);
+  return (await r.json()) as T;
+}
+
+/** The worker serving each of `clients` (by its address as mongoplex sees it). */
+async function workersOf(admin: string, clients: RawClient[]): Promise<number[]> {
+  const rows = (await getJson<{ clients: ClientRow[] }>(admin, '/clients')).clients;
+  return clients.map((c) => {
+    const row = rows.find((r) => r.remote === `127.0.0.1:${c.socket.localPort}`);
+    assert.ok(row, `client 127.0.0.1:${c.socket.localPort} is in /clients`);
+    return row.worker;
+  });
+}
+
+/** Two free ports in a row (worker 0's listen.grpc and worker 1's, one above). */
+async function twoFreePorts(): Promise<number> {
+  for (;;) {
+    const p = await freePort();
+    if (p < 65535 && !(await portInUse(p + 1))) return p;
+  }
+}
+
+describe('workers: 2 — clients spread over two processes, the upstream cap stays the configured total', () => {
+  let proxy: MongoplexProcess;
+  let port: number;
+  let admin: string;
+  let baseline: number;
+
+  before(async () => {
+    baseline = (await db.connections()).open;
+    port = await freePort();
+    proxy = await MongoplexProcess.start({
+      MONGOPLEX_WORKERS: '2', MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_ADMIN_PORT: '0',
+      MONGOPLEX_UPSTREAM_SERVERS: db.address, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: '4', MONGOPLEX_UPSTREAM_WAIT_QUEUE_TIMEOUT_MS: '60000',
+    });
+    admin = proxy.listening.admin!;
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  it('60 driver clients hitting both workers never make FerretDB hold more than maxPoolSize 4 plus one heartbeat per worker', async () => {
+    const seed = await new MongoClient(`mongodb://127.0.0.1:${port}/?directConnection=true`).connect();
+    await seed.db('workers').collection('items').insertMany(Array.from({ length: 30 }, (_, i) => ({ _id: i, v: i })) as never);
+    await seed.close();
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, (await db.connections()).open - baseline);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const clients = await Promise.all(Array.from({ length: 60 }, () => new MongoClient(`mongodb://127.0.0.1:${port}/?directConnection=true`, { maxPoolSize: 2 }).connect()));
+    try {
+      const served = await getJson<{ clients: ClientRow[] }>(admin, '/clients?limit=10000');
+      const perWorker = [0, 1].map((w) => served.clients.filter((c) => c.worker === w).length);
+      assert.ok(perWorker.every((n) => n >= 10), `both workers serve clients: ${perWorker.join(' and ')}`);
+      await Promise.all(clients.map(async (c, i) => {
+        const col = c.db('workers').collection('items');
+        for (let round = 0; round < 5; round++) {
+          assert.equal((await col.findOne({ _id: (i + round) % 30 } as never))?.v, (i + round) % 30);
+          await col.insertOne({ client: i, round });
+        }
+      }));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      sampling = false;
+      await sampler;
+    }
+    const pools = (await getJson<{ pools: Array<{ worker: number; maxPoolSize: number; total: number }> }>(admin, '/pools')).pools;
+    assert.deepEqual(pools.map((p) => [p.worker, p.maxPoolSize]).sort(), [[0, 2], [1, 2]], 'each worker pools half of upstream.maxPoolSize');
+    const cap = 4 + 2 * MONITOR_CONNECTIONS;
+    assert.ok(peak <= cap, `FerretDB held at most ${peak} connections from mongoplex (cap ${cap})`);
+    assert.ok(peak > 2 * MONITOR_CONNECTIONS, `the pools were used (${peak} connections at the peak)`);
+  });
+
+  it('the admin endpoint adds the workers up: /stats clients and /metrics count both processes', async () => {
+    const clients = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(port)));
+    try {
+      for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      const workers = await workersOf(admin, clients);
+      assert.deepEqual([...new Set(workers)].sort(), [0, 1], `round-robin: clients on both workers (${workers.join(',')})`);
+      const stats = await getJson<{ clients: number; workers: Livez['workers'] }>(admin, '/stats');
+      assert.equal(stats.clients, 6);
+      assert.deepEqual(stats.workers.map((w) => [w.worker, w.up]), [[0, true], [1, true]]);
+      const metrics = await (await fetch(`http://${admin}/metrics`)).text();
+      assert.match(metrics, /^mongoplex_client_connections\{[^}]*\} 6$/m, 'the gauge is the sum of both workers');
+      assert.match(metrics, /^mongoplex_workers 2$/m);
+      assert.equal((metrics.match(/^# TYPE mongoplex_client_connections gauge$/gm) ?? []).length, 1, 'one family, not one per worker');
+      assert.equal((await fetch(`http://${admin}/readyz`)).status, 200);
+    } finally {
+      for (const c of clients) c.destroy();
+    }
+  });
+});
+
+describe('workers: a worker that dies is replaced; only its clients notice', () => {
+  let fixture: ReplicaSetFixture;
+  let proxy: MongoplexProcess;
+  let port: number;
+  let admin: string;
+
+  before(async () => {
+    // One router that takes transactions (its storage is FerretDB), pooled in single mode.
+    fixture = new ReplicaSetFixture(db, 'workers', 1, 'mongos');
+    await fixture.start();
+    port = await freePort();
+    proxy = await MongoplexProcess.start({
+      MONGOPLEX_WORKERS: '2', MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_ADMIN_PORT: '0',
+      MONGOPLEX_UPSTREAM_SERVERS: fixture.addresses[0]!, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: '4',
+    });
+    admin = proxy.listening.admin!;
+  });
+  after(async () => {
+    await proxy?.stop();
+    await fixture?.stop();
+  });
+
+  it('a cursor and a transaction open on one worker complete while the other worker is killed and replaced', async () => {
+    const clients = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(port)));
+    try {
+      for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      const workers = await workersOf(admin, clients);
+      const survivor = clients[0]!;
+      const doomedWorker = 1 - workers[0]!;
+      const doomed = clients.filter((_, i) => workers[i] === doomedWorker);
+      assert.ok(doomed.length > 0, `clients on both workers (${workers.join(',')})`);
+
+      // On the surviving worker: a cursor with batches left, and a transaction with a write in it.
+      await survivor.command({ insert: 'kill', documents: Array.from({ length: 10 }, (_, i) => ({ _id: i })), $db: 'workers' });
+      const first = await survivor.command({ find: 'kill', filter: {}, sort: { _id: 1 }, batchSize: 3, $db: 'workers' });
+      const cursorId = (first.cursor as Document).id as Long;
+      assert.notEqual(String(cursorId), '0', 'the cursor has batches left');
+      const session = { lsid: { id: new Binary(randomBytes(16), Binary.SUBTYPE_UUID) } };
+      const inTxn = await survivor.command({ insert: 'kill', documents: [{ _id: 'txn' }], ...session, txnNumber: Long.fromNumber(1), startTransaction: true, autocommit: false, $db: 'workers' });
+      assert.equal(inTxn.ok, 1);
+
+      const before = await getJson<Livez>(admin, '/livez');
+      const victim = before.workers.find((w) => w.worker === doomedWorker)!;
+      process.kill(victim.pid, 'SIGKILL');
+      await Promise.all(doomed.map((c) => c.closedPromise));
+
+      const ids = ((first.cursor as Document).firstBatch as Document[]).map((d) => d._id as number);
+      let id = cursorId;
+      while (String(id) !== '0') {
+        const more = await survivor.command({ getMore: id, collection: 'kill', batchSize: 3, $db: 'workers' });
+        ids.push(...((more.cursor as Document).nextBatch as Document[]).map((d) => d._id as number));
+        id = (more.cursor as Document).id as Long;
+      }
+      assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'the cursor on the surviving worker ran to its end');
+      const commit = await survivor.command({ commitTransaction: 1, ...session, txnNumber: Long.fromNumber(1), autocommit: false, $db: 'admin' });
+      assert.equal(commit.ok, 1, 'the transaction on the surviving worker committed');
+
+      const replaced = await waitFor('a replacement worker', async () => {
+        const now = await getJson<Livez>(admin, '/livez');
+        const w = now.workers.find((x) => x.worker === doomedWorker)!;
+        return w.up && w.pid !== victim.pid ? w : undefined;
+      }, 20_000);
+      assert.equal(replaced.restarts, 1);
+      const fresh = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(port)));
+      try {
+        for (const c of fresh) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+        assert.deepEqual([...new Set(await workersOf(admin, fresh))].sort(), [0, 1], 'new clients reach the replacement too');
+      } finally {
+        for (const c of fresh) c.destroy();
+      }
+      const metrics = await (await fetch(`http://${admin}/metrics`)).text();
+      assert.match(metrics, /^mongoplex_worker_restarts_total 1$/m);
+    } finally {
+      for (const c of clients) c.destroy();
+    }
+  });
+});
+
+describe('workers: Envoy spreads ext_proc streams over every worker (mongoplex envoy-config --filter-workers)', () => {
+  let proxy: MongoplexProcess;
+  let front: EnvoyFront;
+
+  before(async () => {
+    const grpc = await twoFreePorts();
+    proxy = await MongoplexProcess.start({
+      MONGOPLEX_WORKERS: '2', MONGOPLEX_LISTEN_PORT: 'null', MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_ADMIN_PORT: '0',
+      MONGOPLEX_UPSTREAM_SERVERS: db.address, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: '4',
+    });
+    assert.deepEqual((proxy.listening as unknown as { grpcPorts: number[] }).grpcPorts, [grpc, grpc + 1]);
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc }, workers: 2 } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+  });
+
+  it('20 clients through Envoy are served by both workers, and every command is answered', async () => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => new MongoClient(front.uri, { directConnection: true, maxPoolSize: 1 }).connect()));
+    try {
+      await Promise.all(clients.map(async (c, i) => {
+        await c.db('workers_envoy').collection('c').insertOne({ i });
+        assert.equal((await c.db('workers_envoy').collection('c').findOne({ i }))?.i, i);
+      }));
+      const rows = (await getJson<{ clients: ClientRow[] }>(proxy.listening.admin!, '/clients')).clients;
+      const perWorker = [0, 1].map((w) => rows.filter((r) => r.worker === w).length);
+      assert.ok(perWorker.every((n) => n > 0), `streams on both workers: ${perWorker.join(' and ')}`);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+});
