@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { completeLogin, speculativeLogin } from '../filter/auth/upstream-login';
 import { addUser } from '../filter/auth/users';
 import { FerretDB } from '../scripts/ferretdb';
-import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';
 import { RawClient } from '../test/support/raw-client';
 
 /**
@@ -90,6 +90,7 @@ export async function runAuthBenchmark(argv: string[]): Promise<void> {
     proxy = started.proxy;
     const port = started.port;
     const second = await MongoplexProcess.pooling(db.address, Number(values.pool), {
+      ...ONE_PROCESS,
       MONGOPLEX_UPSTREAM_AUTH_USERNAME: SERVICE.username, MONGOPLEX_UPSTREAM_AUTH_PASSWORD: SERVICE.password,
       MONGOPLEX_AUTH_MODE: 'passthrough', MONGOPLEX_AUTH_USER_SOURCE: 'upstream', MONGOPLEX_AUTH_PASSTHROUGH_MAX_POOL_SIZE_PER_USER: values.pool,
     });

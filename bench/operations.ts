@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderedDom, screenshot, tableRows, textById } from '../scripts/chromium';
 import { FerretDB } from '../scripts/ferretdb';
-import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';
 import { freePort } from '../scripts/ports';
 import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options } from './pool';
 import { cpuMs, perOp, runRounds, sideBySideOptions, type ModeResult } from './rounds';
@@ -58,7 +58,7 @@ async function runOperationsMode(mode: Mode, round: number, o: Options, db: Ferr
   const env: Record<string, string> = { MONGOPLEX_ADMIN_PORT: String(admin) };
   if (mode === 'stats-off') Object.assign(env, { MONGOPLEX_STATS_ENABLED: 'false', MONGOPLEX_LOG_SLOW_MS: '0' });
   if (mode === 'stats-and-access-log') Object.assign(env, { MONGOPLEX_ACCESS_LOG_PATH: path.join(dir, `access-${round}.log`), MONGOPLEX_ACCESS_LOG_MAX_PER_SECOND: '1000000' });
-  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, env);
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, { ...ONE_PROCESS, ...env });
   try {
     const cpu0 = cpuMs(proxy.pid!);
     const running = runMode(mode, tcp, db, o);

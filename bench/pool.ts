@@ -3,7 +3,7 @@ import { Long } from 'bson';
 import { FerretDB } from '../scripts/ferretdb';
 import { freePort } from '../scripts/ports';
 import { LoadClient } from './load-client';
-import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';
 import { startEnvoyFront } from '../scripts/envoy';
 
 /**
@@ -219,7 +219,7 @@ async function startMode(mode: Mode, db: FerretDB, o: Options, stops: Array<() =
     return front.port;
   }
   const grpc = await freePort();
-  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}` });
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(db.address, o.poolSize, { ...ONE_PROCESS, MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}` });
   stops.push(() => proxy.stop());
   if (mode === 'mongoplex-tcp') return tcp;
   const front = await startEnvoyFront({

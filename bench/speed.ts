@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
-import { freePort } from '../scripts/ports';
+import { consecutiveFreePorts } from '../scripts/ports';
 import { startEnvoyFront } from '../scripts/envoy';
 import { LoadClient } from './load-client';
 import { parseModes, runMode, type Options } from './pool';
@@ -59,6 +59,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
       modes: { type: 'string', default: MODES.join(',') },
       idle: { type: 'string', default: '1000,5000,10000' },
       rounds: { type: 'string', default: '2' },
+      workers: { type: 'string', default: '1' },
       profile: { type: 'boolean', default: false },
       syscalls: { type: 'boolean', default: false },
       out: { type: 'string', default: path.resolve(__dirname, '..', '..', '.cache', 'bench', 'profiles') },
@@ -68,7 +69,10 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   const o: Options = { clients, busy: clients, seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: 'ping' };
   if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --idle 1000,5000 --rounds R --profile');
   const idleCounts = values.idle === '' ? [] : values.idle.split(',').map(Number);
-  const runs = parseModes(values.modes, MODES);
+  const workerCounts = values.workers.split(',').map(Number);
+  if (!workerCounts.every((w) => Number.isInteger(w) && w >= 1)) throw new Error('--workers: a list of worker counts, e.g. 1,2');
+  // Each mongoplex mode once per worker count (`mongoplex-tcp-2-workers`); 1 keeps the plain name.
+  const runs = parseModes(values.modes, MODES).flatMap((m) => (m.startsWith('mongoplex') ? workerCounts.map((w) => (w === 1 ? m : `${m}-${w}-workers`)) : [m]));
   const db = await FerretDB.start();
   const profiles = values.profile ? path.join(values.out, new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
   try {
@@ -81,29 +85,36 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   }
 }
 
-async function startStack(run: Mode, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
+/** A run's mode and mongoplex worker count, from its name (`mongoplex-ext-proc-2-workers`). */
+function parseRun(run: string): { mode: Mode; workers: number } {
+  const m = /^(.*)-(\d+)-workers$/.exec(run);
+  return m ? { mode: m[1] as Mode, workers: Number(m[2]) } : { mode: run as Mode, workers: 1 };
+}
+
+async function startStack(run: string, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
+  const { mode, workers } = parseRun(run);
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
   };
   try {
-    if (run === 'direct') return { port: db.port, stop };
-    if (run === 'envoy-tcp-proxy') {
+    if (mode === 'direct') return { port: db.port, stop };
+    if (mode === 'envoy-tcp-proxy') {
       const front = await startEnvoyFront({ ingress: { kind: 'tcp_proxy', upstream: { host: db.host, port: db.port } } });
       stops.push(() => front.envoy.stop());
       return { port: front.port, envoyPid: front.envoy.pid, stop };
     }
-    const grpc = await freePort();
+    const grpc = await consecutiveFreePorts(workers);
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const { proxy, port: tcp } = await MongoplexProcess.pooling(
       db.address,
       o.poolSize,
-      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}` },
+      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_WORKERS: String(workers) },
       profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
     );
     stops.push(() => proxy.stop());
-    if (run === 'mongoplex-tcp') return { port: tcp, mongoplex: proxy, stop };
-    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    if (mode === 'mongoplex-tcp') return { port: tcp, mongoplex: proxy, stop };
+    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc }, workers } });
     stops.push(() => front.envoy.stop());
     return { port: front.port, mongoplex: proxy, envoyPid: front.envoy.pid, stop };
   } catch (err) {
@@ -113,7 +124,7 @@ async function startStack(run: Mode, db: FerretDB, o: Options, profileDir: strin
 }
 
 /** One run, one round: its own processes, the load, then the idle phase (first round). */
-async function runSpeedMode(run: Mode, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
+async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
   const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
@@ -242,6 +253,9 @@ function summary(results: SpeedResult[], idleCounts: number[]): Record<string, u
   out.opsPerSecVsDirect = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, ratio(r.opsPerSec, direct?.opsPerSec)]));
   out.extProcVsTcpMongoplexCpu = ratio(find('mongoplex-ext-proc')?.mongoplexCpuUsPerOp, find('mongoplex-tcp')?.mongoplexCpuUsPerOp);
   out.tcpVsEnvoyTcpProxyCpu = ratio(find('mongoplex-tcp')?.mongoplexCpuUsPerOp, find('envoy-tcp-proxy')?.envoyCpuUsPerOp);
+  // The --workers sweep: each mongoplex mode's ops/s with N workers against its 1-worker run.
+  const scaled = results.map((r) => ({ r, m: /^(.*)-(\d+)-workers$/.exec(r.mode) })).filter((x) => x.m);
+  if (scaled.length > 0) out.opsPerSecVsOneWorker = Object.fromEntries(scaled.map(({ r, m }) => [r.mode, ratio(r.opsPerSec, find(m![1]!)?.opsPerSec)]));
   const most = Math.max(...idleCounts, 0);
   const idle = (run: string): Record<string, Record<number, number>> | undefined => ((find(run)?.details as Array<{ idleKbPerClient: Record<string, Record<number, number>> }> | undefined)?.[0]?.idleKbPerClient);
   if (most > 0) out[`idleKbPerClientAt${most}`] = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, idle(r.mode)?.total?.[most] ?? null]));

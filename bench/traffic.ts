@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
-import { MongoplexProcess } from '../scripts/mongoplex-process';
+import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';
 import { freePort } from '../scripts/ports';
 import { parseModes, printWithRatios, runMode, seedItems, workloadOptions, type Options } from './pool';
 import { cpuMs, perOp, runRounds, sideBySideOptions, type ModeResult } from './rounds';
@@ -58,7 +58,7 @@ async function runTrafficMode(mode: Mode, round: number, o: Options, primary: Fe
     Object.assign(env, { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: path.join(dir, `${mode}-${round}`), MONGOPLEX_CAPTURE_REDACT: String(mode === 'capture-redacted') });
   }
   if (mode.startsWith('mirror')) Object.assign(env, { MONGOPLEX_MIRROR_TARGET: shadow.address, MONGOPLEX_MIRROR_FRACTION: '1' });
-  const { proxy, port: tcp } = await MongoplexProcess.pooling(primary.address, o.poolSize, env);
+  const { proxy, port: tcp } = await MongoplexProcess.pooling(primary.address, o.poolSize, { ...ONE_PROCESS, ...env });
   if (mode === 'mirror-100-shadow-stopped') process.kill(shadow.pid!, 'SIGSTOP');
   try {
     const cpu0 = cpuMs(proxy.pid!);

@@ -13,6 +13,9 @@ interface Listening {
   readonly admin: string | null;
 }
 
+/** Benchmarks that compare paths, not process counts, run mongoplex as one process (workers: auto would fork one per core). */
+export const ONE_PROCESS: Readonly<Record<string, string>> = { MONGOPLEX_WORKERS: '1' };
+
 /** mongoplex as its own process (as deployed), configured by MONGOPLEX_* variables: for benchmarks, and for tests that kill it. */
 export class MongoplexProcess {
   private constructor(private readonly child: ChildProcess, readonly listening: Listening) {}

@@ -46,3 +46,13 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
   throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
 }
+
+/** `n` free ports in a row (mongoplex worker i serves ext_proc at listen.grpc's port + i). */
+export async function consecutiveFreePorts(n: number): Promise<number> {
+  for (;;) {
+    const first = await freePort();
+    let free = first + n - 1 <= 65535;
+    for (let i = 1; free && i < n; i++) free = !(await portInUse(first + i));
+    if (free) return first;
+  }
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Binary, Long, MongoClient, type Document } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
-import { freePort, portInUse, waitFor } from '../scripts/ports';
+import { consecutiveFreePorts, freePort, waitFor } from '../scripts/ports';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { RawClient } from './support/raw-client';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
@@ -29,14 +29,6 @@ async function workersOf(admin: string, clients: RawClient[]): Promise<number[]>
     assert.ok(row, `client 127.0.0.1:${c.socket.localPort} is in /clients`);
     return row.worker;
   });
-}
-
-/** Two free ports in a row (worker 0's listen.grpc and worker 1's, one above). */
-async function twoFreePorts(): Promise<number> {
-  for (;;) {
-    const p = await freePort();
-    if (p < 65535 && !(await portInUse(p + 1))) return p;
-  }
 }
 
 describe('workers: 2 — clients spread over two processes, the upstream cap stays the configured total', () => {
@@ -197,7 +189,7 @@ describe('workers: Envoy spreads ext_proc streams over every worker (mongoplex e
   let front: EnvoyFront;
 
   before(async () => {
-    const grpc = await twoFreePorts();
+    const grpc = await consecutiveFreePorts(2);
     proxy = await MongoplexProcess.start({
       MONGOPLEX_WORKERS: '2', MONGOPLEX_LISTEN_PORT: 'null', MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_ADMIN_PORT: '0',
       MONGOPLEX_UPSTREAM_SERVERS: db.address, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: '4',
