@@ -28,6 +28,8 @@ import { runRounds, type ModeResult } from './rounds';
  *   time by function and by module). Profiled runs skip the idle phase.
  * - `--syscalls`: `strace -c` follows mongoplex and Envoy during the load: system calls per
  *   operation, by call (strace slows the processes; its CPU figures are not comparable).
+ * - `--workers 1,2`: each mongoplex mode once per worker count (`mongoplex-tcp-2-workers`; its
+ *   CPU counts the primary and every worker); the summary adds ops/s against 1 worker.
  *
  * Rounds alternate the order of modes; figures are their means. Prints one JSON line per mode,
  * then one `summary` line with the ratios the speed targets are stated in.
