@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, type ConfigInput } from '../filter/config';
 import { planWorkers, share, workerConfig, workerGrpcAddress } from '../filter/workers/plan';
-import { mergeHistory, mergeJson, mergePrometheus } from '../filter/workers/merge';
+import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus } from '../filter/workers/merge';
 import { diffConfig } from '../filter/admin/reload';
 
 const config = (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = {}): ReturnType<typeof loadConfig> => loadConfig({ env, overrides });
@@ -83,6 +83,16 @@ describe('workers: the admin endpoint adds the workers\' answers up', () => {
       '# HELP mongoplex_x_total x', '# TYPE mongoplex_x_total counter', 'mongoplex_x_total{r="a"} 5', 'mongoplex_x_total{r="b"} 1',
       '# HELP mongoplex_h h', '# TYPE mongoplex_h histogram', 'mongoplex_h_bucket{le="+Inf"} 10', 'mongoplex_h_sum 0.75', '',
     ].join('\n'));
+  });
+
+  it('command statistics: one row per command, the mean weighted by count, sorted as asked', () => {
+    const row = (command: string, count: number, meanMs: number, maxMs: number, bytesIn: number): Record<string, unknown> => ({ db: 'd', collection: 'c', command, count, errors: 1, meanMs, maxMs, documents: 2, bytesIn, bytesOut: 10 });
+    const merged = mergeCommandRows([{ worker: 0, ...row('find', 1, 4, 4, 100) }, { worker: 1, ...row('find', 3, 8, 20, 100) }, { worker: 1, ...row('insert', 2, 1, 1, 5000) }] as never);
+    assert.deepEqual(merged, [
+      { db: 'd', collection: 'c', command: 'find', count: 4, errors: 2, meanMs: 7, maxMs: 20, documents: 4, bytesIn: 200, bytesOut: 20 },
+      { db: 'd', collection: 'c', command: 'insert', count: 2, errors: 1, meanMs: 1, maxMs: 1, documents: 2, bytesIn: 5000, bytesOut: 10 },
+    ]);
+    assert.deepEqual(mergeCommandRows(merged, 'bytes').map((r) => (r as { command: string }).command), ['insert', 'find']);
   });
 
   it('history: samples of the same second add up; latency percentiles take the largest worker\'s', () => {

@@ -74,7 +74,7 @@ export const STATUS_PAGE = `<!doctype html>
     <svg id="chart-latency" viewBox="0 0 400 130" preserveAspectRatio="none"></svg>
     <div class="legend"><i style="background:var(--a)"></i>p50<i style="background:var(--b)"></i>p99 (ms)</div>
   </section>
-  <section>
+  <section style="overflow-x:auto">
     <h2>Servers</h2>
     <table id="servers"><thead><tr><th>server</th><th>type</th><th class="n">RTT ms</th><th>proxy address</th><th>error</th></tr></thead><tbody></tbody></table>
     <h2 style="margin-top:14px">Pools</h2>
@@ -137,8 +137,8 @@ function render(stats) {
   const state = stats.draining ? ["draining: new clients refused", "bad"] : stats.pause.paused ? ["paused: " + stats.pause.waiting + " commands held", "bad"] : ["serving", "ok"];
   $("state").textContent = state[0];
   $("state").className = "state " + state[1];
-  rows($("servers"), stats.topology, [[(m) => m.member], [(m) => m.type, ""], [(m) => fmt(m.rttMs, 1), "n"], [(m) => m.proxyAddress || "–"], [(m) => m.error || "", "bad"]]);
-  rows($("pools"), pools, [[(p) => p.address], [(p) => p.total, "n"], [(p) => p.idle, "n"], [(p) => p.inUse, "n"], [(p) => p.connecting, "n"], [(p) => p.waiting, "n"], [(p) => fmt(p.maxPoolSize), "n"]]);
+  rows($("servers"), stats.topology, [[(m) => m.member + (m.worker === undefined ? "" : " · worker " + m.worker)], [(m) => m.type, ""], [(m) => fmt(m.rttMs, 1), "n"], [(m) => m.proxyAddress || "–"], [(m) => m.error || "", "bad"]]);
+  rows($("pools"), pools, [[(p) => p.address + (p.worker === undefined ? "" : " · worker " + p.worker)], [(p) => p.total, "n"], [(p) => p.idle, "n"], [(p) => p.inUse, "n"], [(p) => p.connecting, "n"], [(p) => p.waiting, "n"], [(p) => fmt(p.maxPoolSize), "n"]]);
   rows($("collections"), stats.commandStats.collections, [[(r) => r.db], [(r) => r.collection], [(r) => r.command], [(r) => fmt(r.count), "n"], [(r) => fmt(r.errors), "n"], [(r) => fmt(r.meanMs, 2), "n"], [(r) => fmt(r.maxMs, 1), "n"], [(r) => fmt(r.documents), "n"], [(r) => fmt(r.bytesIn), "n"], [(r) => fmt(r.bytesOut), "n"]]);
   const pts = (f) => samples.map((s) => [s.t, f(s)]);
   chart($("chart-connections"), [pts((s) => s.clients), pts((s) => s.upstream)], ["#2563eb", "#f97316"]);

@@ -211,4 +211,9 @@ function topRows(table: BoundedTable, limit: number, sort: SortKey): CommandStat
 }
 
 export const SORT_KEYS: readonly SortKey[] = ['count', 'errors', 'time', 'documents', 'bytes'];
+
+/** The sort keys measured on a row (as /commands shows it): the order several processes' merged rows are put in. */
+export const ROW_MEASURE: Record<SortKey, (r: CommandStatsRow) => number> = {
+  count: (r) => r.count, errors: (r) => r.errors, time: (r) => r.meanMs * r.count, documents: (r) => r.documents, bytes: (r) => r.bytesIn + r.bytesOut,
+};
 export type { SortKey };

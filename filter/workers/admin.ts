@@ -1,7 +1,8 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE } from '../admin/status-page';
-import { mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
+import type { SortKey } from '../telemetry/command-stats';
+import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
 import type { WorkerState } from './supervisor';
 
 /** Control requests carry small JSON bodies (as the workers' own admin endpoint). */
@@ -90,6 +91,11 @@ export class WorkersAdmin {
     const merged = mergeJson(bodies, workers) as { [key: string]: Json };
     const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
     for (const list of LISTS) if (Array.isArray(merged[list])) merged[list] = merged[list].slice(0, limit);
+    // Command statistics: one row per command, not one per worker.
+    const commands = path === '/stats' ? merged.commandStats : path === '/commands' ? merged : undefined;
+    if (commands && typeof commands === 'object' && !Array.isArray(commands)) {
+      for (const table of ['collections', 'callsites']) if (Array.isArray(commands[table])) commands[table] = mergeCommandRows(commands[table], path === '/commands' ? (url.searchParams.get('sort') ?? 'count') as SortKey : 'count').slice(0, path === '/stats' ? 10 : limit);
+    }
     if (path === '/stats') merged.workers = this.summary();
     return send(200, merged);
   }

@@ -7,6 +7,8 @@
  * listed per worker.
  */
 
+import { ROW_MEASURE, type CommandStatsRow, type SortKey } from '../telemetry/command-stats';
+
 /** Values that are settings, alike in every worker: shown once, not added. */
 const SAME: ReadonlySet<string> = new Set(['fraction', 'queueBytes', 'settings', 'timeoutMs', 'target']);
 
@@ -39,6 +41,32 @@ export function mergeJson(values: Json[], workers: readonly number[], key = ''):
   }
   const distinct = new Set(all.map((v) => JSON.stringify(v)));
   return distinct.size === 1 ? all[0]! : present.map((e) => ({ worker: e.worker, value: e.v }));
+}
+
+/**
+ * Per-command statistics rows (/stats commandStats, /commands) of the same db, collection,
+ * callsite and command, as one row: counts and bytes add up, the mean is weighted by count,
+ * the maximum is the largest. Sorted by `sort`, most first.
+ */
+export function mergeCommandRows(rows: Json[], sort: SortKey = 'count'): Json[] {
+  const byKey = new Map<string, { [key: string]: Json }>();
+  for (const row of rows) {
+    if (!isObject(row)) continue;
+    const { worker: _worker, ...r } = row;
+    const key = JSON.stringify([r.db, r.collection, r.callsite, r.command]);
+    const into = byKey.get(key);
+    if (!into) {
+      byKey.set(key, r);
+      continue;
+    }
+    const n = Number(into.count) + Number(r.count);
+    into.meanMs = n === 0 ? 0 : (Number(into.meanMs) * Number(into.count) + Number(r.meanMs) * Number(r.count)) / n;
+    into.maxMs = Math.max(Number(into.maxMs), Number(r.maxMs));
+    for (const k of ['errors', 'documents', 'bytesIn', 'bytesOut']) into[k] = Number(into[k]) + Number(r[k]);
+    into.count = n;
+  }
+  const by = ROW_MEASURE[sort];
+  return [...byKey.values()].sort((a, b) => by(b as unknown as CommandStatsRow) - by(a as unknown as CommandStatsRow));
 }
 
 /** /readyz: ready when every worker is; each reason says whose it is. */
