@@ -86,7 +86,7 @@ describe('workers: 2 — clients spread over two processes, the upstream cap sta
     assert.ok(peak > 2 * MONITOR_CONNECTIONS, `the pools were used (${peak} connections at the peak)`);
   });
 
-  it('the admin endpoint adds the workers up: /stats clients and /metrics count both processes', async () => {
+  it('the admin endpoint adds the workers up (/stats, /metrics, /readyz) and passes control requests to every worker', async () => {
     const clients = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
@@ -100,6 +100,17 @@ describe('workers: 2 — clients spread over two processes, the upstream cap sta
       assert.match(metrics, /^mongoplex_workers 2$/m);
       assert.equal((metrics.match(/^# TYPE mongoplex_client_connections gauge$/gm) ?? []).length, 1, 'one family, not one per worker');
       assert.equal((await fetch(`http://${admin}/readyz`)).status, 200);
+      // Control requests reach every worker; each worker's answer is listed.
+      const post = (path: string, body: string): Promise<Response> => fetch(`http://${admin}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      const paused = await post('/pause', '{"timeoutMs": 5000}');
+      assert.equal(paused.status, 200);
+      const answers = ((await paused.json()) as { workers: Array<{ worker: number; status: number; body: { paused: boolean } }> }).workers;
+      assert.deepEqual(answers.map((a) => [a.worker, a.status, a.body.paused]), [[0, 200, true], [1, 200, true]]);
+      assert.equal(((await (await post('/resume', '')).json()) as { workers: Array<{ body: { resumed: boolean } }> }).workers.every((a) => a.body.resumed), true);
+      const invalid = await post('/pause', '{"timeoutMs": -1}');
+      assert.equal(invalid.status, 400, 'a body every worker refuses is refused');
+      const huge = await post('/pause', JSON.stringify({ pad: 'x'.repeat(70 * 1024) })).catch((err: Error) => err);
+      assert.ok(!(huge instanceof Error) && huge.status === 413, 'a body over 64 KiB gets 413');
     } finally {
       for (const c of clients) c.destroy();
     }

@@ -13,7 +13,7 @@ import { STATUS_PAGE } from './status-page';
 /** Control requests carry small JSON bodies. */
 const MAX_BODY_BYTES = 64 * 1024;
 
-type Send = (status: number, body: unknown) => void;
+export type Send = (status: number, body: unknown) => void;
 
 /** What the admin endpoint controls beyond the engine: the listeners and the configuration source. */
 export interface AdminControls {
@@ -118,26 +118,17 @@ export class AdminServer {
       req.resume();
       return send(refusal.status, { error: refusal.error });
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        send(413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => {
-      if (size > MAX_BODY_BYTES) return;
+    readBody(req, send).then((raw) => {
+      if (raw === undefined) return;
       let body: unknown = {};
-      const text = Buffer.concat(chunks).toString('utf8').trim();
+      const text = raw.trim();
       try {
         if (text) body = JSON.parse(text);
       } catch {
         return send(400, { error: 'the body must be JSON' });
       }
       this.act(path, body, send);
-    });
+    }, () => undefined);
   }
 
   /** Validates a control request's body against `schema`; undefined (and a 400 sent) when it does not fit. */
@@ -216,18 +207,50 @@ export class AdminServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      // exclusive: a cluster worker gets a port of its own (the primary asks each worker's).
-      this.server.listen({ host, port, exclusive: true }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.server, host, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return closeHttp(this.server);
   }
+}
+
+/**
+ * Listens on host:port. exclusive: in a cluster worker the port is the worker's own (not
+ * shared through the primary), so each worker's admin endpoint has one the primary can ask.
+ */
+export function listenHttp(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+export function closeHttp(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * A control request's body as text. Past MAX_BODY_BYTES, `send` answers 413 and the request is
+ * destroyed (in that order, so the answer goes out); the promise then resolves undefined.
+ */
+export function readBody(req: http.IncomingMessage, send: Send): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        send(413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
+        req.destroy();
+        resolve(undefined);
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }

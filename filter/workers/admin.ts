@@ -1,12 +1,11 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE } from '../admin/status-page';
+import { closeHttp, listenHttp, readBody } from '../admin/http';
 import type { SortKey } from '../telemetry/command-stats';
 import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
 import type { WorkerState } from './supervisor';
 
-/** Control requests carry small JSON bodies (as the workers' own admin endpoint). */
-const MAX_BODY_BYTES = 64 * 1024;
 /** A worker that has not answered the primary's question in this long is reported as not answering. */
 const WORKER_TIMEOUT_MS = 5000;
 /** Lists the workers' answers are joined into are cut to `limit` rows (default as the workers'). */
@@ -53,8 +52,8 @@ export class WorkersAdmin {
     }
     const path = url.pathname;
     if (req.method === 'POST') {
-      const body = await readBody(req);
-      if (body === undefined) return send(413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
+      const body = await readBody(req, send);
+      if (body === undefined) return;
       const answers = await this.ask('POST', url, req.headers.authorization, body);
       const failed = answers.find((a) => a.status < 200 || a.status >= 300);
       return send(failed ? failed.status : answers[0]?.status ?? 503, { workers: answers.map((a) => ({ worker: a.worker, status: a.status, ...(a.error ? { error: a.error } : { body: parse(a.body) }) })) });
@@ -138,18 +137,11 @@ export class WorkersAdmin {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, exclusive: true }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.server, host, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return closeHttp(this.server);
   }
 }
 
@@ -159,21 +151,4 @@ function parse(text: string): Json {
   } catch {
     return text;
   }
-}
-
-/** The request body, or undefined when it is over MAX_BODY_BYTES. */
-function readBody(req: http.IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve(undefined);
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
