@@ -25,6 +25,7 @@ export interface AdminControls {
 
 /** Most rows an inspection request returns. */
 const MAX_ROWS = 10_000;
+const METHODS = 'only GET, HEAD and POST (control endpoints) are supported';
 
 const PauseSchema = z.strictObject({ timeoutMs: z.number().int().min(1).optional() });
 const DrainSchema = z.strictObject({ timeoutMs: z.number().int().min(0).optional() });
@@ -54,20 +55,13 @@ export class AdminServer {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const send: Send = (status, body) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-    };
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://admin');
-    } catch {
-      return send(400, { error: 'malformed request target' });
-    }
+    const request = adminRequest(req, res);
+    if (!request) return;
+    const { send, url } = request;
     const path = url.pathname;
     if (req.method === 'POST') return this.control(req, path, send);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET, HEAD and POST (control endpoints) are supported' });
-    const limit = Math.min(MAX_ROWS, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return request.badMethod();
+    const limit = rowLimit(url);
     switch (path) {
       case '/':
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -253,4 +247,27 @@ export function readBody(req: http.IncomingMessage, send: Send): Promise<string 
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+
+/**
+ * An admin request's JSON responder and target; undefined (and 400 sent) when the target does
+ * not parse. Bigints (cursor ids) are written as strings.
+ */
+export function adminRequest(req: http.IncomingMessage, res: http.ServerResponse): { send: Send; url: URL; badMethod: () => void } | undefined {
+  const send: Send = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  };
+  try {
+    return { send, url: new URL(req.url ?? '/', 'http://admin'), badMethod: () => send(405, { error: METHODS }) };
+  } catch {
+    send(400, { error: 'malformed request target' });
+    return undefined;
+  }
+}
+
+/** Rows an inspection request asks for (`?limit=`, default 1000, at most MAX_ROWS). */
+export function rowLimit(url: URL): number {
+  return Math.min(MAX_ROWS, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
 }

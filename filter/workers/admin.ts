@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE } from '../admin/status-page';
-import { closeHttp, listenHttp, readBody } from '../admin/http';
+import { adminRequest, closeHttp, listenHttp, readBody, rowLimit } from '../admin/http';
 import type { SortKey } from '../telemetry/command-stats';
 import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
 import type { WorkerState } from './supervisor';
@@ -40,16 +40,9 @@ export class WorkersAdmin {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const send = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://admin');
-    } catch {
-      return send(400, { error: 'malformed request target' });
-    }
+    const request = adminRequest(req, res);
+    if (!request) return;
+    const { send, url } = request;
     const path = url.pathname;
     if (req.method === 'POST') {
       const body = await readBody(req, send);
@@ -58,7 +51,7 @@ export class WorkersAdmin {
       const failed = answers.find((a) => a.status < 200 || a.status >= 300);
       return send(failed ? failed.status : answers[0]?.status ?? 503, { workers: answers.map((a) => ({ worker: a.worker, status: a.status, ...(a.error ? { error: a.error } : { body: parse(a.body) }) })) });
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET, HEAD and POST (control endpoints) are supported' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return request.badMethod();
     if (path === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       return void res.end(STATUS_PAGE);
@@ -88,7 +81,7 @@ export class WorkersAdmin {
       return send(200, { samples: mergeHistory(bodies.map((b) => ((b as { samples?: Json[] }).samples ?? []))) });
     }
     const merged = mergeJson(bodies, workers) as { [key: string]: Json };
-    const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get('limit') ?? 1000) || 1000));
+    const limit = rowLimit(url);
     for (const list of LISTS) if (Array.isArray(merged[list])) merged[list] = merged[list].slice(0, limit);
     // Command statistics: one row per command, not one per worker.
     const commands = path === '/stats' ? merged.commandStats : path === '/commands' ? merged : undefined;
