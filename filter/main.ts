@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, environmentVariables, loadConfig, WORKER_INDEX_VARIABLE, type Config } from './config';
 import { planWorkers, workerConfig } from './workers/plan';
@@ -84,7 +84,8 @@ async function main(): Promise<void> {
   }
   if (plan?.limitedBy) log.info({ setting: 'workers', cores: availableParallelism() }, `workers auto: one process, because ${plan.limitedBy}`);
   if (worker && config.capture.dir !== null) mkdirSync(config.capture.dir, { recursive: true, mode: 0o700 });
-  const stopTelemetry = await startTelemetry(log);
+  // Each worker exports its own series: its resource says which worker it is.
+  const stopTelemetry = await startTelemetry(log, process.env, worker ? { 'mongoplex.worker': worker.index, 'service.instance.id': `${hostname()}/worker-${worker.index}` } : {});
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config, log, { reloadConfig: readConfig });

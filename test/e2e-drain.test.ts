@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
-import { acceptsConnections, freePort } from '../scripts/ports';
+import { acceptsConnections, consecutiveFreePorts, freePort } from '../scripts/ports';
 import { useFaultRelay } from './support/fault-relay';
 import { startEnvoyFront } from '../scripts/envoy';
 import { RawClient } from './support/raw-client';
@@ -89,15 +89,17 @@ describe('SIGTERM drains through Envoy ext_proc too', () => {
   const fault = useFaultRelay(() => db);
 
   it('5 inserts in flight through Envoy all get their replies and are applied once; Envoy then closes those clients and refuses new ones at once', async () => {
-    const grpc = await freePort();
+    // Two workers, each an endpoint of Envoy's ext_proc cluster: SIGTERM to the primary drains both.
+    const grpc = await consecutiveFreePorts(2);
     const proxy = await MongoplexProcess.start({
+      MONGOPLEX_WORKERS: '2',
       MONGOPLEX_LISTEN_PORT: 'null',
       MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
       MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
       MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '10000',
       MONGOPLEX_LISTEN_DRAIN_NOTICE_MS: '0',
     });
-    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+    const front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc }, workers: 2 } });
     const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(front.port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);

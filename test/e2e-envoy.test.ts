@@ -152,7 +152,9 @@ describe('the filter process dies while clients are connected through Envoy', ()
   let front: EnvoyFront;
   let grpc: number;
 
+  // One process: the test kills it and starts another on the same port.
   const startFilter = (): Promise<MongoplexProcess> => MongoplexProcess.start({
+    MONGOPLEX_WORKERS: '1',
     MONGOPLEX_LISTEN_PORT: 'null',
     MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
     MONGOPLEX_UPSTREAM_SERVERS: db.address,

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
-import { freePort, waitFor } from '../scripts/ports';
+import { consecutiveFreePorts, waitFor } from '../scripts/ports';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { OtlpReceiver } from './support/otlp-receiver';
@@ -18,11 +18,12 @@ describe('OpenTelemetry export over OTLP (standard OTEL_* environment)', () => {
   before(async () => {
     receiver = new OtlpReceiver();
     const endpoint = await receiver.listen();
-    const grpc = await freePort();
+    const grpc = await consecutiveFreePorts(2);
     filter = await MongoplexProcess.start({
       MONGOPLEX_LISTEN_PORT: 'null',
       MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`,
       MONGOPLEX_UPSTREAM_SERVERS: db.address,
+      MONGOPLEX_WORKERS: '2',
       OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_SERVICE_NAME: 'mongoplex-under-test',
@@ -48,6 +49,9 @@ describe('OpenTelemetry export over OTLP (standard OTEL_* environment)', () => {
     const span = await waitFor('the find span at the OTLP receiver', async () =>
       receiver.spans.find((s) => s.attributes['db.operation.name'] === 'find'), 15_000);
     assert.equal(span.serviceName, 'mongoplex-under-test');
+    // Two workers export apart: the span's resource says which one made it.
+    assert.equal(span.resource['mongoplex.worker'], 0, 'Envoy reaches worker 0 (listen.grpc itself)');
+    assert.match(String(span.resource['service.instance.id']), /\/worker-0$/);
     assert.equal(span.kind, 3, 'SPAN_KIND_CLIENT');
     assert.equal(span.attributes['db.system'], 'mongodb');
     assert.equal(span.attributes['db.namespace'], 'traced');

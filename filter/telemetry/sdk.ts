@@ -35,14 +35,16 @@ export function prometheusMetrics(): PrometheusExporter {
  * OTEL_METRICS_EXPORTER); off otherwise, and always off with OTEL_SDK_DISABLED=true (the admin
  * /metrics endpoint works either way). Everything else (protocol, headers, sampling, batch
  * delays, export interval) is the SDK's own OTEL_* configuration. Returns the shutdown
- * function that flushes what is pending.
+ * function that flushes what is pending. `attributes` add to the resource (workers mode: each
+ * worker's `mongoplex.worker` and `service.instance.id`, so their series stay apart).
  */
-export async function startTelemetry(log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<(() => Promise<void>) | undefined> {
+export async function startTelemetry(log: Logger, env: NodeJS.ProcessEnv = process.env, attributes: Record<string, string | number> = {}): Promise<(() => Promise<void>) | undefined> {
   if (env.OTEL_SDK_DISABLED === 'true') return undefined;
   const wanted = env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_TRACES_EXPORTER || env.OTEL_METRICS_EXPORTER;
   if (!wanted) return undefined;
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
-  const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'mongoplex', instrumentations: [], metricReaders: [prometheusReader(), ...await exportReaders(log, env)] });
+  // `attributes` (a worker's identity) under what OTEL_RESOURCE_ATTRIBUTES says: the SDK's detected resource wins.
+  const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'mongoplex', resource: resourceFromAttributes(attributes), instrumentations: [], metricReaders: [prometheusReader(), ...await exportReaders(log, env)] });
   sdk.start();
   log.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT, protocol: env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf' }, 'OpenTelemetry export on');
   return () => sdk.shutdown();

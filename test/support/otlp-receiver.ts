@@ -10,6 +10,8 @@ export interface ReceivedSpan {
   kind: number;
   attributes: Record<string, string | number | boolean>;
   serviceName: string | undefined;
+  /** The exporting process's resource attributes. */
+  resource: Record<string, unknown>;
 }
 
 type AnyValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
@@ -48,8 +50,9 @@ export class OtlpReceiver {
 
   private takeTraces(body: { resourceSpans?: Array<{ resource?: { attributes?: KeyValue[] }; scopeSpans?: Array<{ spans?: Array<{ name: string; kind: number; attributes?: KeyValue[] }> }> }> }): void {
     for (const rs of body.resourceSpans ?? []) {
-      const serviceName = attrs(rs.resource?.attributes)['service.name'] as string | undefined;
-      for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) this.spans.push({ name: s.name, kind: s.kind, attributes: attrs(s.attributes), serviceName });
+      const resource = attrs(rs.resource?.attributes);
+      const serviceName = resource['service.name'] as string | undefined;
+      for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) this.spans.push({ name: s.name, kind: s.kind, attributes: attrs(s.attributes), serviceName, resource });
     }
   }
 
