@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   const log = worker ? createLogger(config.log.level).child({ worker: worker.index }) : createLogger(config.log.level);
   if (plan && plan.count > 1) {
     try {
-      return await runPrimary(config, plan.count, log);
+      return await runPrimary(config, plan.count, log, () => planWorkers(loadConfig({ file: configFile })).count);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       console.error(`mongoplex: ${err.message}`);

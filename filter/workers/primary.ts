@@ -13,7 +13,7 @@ const STOP_GRACE_MS = 10_000;
  * with their figures added up, replaces a worker that dies, and passes SIGHUP (reload) and
  * SIGTERM/SIGINT (drain, then stop) on to them.
  */
-export async function runPrimary(config: Config, count: number, log: Logger): Promise<void> {
+export async function runPrimary(config: Config, count: number, log: Logger, rereadWorkers: () => number): Promise<void> {
   await refuseUnprotectedListeners(config);
   const supervisor = new WorkerSupervisor(config, count, log);
   let listening: WorkerListening[];
@@ -50,6 +50,13 @@ export async function runPrimary(config: Config, count: number, log: Logger): Pr
   process.on('SIGHUP', () => {
     log.info('SIGHUP: every worker re-reads the configuration');
     supervisor.reload();
+    // The workers apply their shares; how many workers there are is the primary's to say.
+    try {
+      const wanted = rereadWorkers();
+      if (wanted !== count) log.warn({ setting: 'workers', running: count, configured: wanted }, 'SIGHUP: the number of workers changes only with a restart');
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'SIGHUP: the configuration does not load (each worker keeps its running one)');
+    }
   });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
