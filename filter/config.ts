@@ -28,8 +28,8 @@ export const ConfigSchema = z.strictObject({
    * primary process forks them: they share the TCP ingress port, worker i serves the ext_proc
    * ingress on listen.grpc's port + i (a Unix socket: its path + `.i`, worker 0 the path itself),
    * each pools its share of the upstream limits, and the admin endpoint adds them up. More than
-   * one needs topology.mode single and no listener in auth.mode proxy (their cursor, transaction
-   * and session-owner maps are per process); auto then means 1.
+   * one needs topology.mode single and auth.mode none on every listener (cursor routes,
+   * transaction pins and session and cursor owners are per process); auto then means 1.
    */
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
   listen: z.strictObject({

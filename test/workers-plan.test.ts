@@ -14,13 +14,16 @@ describe('workers: how many, and what each one gets', () => {
     assert.deepEqual(planWorkers(config({}, { MONGOPLEX_WORKERS: 'auto' }), 2), { count: 2 });
   });
 
-  it('auto stays one process where state must be shared (mongos/replset topology, auth.mode proxy), and says why', () => {
+  it('auto stays one process where state must be shared (mongos/replset topology, client authentication), and says why', () => {
     const mongos = planWorkers(config({ topology: { mode: 'mongos' } }), 4);
     assert.equal(mongos.count, 1);
     assert.match(mongos.limitedBy!, /topology.mode mongos/);
     const proxied = planWorkers(config({ auth: { listeners: { grpc: 'proxy' }, usersFile: '/x' } }), 4);
     assert.equal(proxied.count, 1);
     assert.match(proxied.limitedBy!, /auth.mode proxy \(grpc listeners\)/);
+    const passthrough = planWorkers(config({ auth: { mode: 'passthrough', userSource: 'upstream' }, upstream: { auth: { username: 'svc', password: 'pw' } } }), 4);
+    assert.equal(passthrough.count, 1);
+    assert.match(passthrough.limitedBy!, /auth.mode passthrough \(tcp, grpc listeners\) remembers session and cursor owners/);
   });
 
   it('an explicit number the configuration cannot have is refused by name', () => {
@@ -33,12 +36,11 @@ describe('workers: how many, and what each one gets', () => {
   it('the workers\' shares of every upstream limit add up to the configured value', () => {
     for (let count = 1; count <= 8; count++) {
       for (const maxPoolSize of [count, count + 1, 16, 37]) {
-        const c = config({ upstream: { maxPoolSize, minPoolSize: Math.min(5, maxPoolSize), maxConnecting: 2 }, auth: { passthrough: { maxConnections: Math.max(count, 10) } } });
+        const c = config({ upstream: { maxPoolSize, minPoolSize: Math.min(5, maxPoolSize), maxConnecting: 2 } });
         const shares = Array.from({ length: count }, (_, i) => workerConfig(c, i, count));
         const sum = (f: (w: typeof c) => number): number => shares.reduce((n, w) => n + f(w), 0);
         assert.equal(sum((w) => w.upstream.maxPoolSize), maxPoolSize);
         assert.equal(sum((w) => w.upstream.minPoolSize), c.upstream.minPoolSize);
-        assert.equal(sum((w) => w.auth.passthrough.maxConnections), c.auth.passthrough.maxConnections);
         assert.ok(shares.every((w) => w.upstream.maxPoolSize >= 1 && w.upstream.maxConnecting >= 1 && w.upstream.minPoolSize <= w.upstream.maxPoolSize));
       }
     }

@@ -86,14 +86,44 @@ describe('workers: 2 — clients spread over two processes, the upstream cap sta
     assert.ok(peak > 2 * MONITOR_CONNECTIONS, `the pools were used (${peak} connections at the peak)`);
   });
 
+  it("a cursor opened through one worker is read to its end through the other (single mode: the worker forwards a cursor it never saw to the one server)", async () => {
+    const seed = await RawClient.connect(port);
+    const clients = [seed];
+    try {
+      await seed.command({ insert: 'cross', documents: Array.from({ length: 9 }, (_, i) => ({ _id: i })), $db: 'workers' });
+      // Drivers send a cursor's getMores over whichever pooled connection is free: here, one in the other worker.
+      let workers = await workersOf(admin, clients);
+      while (new Set(workers).size < 2) {
+        clients.push(await RawClient.connect(port));
+        workers = await workersOf(admin, clients);
+      }
+      const other = clients[workers.findIndex((w) => w !== workers[0])]!;
+      const first = await seed.command({ find: 'cross', filter: {}, sort: { _id: 1 }, batchSize: 2, $db: 'workers' });
+      const ids = ((first.cursor as Document).firstBatch as Document[]).map((d) => d._id as number);
+      let id = (first.cursor as Document).id as Long;
+      while (String(id) !== '0') {
+        const more = await other.command({ getMore: id, collection: 'cross', batchSize: 2, $db: 'workers' });
+        assert.equal(more.ok, 1, JSON.stringify(more));
+        ids.push(...((more.cursor as Document).nextBatch as Document[]).map((d) => d._id as number));
+        id = (more.cursor as Document).id as Long;
+      }
+      assert.deepEqual(ids, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    } finally {
+      for (const c of clients) c.destroy();
+    }
+  });
+
   it('the admin endpoint adds the workers up (/stats, /metrics, /readyz) and passes control requests to every worker', async () => {
     const clients = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
       const workers = await workersOf(admin, clients);
       assert.deepEqual([...new Set(workers)].sort(), [0, 1], `round-robin: clients on both workers (${workers.join(',')})`);
-      const stats = await getJson<{ clients: number; workers: Livez['workers'] }>(admin, '/stats');
-      assert.equal(stats.clients, 6);
+      // Clients of the tests before close asynchronously: wait until only these six are left.
+      const stats = await waitFor('/stats counting these 6 clients', async () => {
+        const s = await getJson<{ clients: number; workers: Livez['workers'] }>(admin, '/stats');
+        return s.clients === 6 ? s : undefined;
+      }, 5000);
       assert.deepEqual(stats.workers.map((w) => [w.worker, w.up]), [[0, true], [1, true]]);
       const metrics = await (await fetch(`http://${admin}/metrics`)).text();
       assert.match(metrics, /^mongoplex_client_connections\{[^}]*\} 6$/m, 'the gauge is the sum of both workers');

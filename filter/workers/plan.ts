@@ -10,29 +10,29 @@ export interface WorkerPlan {
 }
 
 /**
- * Why this configuration cannot run in several processes, if it cannot: topology modes other
- * than single route cursors, transactions and replica-set views through maps each process
- * keeps for itself, and auth.mode proxy remembers which user owns a logical session per process
- * (another worker would let another user into it).
+ * Why this configuration cannot run in several processes, if it cannot. A driver spreads one
+ * session's commands, and a cursor's getMores, over several connections, which may land in
+ * different workers, so whatever a command needs to know from an earlier one must be the same
+ * in every process. Topology modes other than single route cursors and transactions through
+ * maps each process keeps for itself; client authentication (auth.mode proxy and passthrough)
+ * remembers which user owns each logical session and cursor per process (another worker would
+ * refuse the owner's getMore, or let another user into the session).
  */
 function needsOneProcess(config: Config): string | undefined {
   if (config.topology.mode !== 'single') return `topology.mode ${config.topology.mode} routes cursors and transactions through per-process maps`;
-  const proxied = Object.entries(listenerAuthModes(config)).filter(([, m]) => m === 'proxy').map(([l]) => l);
-  if (proxied.length > 0) return `auth.mode proxy (${proxied.join(', ')} listeners) remembers session owners per process`;
+  const authenticated = Object.entries(listenerAuthModes(config)).filter(([, m]) => m !== 'none');
+  if (authenticated.length > 0) {
+    const modes = [...new Set(authenticated.map(([, m]) => m))].join(' and ');
+    return `auth.mode ${modes} (${authenticated.map(([l]) => l).join(', ')} listeners) remembers session and cursor owners per process`;
+  }
   return undefined;
-}
-
-/** The smallest upstream limit that is split among workers: each worker needs one connection of it. */
-function smallestSplitLimit(config: Config): { setting: string; value: number } {
-  const limits = [{ setting: 'upstream.maxPoolSize', value: config.upstream.maxPoolSize }];
-  if (Object.values(listenerAuthModes(config)).includes('passthrough')) limits.push({ setting: 'auth.passthrough.maxConnections', value: config.auth.passthrough.maxConnections });
-  return limits.reduce((a, b) => (b.value < a.value ? b : a));
 }
 
 /** `workers` resolved: a number as given (ConfigError when the configuration cannot have it), or auto as far as it can go. */
 export function planWorkers(config: Config, cores = availableParallelism()): WorkerPlan {
   const oneProcess = needsOneProcess(config);
-  const limit = smallestSplitLimit(config);
+  // Each worker needs one pooled connection of its own.
+  const limit = { setting: 'upstream.maxPoolSize', value: config.upstream.maxPoolSize };
   if (config.workers !== 'auto') {
     const n = config.workers;
     if (n > 1 && oneProcess) throw new ConfigError(`invalid configuration:\n  workers: ${n} needs one process: ${oneProcess}`);
@@ -79,8 +79,6 @@ export function workerConfig(config: Config, index: number, count: number): Conf
   worker.upstream.maxPoolSize = share(config.upstream.maxPoolSize, index, count);
   worker.upstream.minPoolSize = Math.min(share(config.upstream.minPoolSize, index, count), worker.upstream.maxPoolSize);
   worker.upstream.maxConnecting = atLeastOne(config.upstream.maxConnecting);
-  worker.auth.passthrough.maxConnections = share(config.auth.passthrough.maxConnections, index, count);
-  worker.auth.passthrough.maxPoolSizePerUser = Math.min(config.auth.passthrough.maxPoolSizePerUser, worker.auth.passthrough.maxConnections);
   worker.mirror.poolSize = atLeastOne(config.mirror.poolSize);
   if (config.listen.grpc !== null) worker.listen.grpc = workerGrpcAddress(config.listen.grpc, index);
   if (config.admin.port !== null) worker.admin = { ...config.admin, host: '127.0.0.1', port: 0 };
