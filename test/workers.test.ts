@@ -192,6 +192,10 @@ describe('workers: a worker that dies is replaced; only its clients notice', () 
       const victim = before.workers.find((w) => w.worker === doomedWorker)!;
       process.kill(victim.pid, 'SIGKILL');
       await Promise.all(doomed.map((c) => c.closedPromise));
+      // Until its replacement serves, the admin endpoint answers with the other worker's figures and names the missing one.
+      const during = await getJson<{ unanswered?: Array<{ worker: number }> }>(admin, '/stats');
+      assert.deepEqual(during.unanswered?.map((u) => u.worker), [doomedWorker]);
+      assert.equal((await fetch(`http://${admin}/metrics`)).status, 200);
 
       const ids = ((first.cursor as Document).firstBatch as Document[]).map((d) => d._id as number);
       let id = cursorId;

@@ -23,7 +23,8 @@ interface Answer {
  * admin.port, answering with the workers' figures added up. Each request is asked of every
  * worker's own admin endpoint (loopback, a port of its own) and the answers merged: /metrics
  * sums series, /readyz is ready when every worker is, /stats and the inspection lists add up
- * counts and join lists (each row says its `worker`). Control requests (POST) go to every worker
+ * counts and join lists (each row says its `worker`); a worker that does not answer (being
+ * replaced) is left out and named in `unanswered`. Control requests (POST) go to every worker
  * with the caller's Authorization header, which each worker checks; the answer lists each
  * worker's. /livez and the status page are the primary's own.
  */
@@ -62,23 +63,26 @@ export class WorkersAdmin {
       const merged = mergeReadiness(answers.map((a) => ({ worker: a.worker, body: a.error ? undefined : parse(a.body), ...(a.error ? { error: a.error } : {}) })));
       return send(merged.ready ? 200 : 503, merged);
     }
-    const failed = answers.find((a) => a.error !== undefined || a.status !== 200);
-    if (failed) {
-      // The request itself was wrong (all workers say the same), or a worker is down: say so.
-      if (failed.error === undefined && answers.every((a) => a.status === failed.status)) {
-        res.writeHead(failed.status, { 'content-type': 'application/json' });
-        return void res.end(failed.body);
+    const answered = answers.filter((a) => a.error === undefined && a.status === 200);
+    const unanswered = answers.filter((a) => !answered.includes(a)).map((a) => ({ worker: a.worker, error: a.error ?? `status ${a.status}` }));
+    if (answered.length === 0) {
+      // The request itself was wrong (every worker says the same): pass the answer on.
+      const first = answers[0];
+      if (first && first.error === undefined && answers.every((a) => a.status === first.status)) {
+        res.writeHead(first.status, { 'content-type': 'application/json' });
+        return void res.end(first.body);
       }
-      return send(503, { error: `worker ${failed.worker} did not answer ${path}: ${failed.error ?? `status ${failed.status}`}` });
+      return send(503, { error: `no worker answered ${path}`, unanswered });
     }
+    // A worker being replaced is left out (and named): the others' figures still count.
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-      return void res.end(mergePrometheus([...answers.map((a) => a.body), this.ownMetrics()]));
+      return void res.end(mergePrometheus([...answered.map((a) => a.body), this.ownMetrics()]));
     }
-    const workers = answers.map((a) => a.worker);
-    const bodies = answers.map((a) => parse(a.body));
+    const workers = answered.map((a) => a.worker);
+    const bodies = answered.map((a) => parse(a.body));
     if (path === '/stats/history') {
-      return send(200, { samples: mergeHistory(bodies.map((b) => ((b as { samples?: Json[] }).samples ?? []))) });
+      return send(200, { samples: mergeHistory(bodies.map((b) => ((b as { samples?: Json[] }).samples ?? []))), ...(unanswered.length > 0 ? { unanswered } : {}) });
     }
     const merged = mergeJson(bodies, workers) as { [key: string]: Json };
     const limit = rowLimit(url);
@@ -89,6 +93,7 @@ export class WorkersAdmin {
       for (const table of ['collections', 'callsites']) if (Array.isArray(commands[table])) commands[table] = mergeCommandRows(commands[table], path === '/commands' ? (url.searchParams.get('sort') ?? 'count') as SortKey : 'count').slice(0, path === '/stats' ? 10 : limit);
     }
     if (path === '/stats') merged.workers = this.summary();
+    if (unanswered.length > 0) merged.unanswered = unanswered;
     return send(200, merged);
   }
 
