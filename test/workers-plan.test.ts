@@ -31,6 +31,9 @@ describe('workers: how many, and what each one gets', () => {
     assert.throws(() => planWorkers(config({ workers: 5, upstream: { maxPoolSize: 4 } }), 8), /workers: 5 is more than upstream.maxPoolSize \(4\)/);
     assert.deepEqual(planWorkers(config({ upstream: { maxPoolSize: 3 } }), 8), { count: 3, limitedBy: 'upstream.maxPoolSize 3, which the workers split' });
     assert.throws(() => config({}, { MONGOPLEX_WORKERS: '0' }), /workers/);
+    assert.throws(() => planWorkers(config({ workers: 3, listen: { grpc: '127.0.0.1:65534' } }), 8), /workers: 3 workers serve ext_proc at listen.grpc's port 65534 and the 2 above it, past 65535/);
+    // A reload that shrinks the pool below the workers is refused (the running shares stay).
+    assert.throws(() => workerConfig(config({ upstream: { maxPoolSize: 1 } }), 0, 2), /workers: 2 is more than upstream.maxPoolSize \(1\)/);
   });
 
   it('the workers\' shares of every upstream limit add up to the configured value', () => {

@@ -33,15 +33,16 @@ export function planWorkers(config: Config, cores = availableParallelism()): Wor
   const oneProcess = needsOneProcess(config);
   // Each worker needs one pooled connection of its own.
   const limit = { setting: 'upstream.maxPoolSize', value: config.upstream.maxPoolSize };
+  let plan: WorkerPlan;
   if (config.workers !== 'auto') {
     const n = config.workers;
     if (n > 1 && oneProcess) throw new ConfigError(`invalid configuration:\n  workers: ${n} needs one process: ${oneProcess}`);
-    if (n > limit.value) throw new ConfigError(`invalid configuration:\n  workers: ${n} is more than ${limit.setting} (${limit.value}), which the workers split: each needs at least one connection`);
-    return { count: n };
-  }
-  if (oneProcess) return cores > 1 ? { count: 1, limitedBy: oneProcess } : { count: 1 };
-  if (limit.value < cores) return { count: limit.value, limitedBy: `${limit.setting} ${limit.value}, which the workers split` };
-  return { count: cores };
+    plan = { count: n };
+  } else if (oneProcess) plan = cores > 1 ? { count: 1, limitedBy: oneProcess } : { count: 1 };
+  else if (limit.value < cores) plan = { count: limit.value, limitedBy: `${limit.setting} ${limit.value}, which the workers split` };
+  else plan = { count: cores };
+  for (let i = 0; i < plan.count; i++) workerConfig(config, i, plan.count);
+  return plan;
 }
 
 /** Worker `index`'s part of `total` split `count` ways: the parts differ by at most one and add up to `total`. */
@@ -73,6 +74,12 @@ export function workerGrpcAddress(address: string, index: number): string {
  * of its own on a loopback port the primary asks (the primary serves the configured one).
  */
 export function workerConfig(config: Config, index: number, count: number): Config {
+  const refuse = (why: string): never => {
+    throw new ConfigError(`invalid configuration:\n  workers: ${why}`);
+  };
+  if (config.upstream.maxPoolSize < count) refuse(`${count} is more than upstream.maxPoolSize (${config.upstream.maxPoolSize}), which the workers split: each needs at least one connection`);
+  const grpc = config.listen.grpc !== null ? parseGrpcAddress(config.listen.grpc) : undefined;
+  if (grpc?.kind === 'tcp' && grpc.port + count - 1 > 65535) refuse(`${count} workers serve ext_proc at listen.grpc's port ${grpc.port} and the ${count - 1} above it, past 65535`);
   const atLeastOne = (total: number): number => Math.max(1, share(total, index, count));
   const worker: Config = structuredClone(config);
   worker.workers = count;
