@@ -256,8 +256,8 @@ function summary(results: SpeedResult[], idleCounts: number[]): Record<string, u
   out.extProcVsTcpMongoplexCpu = ratio(find('mongoplex-ext-proc')?.mongoplexCpuUsPerOp, find('mongoplex-tcp')?.mongoplexCpuUsPerOp);
   out.tcpVsEnvoyTcpProxyCpu = ratio(find('mongoplex-tcp')?.mongoplexCpuUsPerOp, find('envoy-tcp-proxy')?.envoyCpuUsPerOp);
   // The --workers sweep: each mongoplex mode's ops/s with N workers against its 1-worker run.
-  const scaled = results.map((r) => ({ r, m: /^(.*)-(\d+)-workers$/.exec(r.mode) })).filter((x) => x.m);
-  if (scaled.length > 0) out.opsPerSecVsOneWorker = Object.fromEntries(scaled.map(({ r, m }) => [r.mode, ratio(r.opsPerSec, find(m![1]!)?.opsPerSec)]));
+  const scaled = results.map((r) => ({ r, run: parseRun(r.mode) })).filter((x) => x.run.workers > 1);
+  if (scaled.length > 0) out.opsPerSecVsOneWorker = Object.fromEntries(scaled.map(({ r, run }) => [r.mode, ratio(r.opsPerSec, find(run.mode)?.opsPerSec)]));
   const most = Math.max(...idleCounts, 0);
   const idle = (run: string): Record<string, Record<number, number>> | undefined => ((find(run)?.details as Array<{ idleKbPerClient: Record<string, Record<number, number>> }> | undefined)?.[0]?.idleKbPerClient);
   if (most > 0) out[`idleKbPerClientAt${most}`] = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, idle(r.mode)?.total?.[most] ?? null]));

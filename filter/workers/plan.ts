@@ -41,7 +41,7 @@ export function planWorkers(config: Config, cores = availableParallelism()): Wor
   } else if (oneProcess) plan = cores > 1 ? { count: 1, limitedBy: oneProcess } : { count: 1 };
   else if (limit.value < cores) plan = { count: limit.value, limitedBy: `${limit.setting} ${limit.value}, which the workers split` };
   else plan = { count: cores };
-  for (let i = 0; i < plan.count; i++) workerConfig(config, i, plan.count);
+  refuseSplit(config, plan.count);
   return plan;
 }
 
@@ -68,18 +68,23 @@ export function workerGrpcAddress(address: string, index: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/**
- * Worker `index` of `count`: its share of every upstream limit (the shares add up to the
- * configured values, so the total stays the cap), its ext_proc address, and an admin endpoint
- * of its own on a loopback port the primary asks (the primary serves the configured one).
- */
-export function workerConfig(config: Config, index: number, count: number): Config {
+/** ConfigError when `count` workers cannot split this configuration (at start, and on every worker's reload). */
+function refuseSplit(config: Config, count: number): void {
   const refuse = (why: string): never => {
     throw new ConfigError(`invalid configuration:\n  workers: ${why}`);
   };
   if (config.upstream.maxPoolSize < count) refuse(`${count} is more than upstream.maxPoolSize (${config.upstream.maxPoolSize}), which the workers split: each needs at least one connection`);
   const grpc = config.listen.grpc !== null ? parseGrpcAddress(config.listen.grpc) : undefined;
   if (grpc?.kind === 'tcp' && grpc.port + count - 1 > 65535) refuse(`${count} workers serve ext_proc at listen.grpc's port ${grpc.port} and the ${count - 1} above it, past 65535`);
+}
+
+/**
+ * Worker `index` of `count`: its share of every upstream limit (the shares add up to the
+ * configured values, so the total stays the cap), its ext_proc address, and an admin endpoint
+ * of its own on a loopback port the primary asks (the primary serves the configured one).
+ */
+export function workerConfig(config: Config, index: number, count: number): Config {
+  refuseSplit(config, count);
   const atLeastOne = (total: number): number => Math.max(1, share(total, index, count));
   const worker: Config = structuredClone(config);
   worker.workers = count;
