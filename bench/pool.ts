@@ -76,8 +76,13 @@ async function op(c: LoadClient, mix: Options['mix'], seq: number): Promise<void
   }
 }
 
-export async function runMode(mode: string, port: number, db: FerretDB, o: Options): Promise<Result> {
-  const before = await db.connections();
+/**
+ * Runs the load on `port`. upstreamConnections is the peak of the server's open connections
+ * above `before` (default: the count when the load starts; pass an earlier count to include
+ * connections a proxy opened before, e.g. during a warm-up).
+ */
+export async function runMode(mode: string, port: number, db: FerretDB, o: Options, before?: { open: number }): Promise<Result> {
+  before ??= await db.connections();
   const clients: LoadClient[] = [];
   for (let i = 0; i < o.clients; i += 100) {
     const batch = await Promise.all(Array.from({ length: Math.min(100, o.clients - i) }, async () => {

@@ -127,6 +127,8 @@ async function startStack(run: string, db: FerretDB, o: Options, profileDir: str
 
 /** One run, one round: its own processes, the load, then the idle phase (first round). */
 async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB, idleCounts: number[], profiles: string | undefined, syscalls: boolean): Promise<SpeedResult> {
+  // Counted from before the stack starts: mongoplex's pool opens during the warm-up.
+  const serverBefore = await db.connections();
   const stack = await startStack(run, db, o, profiles && run.startsWith('mongoplex') ? path.join(profiles, run, String(round)) : undefined);
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
@@ -137,7 +139,7 @@ async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB
     const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
-    const r = await runMode(run, stack.port, db, o);
+    const r = await runMode(run, stack.port, db, o, serverBefore);
     const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
     const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     const counted: Record<string, unknown> = {};
