@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type ConfigInput } from '../filter/config';
 import { planWorkers, share, workerConfig, workerGrpcAddress } from '../filter/workers/plan';
 import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus } from '../filter/workers/merge';
 import { diffConfig } from '../filter/admin/reload';
+import { restartDelayMs } from '../filter/workers/supervisor';
 
 const config = (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = {}): ReturnType<typeof loadConfig> => loadConfig({ env, overrides });
 
@@ -64,6 +65,12 @@ describe('workers: how many, and what each one gets', () => {
 
   it('a reload sees `workers` as a setting of its own (it needs a restart)', () => {
     assert.deepEqual(diffConfig(config(), config({ workers: 2 })).map((c) => c.setting), ['workers']);
+  });
+});
+
+describe('workers: a worker that keeps dying young is replaced ever more slowly', () => {
+  it('no wait after a worker that ran a while, then 0.5 s doubling up to 30 s', () => {
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 20].map(restartDelayMs), [0, 500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
   });
 });
 

@@ -12,7 +12,7 @@ import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
 
-interface Livez { workers: Array<{ worker: number; pid: number; up: boolean; restarts: number }> }
+interface Livez { workers: Array<{ worker: number; pid: number; up: boolean; restarts: number; restartDelayMs?: number }> }
 interface ClientRow { worker: number; remote: string }
 
 async function getJson<T>(admin: string, path: string): Promise<T> {
@@ -223,6 +223,20 @@ describe('workers: a worker that dies is replaced; only its clients notice', () 
       }
       const metrics = await (await fetch(`http://${admin}/metrics`)).text();
       assert.match(metrics, /^mongoplex_worker_restarts_total 1$/m);
+
+      // A replacement that dies soon after it started is not restarted at once: /livez shows the wait.
+      process.kill(replaced.pid, 'SIGKILL');
+      const waiting = await waitFor('the second replacement to be scheduled', async () => {
+        const w = (await getJson<Livez>(admin, '/livez')).workers.find((x) => x.worker === doomedWorker)!;
+        return !w.up && w.restartDelayMs !== undefined ? w : undefined;
+      }, 10_000);
+      assert.ok(waiting.restartDelayMs! >= 500, `a worker that died young waits before its replacement: ${waiting.restartDelayMs} ms`);
+      const again = await waitFor('the second replacement', async () => {
+        const w = (await getJson<Livez>(admin, '/livez')).workers.find((x) => x.worker === doomedWorker)!;
+        return w.up && w.pid !== replaced.pid ? w : undefined;
+      }, 40_000);
+      assert.equal(again.restarts, 2);
+      assert.equal(again.restartDelayMs, undefined, 'no replacement pending once it serves');
     } finally {
       for (const c of clients) c.destroy();
     }

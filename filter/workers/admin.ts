@@ -97,9 +97,9 @@ export class WorkersAdmin {
     return send(200, merged);
   }
 
-  /** Each worker: its pid, whether it serves, how often it was replaced. */
+  /** Each worker: its pid, whether it serves, how often it was replaced, and while a replacement waits, how long it was told to. */
   private summary(): Json[] {
-    return this.workers().map(({ index, pid, up, restarts }) => ({ worker: index, pid: pid ?? null, up, restarts }));
+    return this.workers().map(({ index, pid, up, restarts, restartDelayMs }) => ({ worker: index, pid: pid ?? null, up, restarts, ...(restartDelayMs !== null ? { restartDelayMs } : {}) }));
   }
 
   /** The primary's own series: workers running and replaced. */

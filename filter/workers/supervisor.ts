@@ -35,6 +35,8 @@ interface Slot {
   /** Ends in a row that came soon after a start: each doubles the wait before the next. */
   quickFailures: number;
   timer?: NodeJS.Timeout;
+  /** While a replacement waits to start: how long it was told to wait. */
+  restartDelayMs?: number;
 }
 
 /** Public view of a slot, for /livez, /stats and the admin fan-out. */
@@ -44,11 +46,18 @@ export interface WorkerState {
   readonly up: boolean;
   readonly restarts: number;
   readonly admin: WorkerListening['admin'];
+  /** A replacement is scheduled after this wait (ms); null when none is pending. */
+  readonly restartDelayMs: number | null;
 }
 
 /** A worker that ran less than this before it ended counts as failing quickly (backoff). */
 const QUICK_FAILURE_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 30_000;
+
+/** The wait before a replacement: none after a worker that ran a while, then 0.5 s doubling to 30 s. */
+export function restartDelayMs(quickFailures: number): number {
+  return quickFailures === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** (quickFailures - 1));
+}
 
 /**
  * The primary's side of workers mode: forks `count` workers (this same program, told its index
@@ -76,7 +85,7 @@ export class WorkerSupervisor {
   }
 
   get workers(): WorkerState[] {
-    return this.slots.map((s) => ({ index: s.index, pid: s.worker?.process.pid, up: s.listening !== undefined, restarts: s.restarts, admin: s.listening?.admin ?? null }));
+    return this.slots.map((s) => ({ index: s.index, pid: s.worker?.process.pid, up: s.listening !== undefined, restarts: s.restarts, admin: s.listening?.admin ?? null, restartDelayMs: s.restartDelayMs ?? null }));
   }
 
   get restarts(): number {
@@ -152,9 +161,11 @@ export class WorkerSupervisor {
     if (!wasServing && slot.restarts === 0 && slot.quickFailures === 0) return; // the first start failed: start() rejects
     const ranMs = Date.now() - slot.startedAt;
     slot.quickFailures = ranMs < QUICK_FAILURE_MS ? slot.quickFailures + 1 : 0;
-    const delayMs = slot.quickFailures === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** (slot.quickFailures - 1));
+    const delayMs = restartDelayMs(slot.quickFailures);
+    slot.restartDelayMs = delayMs;
     this.log.error({ worker: slot.index, workerPid: worker.process.pid, code, signal, ranMs, restartInMs: delayMs }, 'worker ended: its clients lost their connections; starting a replacement');
     slot.timer = setTimeout(() => {
+      slot.restartDelayMs = undefined;
       if (this.stopping) return;
       slot.restarts++;
       this.fork(slot).catch((err: Error) => this.log.error({ worker: slot.index, err: err.message }, 'replacement worker failed to start'));
