@@ -2,10 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { consecutiveFreePorts } from '../scripts/ports';
+import { howItEnded, terminate } from '../scripts/process';
 import { startEnvoyFront } from '../scripts/envoy';
 import { LoadClient } from './load-client';
 import { parseModes, runMode, type Options } from './pool';
@@ -15,15 +17,17 @@ import { runRounds, type ModeResult } from './rounds';
 /**
  * `npm run bench -- speed`: what each path costs per operation and per idle client, side by
  * side in one invocation — FerretDB directly, Envoy's tcp_proxy (C++, no pooling: the
- * baseline), mongoplex's TCP ingress, and Envoy + mongoplex over ext_proc.
+ * baseline), a bare Node.js byte relay (bench/node-relay.ts: the floor of any proxy written in
+ * Node), mongoplex's TCP ingress, and Envoy + mongoplex over ext_proc.
  *
  * - Load: `--clients` raw connections, every one in a closed loop of forwarded pings (the
  *   cheapest server round trip, so the proxy's own cost shows). Per process (mongoplex with any
- *   child processes, Envoy): CPU µs per operation and the kernel's share of it, from /proc/PID/stat.
+ *   child processes, Envoy, the Node relay): CPU µs per operation and the kernel's share of it,
+ *   from /proc/PID/stat.
  * - Idle: after the load, the resident memory each idle client adds (handshaken with `hello`
  *   like a driver's connection, then silent) at each `--idle` count, per process. Counts that
- *   would take a process past the open-file limit are left out (Envoy's tcp_proxy holds two
- *   sockets per client).
+ *   would take a process past the open-file limit are left out (Envoy's tcp_proxy and the Node
+ *   relay hold two sockets per client).
  * - `--profile`: mongoplex runs with `--cpu-prof`; the bench prints where its time went (self
  *   time by function and by module). Profiled runs skip the idle phase.
  * - `--syscalls`: `strace -c` follows mongoplex and Envoy during the load: system calls per
@@ -35,19 +39,22 @@ import { runRounds, type ModeResult } from './rounds';
  * then one `summary` line with the ratios the speed targets are stated in.
  */
 
-const MODES = ['direct', 'envoy-tcp-proxy', 'mongoplex-tcp', 'mongoplex-ext-proc'] as const;
+const MODES = ['direct', 'envoy-tcp-proxy', 'node-relay', 'mongoplex-tcp', 'mongoplex-ext-proc'] as const;
 type Mode = (typeof MODES)[number];
 
 interface SpeedResult extends ModeResult {
   envoyCpuUsPerOp: number;
   mongoplexKernelShare: number;
   envoyKernelShare: number;
+  nodeRelayCpuUsPerOp: number;
+  nodeRelayKernelShare: number;
 }
 
 interface Stack {
   port: number;
   mongoplex?: MongoplexProcess;
   envoyPid?: number;
+  relayPid?: number;
   stop(): Promise<void>;
 }
 
@@ -106,6 +113,11 @@ async function startStack(run: string, db: FerretDB, o: Options, profileDir: str
       stops.push(() => front.envoy.stop());
       return { port: front.port, envoyPid: front.envoy.pid, stop };
     }
+    if (mode === 'node-relay') {
+      const relay = await startNodeRelay(db);
+      stops.push(() => terminate(relay.child));
+      return { port: relay.port, relayPid: relay.child.pid, stop };
+    }
     const grpc = await consecutiveFreePorts(workers);
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const { proxy, port: tcp } = await MongoplexProcess.pooling(
@@ -133,27 +145,32 @@ async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB
   try {
     const mongoplexPids = (): number[] => (stack.mongoplex ? processTree(stack.mongoplex.pid!) : []);
     const envoyPids = (): number[] => (stack.envoyPid ? [stack.envoyPid] : []);
+    const relayPids = (): number[] => (stack.relayPid ? [stack.relayPid] : []);
     // One unmeasured second first: a process just started spends its first operations compiling.
     await runMode(run, stack.port, db, { ...o, seconds: 1 });
     const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
     const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
+    const n0 = cpuTime(relayPids());
     const r = await runMode(run, stack.port, db, o, serverBefore);
     const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
     const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
+    const n = cpuPerOp(n0, cpuTime(relayPids()), r.ops);
     const counted: Record<string, unknown> = {};
     for (const [name, t] of traces) counted[name] = await t.perOp(r.ops);
     // After the load, so the garbage of thousands of closed clients is not collected during it.
-    // Envoy's tcp_proxy holds two sockets per client (client and server side): stay under the file limit.
-    const fdsPerClient = run === 'envoy-tcp-proxy' ? 2 : 1;
-    const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts.filter((n) => n * fdsPerClient + 500 <= openFileLimit()), { mongoplex: mongoplexPids, envoy: envoyPids });
+    // Envoy's tcp_proxy and the relay hold two sockets per client (client and server side): stay under the file limit.
+    const fdsPerClient = run === 'envoy-tcp-proxy' || run === 'node-relay' ? 2 : 1;
+    const idle = run === 'direct' ? {} : await idleMemory(stack.port, idleCounts.filter((c) => c * fdsPerClient + 500 <= openFileLimit()), { mongoplex: mongoplexPids, envoy: envoyPids, nodeRelay: relayPids });
     return {
       ...r,
       mongoplexCpuUsPerOp: m.usPerOp,
       mongoplexKernelShare: m.kernelShare,
       envoyCpuUsPerOp: e.usPerOp,
       envoyKernelShare: e.kernelShare,
+      nodeRelayCpuUsPerOp: n.usPerOp,
+      nodeRelayKernelShare: n.kernelShare,
       details: { idleKbPerClient: idle, ...(syscalls ? { syscallsPerOp: counted } : {}) },
     };
   } finally {
@@ -214,6 +231,28 @@ async function handshaken(port: number): Promise<LoadClient> {
   return c;
 }
 
+/** bench/node-relay.ts in front of the server, as a child process, once it listens (within 10 s). */
+async function startNodeRelay(db: FerretDB): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'node-relay.js'), db.host, String(db.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('node-relay was not listening within 10 s')), 10_000);
+      createInterface({ input: child.stdout! }).once('line', (line) => {
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { port: number }).port);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`node-relay ${howItEnded(code, signal)} before it listened`));
+      });
+    });
+    return { port, child };
+  } catch (err) {
+    await terminate(child);
+    throw err;
+  }
+}
+
 /** The soft limit on open files this process (and the processes it starts) has. */
 function openFileLimit(): number {
   const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
@@ -257,6 +296,9 @@ function summary(results: SpeedResult[], idleCounts: number[]): Record<string, u
   out.opsPerSecVsDirect = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, ratio(r.opsPerSec, direct?.opsPerSec)]));
   out.extProcVsTcpMongoplexCpu = ratio(find('mongoplex-ext-proc')?.mongoplexCpuUsPerOp, find('mongoplex-tcp')?.mongoplexCpuUsPerOp);
   out.tcpVsEnvoyTcpProxyCpu = ratio(find('mongoplex-tcp')?.mongoplexCpuUsPerOp, find('envoy-tcp-proxy')?.envoyCpuUsPerOp);
+  // What Node itself costs: a relay doing nothing but moving bytes, against Envoy's and mongoplex's.
+  out.nodeRelayVsEnvoyTcpProxyCpu = ratio(find('node-relay')?.nodeRelayCpuUsPerOp, find('envoy-tcp-proxy')?.envoyCpuUsPerOp);
+  out.tcpVsNodeRelayCpu = ratio(find('mongoplex-tcp')?.mongoplexCpuUsPerOp, find('node-relay')?.nodeRelayCpuUsPerOp);
   // The --workers sweep: each mongoplex mode's ops/s with N workers against its 1-worker run.
   const scaled = results.map((r) => ({ r, run: parseRun(r.mode) })).filter((x) => x.run.workers > 1);
   if (scaled.length > 0) out.opsPerSecVsOneWorker = Object.fromEntries(scaled.map(({ r, run }) => [r.mode, ratio(r.opsPerSec, find(run.mode)?.opsPerSec)]));
