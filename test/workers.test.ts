@@ -169,7 +169,7 @@ describe('workers: a worker that dies is replaced; only its clients notice', () 
     await fixture?.stop();
   });
 
-  it('a cursor and a transaction open on one worker complete while the other worker is killed and replaced', async () => {
+  it('a cursor and a transaction open on one worker complete while the other worker is killed and replaced; a replacement that dies young waits before the next', async () => {
     const clients = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(port)));
     try {
       for (const c of clients) assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
