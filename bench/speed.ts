@@ -2,12 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { consecutiveFreePorts } from '../scripts/ports';
-import { howItEnded, terminate } from '../scripts/process';
+import { firstJsonLine, howItEnded, terminate } from '../scripts/process';
 import { startEnvoyFront } from '../scripts/envoy';
 import { LoadClient } from './load-client';
 import { parseModes, runMode, type Options } from './pool';
@@ -235,17 +234,7 @@ async function handshaken(port: number): Promise<LoadClient> {
 async function startNodeRelay(db: FerretDB): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(process.execPath, [path.join(__dirname, 'node-relay.js'), db.host, String(db.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('node-relay was not listening within 10 s')), 10_000);
-      createInterface({ input: child.stdout! }).once('line', (line) => {
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { port: number }).port);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`node-relay ${howItEnded(code, signal)} before it listened`));
-      });
-    });
+    const { port } = await firstJsonLine<{ port: number }>(child, () => true, (code, signal) => `node-relay ${howItEnded(code, signal)} before it listened`, { ms: 10_000, message: 'node-relay was not listening within 10 s' });
     return { port, child };
   } catch (err) {
     await terminate(child);

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { freePort } from './ports';
-import { terminate } from './process';
+import { firstJsonLine, terminate } from './process';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
 
@@ -26,12 +25,7 @@ export class MongoplexProcess {
       env: { ...process.env, MONGOPLEX_LOG_LEVEL: process.env.MONGOPLEX_TEST_LOG ?? 'warn', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const listening = await new Promise<Listening>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`mongoplex exited with ${code}`)));
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        if (line.includes('"listening"')) resolve(JSON.parse(line) as Listening);
-      });
-    });
+    const listening = await firstJsonLine<Listening>(child, (line) => line.includes('"listening"'), (code) => `mongoplex exited with ${code}`);
     return new MongoplexProcess(child, listening);
   }
 
