@@ -54,32 +54,6 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     await proxy.stop();
     throw err;
   }
-  let ingress: TcpIngress | undefined;
-  let tcp: AddressInfo | undefined;
-  let members: MemberListeners | undefined;
-  if (config.topology.mode !== 'single') await proxy.monitor.ready(config.upstream.connectTimeoutMs);
-  if (proxy.addresses) {
-    // Replset mode: one listener per member (replica-set view)...
-    members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host, tlsFiles);
-    await members.ready();
-  }
-  // ...and the plain listener, a mongos view of the same deployment.
-  if (config.listen.port !== null) {
-    ingress = new TcpIngress(proxy, undefined, tlsFiles);
-    tcp = await ingress.listen(config.listen.host, config.listen.port);
-  }
-  let extProc: ExtProcIngress | undefined;
-  let grpcPort: number | undefined;
-  if (config.listen.grpc !== null) {
-    extProc = new ExtProcIngress(proxy);
-    try {
-      grpcPort = await extProc.listen(config.listen.grpc);
-    } catch (err) {
-      // A socket path in use, a TLS file missing: nothing opened so far stays behind.
-      await Promise.all([ingress?.close(true), members?.close(), extProc.close(), proxy.stop()]);
-      throw err;
-    }
-  }
   const drain = async (timeoutMs: number): Promise<number> => {
     // Load balancers see /readyz fail and stop sending new clients before the listeners close.
     proxy.announceDrain();
@@ -99,11 +73,37 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       throw err;
     }
   };
+  let ingress: TcpIngress | undefined;
+  let tcp: AddressInfo | undefined;
+  let members: MemberListeners | undefined;
+  let extProc: ExtProcIngress | undefined;
+  let grpcPort: number | undefined;
   let admin: AdminServer | undefined;
   let adminAddress: AddressInfo | undefined;
-  if (config.admin.port !== null) {
-    admin = new AdminServer(proxy, config.admin.token, metrics, { drain, reload });
-    adminAddress = await admin.listen(config.admin.host, config.admin.port);
+  try {
+    if (config.topology.mode !== 'single') await proxy.monitor.ready(config.upstream.connectTimeoutMs);
+    if (proxy.addresses) {
+      // Replset mode: one listener per member (replica-set view)...
+      members = new MemberListeners(proxy, proxy.monitor, proxy.addresses, config.listen.host, tlsFiles);
+      await members.ready();
+    }
+    // ...and the plain listener, a mongos view of the same deployment.
+    if (config.listen.port !== null) {
+      ingress = new TcpIngress(proxy, undefined, tlsFiles);
+      tcp = await ingress.listen(config.listen.host, config.listen.port);
+    }
+    if (config.listen.grpc !== null) {
+      extProc = new ExtProcIngress(proxy);
+      grpcPort = await extProc.listen(config.listen.grpc);
+    }
+    if (config.admin.port !== null) {
+      admin = new AdminServer(proxy, config.admin.token, metrics, { drain, reload });
+      adminAddress = await admin.listen(config.admin.host, config.admin.port);
+    }
+  } catch (err) {
+    // A port or socket path in use, a TLS file missing: nothing opened so far stays behind.
+    await Promise.all([ingress?.close(true), members?.close(), extProc?.close(), admin?.close(), proxy.stop()]);
+    throw err;
   }
   log.info({ tcp: tcp && `${tcp.address}:${tcp.port}`, grpcPort, admin: adminAddress && `${adminAddress.address}:${adminAddress.port}`, upstream: config.upstream.servers }, 'mongoplex listening');
   return {

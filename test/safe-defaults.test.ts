@@ -10,7 +10,8 @@ import { MongoClient } from 'mongodb';
 import { PROTO_DIR } from '../filter/ingress/ext-proc';
 import { ConfigError, ConfigSchema } from '../filter/config';
 import { startEnvoyFront } from '../scripts/envoy';
-import { freePort, waitFor } from '../scripts/ports';
+import * as net from 'node:net';
+import { freePort, portInUse, waitFor } from '../scripts/ports';
 import { startConfigured, startMongoplex } from './support/mongoplex';
 import { useFerretDB } from './support/setup';
 
@@ -111,5 +112,23 @@ describe('safe defaults: what listens where', () => {
     writeFileSync(file, 'data');
     await assert.rejects(startConfigured({ listen: { port: null, grpc: `unix:${file}` }, upstream: { servers: [db.address] } }), /listen\.grpc: .*not-a-socket exists and is not a socket/);
     assert.equal(readFileSync(file, 'utf8'), 'data');
+  });
+
+  it('a start that cannot bind its admin port fails with EADDRINUSE and leaves none of its other listeners open', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const adminPort = (taken.address() as net.AddressInfo).port;
+    const tcpPort = await freePort();
+    const grpcPort = await freePort();
+    try {
+      await assert.rejects(
+        startConfigured({ listen: { host: '127.0.0.1', port: tcpPort, grpc: `127.0.0.1:${grpcPort}` }, admin: { port: adminPort }, upstream: { servers: [db.address] } }),
+        /EADDRINUSE/,
+      );
+      assert.equal(await portInUse(tcpPort), false, 'the client port was closed again');
+      assert.equal(await portInUse(grpcPort), false, 'the gRPC port was closed again');
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 });
