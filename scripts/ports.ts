@@ -1,7 +1,10 @@
 import * as net from 'node:net';
 
-/** A loopback port that was free a moment ago. */
-export function freePort(): Promise<number> {
+/** Ports freePort handed out lately, oldest first (bounded): callers bind them some time later. */
+const handedOut = new Set<number>();
+const HANDED_OUT_LIMIT = 4096;
+
+function kernelFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -10,6 +13,21 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A loopback port that was free a moment ago, and not one this process was handed lately: the
+ * kernel may give a closed port out again at once, so two calls in a row (a slot's gRPC and
+ * admin ports) could otherwise get the same one.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await kernelFreePort();
+    if (handedOut.has(port) && attempt < 100) continue;
+    handedOut.add(port);
+    if (handedOut.size > HANDED_OUT_LIMIT) handedOut.delete(handedOut.values().next().value!);
+    return port;
+  }
 }
 
 /** Whether something already listens on (or holds) host:port: tries to bind it. */
