@@ -1,4 +1,5 @@
 import { runAuthBenchmark } from './auth';
+import { runDriverSuite } from './driver-suite';
 import { runFuzz } from './fuzz';
 import { runOperationsBenchmark } from './operations';
 import { runPoolBenchmark } from './pool';
@@ -14,6 +15,7 @@ const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   operations: runOperationsBenchmark,
   auth: runAuthBenchmark,
   speed: runSpeedBenchmark,
+  'driver-suite': runDriverSuite,
 };
 
 async function main(): Promise<void> {

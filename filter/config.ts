@@ -154,7 +154,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   topology: z.strictObject({
     /**
-     * single: one upstream server, presented to clients as one mongos;
+     * single: one upstream server behind one address, presented as a mongos (a standalone
+     * over a standalone: hello promises no more than the server has);
      * mongos: one address presented as a mongos; the proxy monitors the upstream (a replica
      * set or a fleet of mongos) and selects servers from $readPreference, pinning transactions;
      * replset: one proxy address per replica-set member, hello rewritten (listen.port unused).

@@ -17,7 +17,7 @@ import { Counter, observeGauge, Metrics } from './telemetry/metrics';
 import { AddressMap } from './topology/address-map';
 import type { MemberType } from './topology/member';
 import { TopologyMonitor } from './topology/monitor';
-import { MongosPresentation, ReplicaSetPresentation, type Presentation } from './topology/presentation';
+import { ReplicaSetPresentation, SingleAddressPresentation, type Presentation } from './topology/presentation';
 import { ServerSet } from './topology/server-set';
 import { ServerAddress } from './upstream/address';
 import { UpstreamAuthError, UpstreamConnection, type ConnectOptions } from './upstream/connection';
@@ -107,7 +107,7 @@ export class Proxy {
   readonly transactions: TransactionRoutes;
   readonly lastErrorPins: LastErrorPins;
   private readonly observer: ReplyObserver;
-  /** What clients of a plain listener are told (a mongos). */
+  /** What clients of a plain listener are told (a mongos, or a standalone over a standalone). */
   readonly presentation: Presentation;
   /** replset mode: what clients of a member's proxy address are told. */
   readonly memberPresentation: Presentation | undefined;
@@ -230,7 +230,7 @@ export class Proxy {
     this.taps = [this.recorder, this.mirror, this.commandStats, this.commandLog];
     this.gate = new PauseGate((reason, heldMs) => log.info({ reason, heldMs }, 'commands flow again (pause ended)'));
     if (config.mirror.target) log.info({ target: config.mirror.target, fraction: config.mirror.fraction, namespaces: config.mirror.namespaces }, 'mirroring reads to a shadow server');
-    this.presentation = new MongosPresentation(this.servers);
+    this.presentation = new SingleAddressPresentation(this.servers, monitor, t.heartbeatMs);
     // Logical sessions live 30 idle minutes on mongod (localLogicalSessionTimeoutMinutes).
     if (this.users) this.sessionOwners = new SessionOwners(config.auth.maxSessions, 30 * 60_000);
     this.router = new Router(this.servers, this.cursors, this.transactions, selection, this.sessionOwners);

@@ -28,6 +28,12 @@ export interface FerretDBOptions {
    * SCRAM-SHA-1 and SCRAM-SHA-256, createUser, usersInfo with showCredentials).
    */
   auth?: { username: string; password: string };
+  /**
+   * `--repl-set-name`: hello then carries this `setName` and FerretDB's own address as `hosts`,
+   * so drivers take it for a one-member replica set (retryable writes: FerretDB takes
+   * `txnNumber` and ignores it).
+   */
+  replSetName?: string;
   /** Also listen with TLS (on `tlsPort`) with these PEM files; caFile: client certificates are required and verified. */
   tls?: { certFile: string; keyFile: string; caFile?: string };
 }
@@ -113,6 +119,7 @@ export class FerretDB {
       '--telemetry=disable',
       `--debug-addr=${this.host}:${debugPort}`,
       '--log-level=error',
+      ...(this.options.replSetName ? [`--repl-set-name=${this.options.replSetName}`] : []),
       ...(tls ? [`--listen-tls=${this.host}:${tlsPort}`, `--listen-tls-cert-file=${tls.certFile}`, `--listen-tls-key-file=${tls.keyFile}`, ...(tls.caFile ? [`--listen-tls-ca-file=${tls.caFile}`] : [])] : []),
       ...(this.options.auth ? ['--test-enable-new-auth', `--setup-username=${this.options.auth.username}`, `--setup-password=${this.options.auth.password}`, '--setup-database=admin'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });

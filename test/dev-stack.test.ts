@@ -8,6 +8,11 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { MongoClient } from 'mongodb';
 import { acceptsConnections, freePort } from '../scripts/ports';
+import { useFerretDB } from './support/setup';
+import { StandaloneMongodFixture } from './support/standalone-mongod-fixture';
+
+/** Storage for the standalone mongod fixture (the suites that use their own upstream). */
+const storage = useFerretDB();
 
 interface DevStack {
   readonly ports: Record<string, number>;
@@ -19,8 +24,8 @@ interface DevStack {
   stderr(): string;
 }
 
-/** `node dist/scripts/dev-stack.js` on free ports; resolves once it prints the connection string. */
-async function startDevStack(): Promise<DevStack> {
+/** `node dist/scripts/dev-stack.js` on free ports; resolves once it prints the connection string. `env`: more variables. */
+async function startDevStack(env: Record<string, string> = {}): Promise<DevStack> {
   const ports = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
   const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
     env: {
@@ -29,6 +34,7 @@ async function startDevStack(): Promise<DevStack> {
       DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'mongoplex-dev-')),
       MONGOPLEX_LISTEN_PORT: String(await freePort()),
       MONGOPLEX_LOG_LEVEL: 'warn',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -62,6 +68,26 @@ describe('the dev stack (npm run dev)', () => {
     child.kill('SIGINT');
     assert.equal(await exited, 0);
     for (const [name, port] of Object.entries(ports)) assert.equal(await acceptsConnections(port), false, `${name} ${port} is closed after Ctrl-C`);
+  });
+
+  it('in front of your own standalone mongod (MONGOPLEX_UPSTREAM_SERVERS): prints a working connection string and a default insert succeeds', async () => {
+    const mongod = new StandaloneMongodFixture(storage);
+    await mongod.start();
+    const { uri, exited, child } = await startDevStack({ MONGOPLEX_UPSTREAM_SERVERS: mongod.address });
+    try {
+      const client = await new MongoClient(uri).connect();
+      try {
+        await client.db('dev').collection('own').insertOne({ from: 'test' });
+        assert.equal(await client.db('dev').collection('own').countDocuments(), 1);
+        assert.equal(mongod.refusals, 0, 'the driver sent the standalone no transaction number');
+      } finally {
+        await client.close();
+      }
+    } finally {
+      child.kill('SIGINT');
+      assert.equal(await exited, 0);
+      await mongod.stop();
+    }
   });
 
   it('notices when its FerretDB dies: says so, stops mongoplex and Envoy, and exits 1', async () => {

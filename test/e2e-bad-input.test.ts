@@ -12,7 +12,11 @@ import { Metrics } from '../filter/telemetry/metrics';
 import { useFerretDB, useProxiedDriver } from './support/setup';
 
 /** One FerretDB for every suite in this file. */
-const db = useFerretDB();
+/**
+ * A FerretDB that says it is a replica-set member (`--repl-set-name`), so mongoplex presents a
+ * mongos and drivers make their writes retryable (FerretDB takes `txnNumber` and ignores it).
+ */
+const db = useFerretDB({ replSetName: 'rs0' });
 
 function header(length: number, requestId: number, opCode: number): Buffer {
   const b = Buffer.alloc(16);

@@ -11,9 +11,10 @@ const db = useFerretDB();
 describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', () => {
   const stack = useProxiedDriver(() => db.address, { mongoplex: { upstream: { maxPoolSize: 4 } }, driver: { maxPoolSize: 5 } });
 
-  it('sees mongoplex as a mongos with the fields drivers require', async () => {
+  it('sees mongoplex as the standalone server behind it, with the fields drivers require', async () => {
     const hello = await stack.client.db('admin').command({ hello: 1 });
-    assert.equal(hello.msg, 'isdbgrid');
+    assert.equal(hello.msg, undefined, 'FerretDB is a standalone: no mongos promises');
+    assert.equal(hello.setName, undefined);
     assert.equal(hello.isWritablePrimary, true);
     assert.equal(typeof hello.logicalSessionTimeoutMinutes, 'number');
     assert.equal(hello.maxBsonObjectSize, 16 * 1024 * 1024);

@@ -1,13 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import * as path from 'node:path';
-import { freePort } from '../scripts/ports';
-import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
-import { startMongoplex, type TestMongoplex } from './support/mongoplex';
+import { driverPrograms as drivers, runDriverProgram as run, type DriverRun as Run } from './support/driver-programs';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
-import { useFerretDB } from './support/setup';
+import { useFerretDB, useFrontedMongoplex } from './support/setup';
 
 /**
  * The driver scenarios again, with pymongo and the Go driver (installed by scripts/setup.sh via
@@ -16,61 +11,12 @@ import { useFerretDB } from './support/setup';
  */
 
 const db = useFerretDB();
-const ROOT = path.resolve(__dirname, '..', '..');
 const SCENARIOS = ['crud', 'cursors', 'bulk', 'sessions'];
-
-function drivers(): { pymongo: string[]; go: string[] } {
-  const [python, goBinary] = execFileSync('bash', [path.join(ROOT, 'scripts', 'install-drivers.sh')], { encoding: 'utf8' }).trim().split(' ');
-  return { pymongo: [python!, path.join(ROOT, 'test', 'drivers', 'pymongo_scenarios.py')], go: [goBinary!] };
-}
-
-interface Run {
-  code: number | null;
-  lines: Array<Record<string, unknown>>;
-  stderr: string;
-}
-
-/** Runs scenarios in a driver program; `onLine` sees each JSON line and may answer on stdin. */
-function run(command: string[], uri: string, dbName: string, scenarios: string[], onLine?: (line: Record<string, unknown>, reply: () => void) => void): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(command[0]!, [...command.slice(1), uri, dbName, ...scenarios], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const lines: Array<Record<string, unknown>> = [];
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    createInterface({ input: child.stdout }).on('line', (l) => {
-      const line = JSON.parse(l) as Record<string, unknown>;
-      if (line.scenario) lines.push(line);
-      else onLine?.(line, () => child.stdin.write('\n'));
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, lines, stderr });
-    });
-  });
-}
 
 const ok = (r: Run, driver: string, scenarios: string[]): void => {
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.lines.map((l) => [l.driver, l.scenario, l.ok]), scenarios.map((s) => [driver, s, true]));
 };
-
-/** mongoplex (TCP and ext_proc) with an Envoy in front, for one describe. */
-function useFrontedMongoplex(upstream: () => string, overrides: () => Parameters<typeof startMongoplex>[1]): { proxy: () => TestMongoplex; uri: (via: 'tcp' | 'envoy') => string } {
-  let proxy: TestMongoplex;
-  let front: EnvoyFront;
-  before(async () => {
-    const grpc = await freePort();
-    const o = overrides() ?? {};
-    proxy = await startMongoplex(upstream(), { ...o, listen: { grpc: `127.0.0.1:${grpc}` } });
-    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
-  });
-  after(async () => {
-    await front?.envoy.stop();
-    await proxy?.stop();
-  });
-  return { proxy: () => proxy, uri: (via) => (via === 'tcp' ? proxy.uri : front.uri) };
-}
 
 const DRIVERS = ['pymongo', 'go'] as const;
 const PATHS = ['tcp', 'envoy'] as const;

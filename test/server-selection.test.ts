@@ -18,7 +18,7 @@ function member(port: number, role: 'primary' | 'secondary', opts: { lagSeconds?
   }, opts.rttMs ?? 1);
 }
 
-const rp = (mode: string, extra: Partial<ReadPreference> = {}): ReadPreference => ({ mode, tags: [], maxStalenessSeconds: undefined, ...extra });
+const rp = (mode: string, extra: Partial<ReadPreference> = {}): ReadPreference => ({ mode, tags: [], maxStalenessSeconds: undefined, problem: undefined, ...extra });
 const first = (e: MemberDescription[]): MemberDescription => e[0]!;
 const port = (m: MemberDescription | undefined): number | undefined => m?.address.port;
 

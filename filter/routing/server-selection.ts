@@ -62,7 +62,7 @@ export function selectServer(
   const standalone = known.find((m) => m.type === 'Standalone');
   if (standalone) return standalone;
   const mode = rp?.mode ?? 'primary';
-  const secondaries = (): MemberDescription[] => withinLatency(eligibleSecondaries(known, rp ?? { mode, tags: [], maxStalenessSeconds: undefined }, heartbeatMs));
+  const secondaries = (): MemberDescription[] => withinLatency(eligibleSecondaries(known, rp ?? { mode, tags: [], maxStalenessSeconds: undefined, problem: undefined }, heartbeatMs));
   switch (mode) {
     case 'primary': return primary;
     case 'primaryPreferred': return primary ?? pickFrom(secondaries(), pick);

@@ -269,6 +269,8 @@ export class CommandHandler {
     if (this.auth && !this.auth.allows(req.name)) {
       return this.refuse(inbound, req.name, ErrorCode.Unauthorized, `command ${req.name} requires authentication`);
     }
+    const refusal = req.cmd?.readPreference && this.deps.presentation.refusal(req.cmd);
+    if (refusal) return this.refused(inbound, req.name, refusal);
     const paused = this.deps.gate.pass();
     if (paused) await paused;
     const leaveLabels = this.retriedElsewhere(req, bytes);

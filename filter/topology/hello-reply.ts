@@ -1,5 +1,5 @@
 import type { Document } from 'bson';
-import type { ServerDescription } from '../upstream/server-description';
+import type { ServerDescription, ServerType } from '../upstream/server-description';
 import type { CompressorName } from '../wire/compression';
 
 /** Highest wire version whose protocol mongoplex understands (MongoDB 8.0). */
@@ -44,14 +44,27 @@ export function finishHelloReply(reply: Document, facts: HelloFacts): Document {
 }
 
 /**
- * The mongos view's answer to hello/isMaster: the proxy presents itself as a mongos, so drivers route every
- * operation through this one address and leave server selection to the proxy. No
+ * What the one proxy address of single and mongos modes is presented as, from what the server
+ * behind it is. A standalone stays a standalone: drivers then put no `txnNumber` on writes (a
+ * standalone refuses it: no retryable writes) and run no transactions, exactly as directly.
+ * Whatever supports those (a replica-set member, a mongos) is presented as a mongos, so
+ * drivers keep to this one address and leave server selection to the proxy.
+ */
+export type PresentedType = 'Standalone' | 'Mongos';
+
+export function presentedType(upstream: ServerType): PresentedType {
+  return upstream === 'Standalone' ? 'Standalone' : 'Mongos';
+}
+
+/**
+ * The answer to hello/isMaster on the one proxy address: a mongos (`msg: "isdbgrid"`) or a
+ * standalone (see presentedType), with the upstream's limits and session support. No
  * topologyVersion: the proxy does not serve awaitable hello, so drivers poll.
  */
 export function buildHelloReply(request: Document, ctx: HelloContext): Document {
   const up = ctx.upstream;
   const reply = helloReplyHead(request, true);
-  reply.msg = 'isdbgrid';
+  if (presentedType(up.type) === 'Mongos') reply.msg = 'isdbgrid';
   reply.maxBsonObjectSize = up.maxBsonObjectSize;
   reply.maxMessageSizeBytes = Math.min(up.maxMessageSizeBytes, ctx.maxMessageSizeBytes);
   reply.maxWriteBatchSize = up.maxWriteBatchSize;

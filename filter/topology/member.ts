@@ -1,8 +1,9 @@
 import type { Document } from 'bson';
 import { ServerAddress } from '../upstream/address';
+import { serverTypeOf, type ServerType } from '../upstream/server-description';
 
 /** What kind of server a member is, as the SDAM specification names them. */
-export type MemberType = 'RSPrimary' | 'RSSecondary' | 'RSArbiter' | 'RSOther' | 'RSGhost' | 'Standalone' | 'Mongos' | 'Unknown';
+export type MemberType = ServerType;
 
 /** The monitor's latest view of one upstream server. */
 export interface MemberDescription {
@@ -39,16 +40,7 @@ export function unknownMember(address: ServerAddress, error?: string): MemberDes
 }
 
 export function describeMember(address: ServerAddress, hello: Document, rttMs: number): MemberDescription {
-  let type: MemberType;
-  if (hello.ok !== 1) type = 'Unknown';
-  else if (hello.isreplicaset === true) type = 'RSGhost';
-  else if (hello.msg === 'isdbgrid') type = 'Mongos';
-  else if (typeof hello.setName === 'string') {
-    if (hello.isWritablePrimary === true || hello.ismaster === true) type = 'RSPrimary';
-    else if (hello.secondary === true) type = 'RSSecondary';
-    else if (hello.arbiterOnly === true) type = 'RSArbiter';
-    else type = 'RSOther';
-  } else type = 'Standalone';
+  const type = serverTypeOf(hello);
   let primary: ServerAddress | undefined;
   try {
     primary = typeof hello.primary === 'string' ? ServerAddress.parse(hello.primary) : undefined;

@@ -1,9 +1,12 @@
 import { BSON, type Document } from 'bson';
 import type { ServerAddress } from '../upstream/address';
+import { describeHello, type ServerDescription, type ServerType } from '../upstream/server-description';
+import type { CommandInfo } from '../wire/peek';
+import { ErrorCode, errorDocument } from '../wire/errors';
 import type { ServerSet } from './server-set';
 import type { TopologyMonitor } from './monitor';
 import type { AddressMap } from './address-map';
-import { buildHelloReply, finishHelloReply, helloReplyHead, PROXY_MAX_WIRE_VERSION, type HelloFacts } from './hello-reply';
+import { buildHelloReply, finishHelloReply, helloReplyHead, presentedType, PROXY_MAX_WIRE_VERSION, type HelloFacts } from './hello-reply';
 
 /**
  * What clients are told about the deployment, per topology mode: the hello reply, and the
@@ -13,15 +16,60 @@ export interface Presentation {
   hello(request: Document, facts: HelloFacts, member: ServerAddress | undefined): Promise<Document>;
   /** Rewrites a forwarded reply body that names members (replSetGetStatus); undefined: unchanged. */
   rewriteReply(command: string, body: Buffer): Buffer | undefined;
+  /**
+   * The refusal the presented server would give a command that the servers behind it may
+   * accept (a mongos's read-preference rules); undefined: the command goes on.
+   */
+  refusal(cmd: CommandInfo): Document | undefined;
 }
 
-/** single and mongos modes: the proxy presents itself as one mongos. */
-export class MongosPresentation implements Presentation {
-  constructor(private readonly servers: ServerSet) {}
+/** mongos adds this to heartbeatFrequencyMS for the smallest maxStalenessSeconds over a replica set (the idle write period). */
+const IDLE_WRITE_PERIOD_MS = 10_000;
+
+/**
+ * single and mongos modes: one proxy address for the whole deployment, presented as what the
+ * server that takes its writes is (a mongos, or a standalone: see presentedType). Learned from
+ * that server's latest heartbeat, so what clients are told follows it (a standalone restarted
+ * as a replica-set member is a mongos at the drivers' next heartbeat); before the first
+ * heartbeat, from a pooled connection's handshake.
+ */
+export class SingleAddressPresentation implements Presentation {
+  constructor(private readonly servers: ServerSet, private readonly monitor: TopologyMonitor, private readonly heartbeatMs: number) {}
 
   async hello(request: Document, facts: HelloFacts): Promise<Document> {
-    const upstream = await this.servers.writable().describe();
-    return buildHelloReply(request, { upstream, ...facts });
+    return buildHelloReply(request, { upstream: await this.upstream(), ...facts });
+  }
+
+  /** The server behind the proxy address, as it last described itself. */
+  async upstream(): Promise<ServerDescription> {
+    const pool = this.servers.writable();
+    const heartbeat = this.monitor.description(pool.address)?.hello;
+    return heartbeat ? describeHello(heartbeat) : pool.describe();
+  }
+
+  /** The type of the server behind the proxy address now (Unknown before any handshake). */
+  private upstreamType(): ServerType {
+    const pool = this.servers.writable();
+    const monitored = this.monitor.description(pool.address)?.type;
+    return monitored && monitored !== 'Unknown' ? monitored : pool.description?.type ?? 'Unknown';
+  }
+
+  /**
+   * Presented as a mongos, the proxy refuses a `$readPreference` as a mongos does: its parse
+   * rules (peek reads them), and over a replica set a maxStalenessSeconds below the
+   * heartbeat plus the idle write period, which no staleness estimate could honour.
+   */
+  refusal(cmd: CommandInfo): Document | undefined {
+    const rp = cmd.readPreference;
+    if (rp === undefined || (rp.problem === undefined && rp.maxStalenessSeconds === undefined)) return undefined;
+    const type = this.upstreamType();
+    if (presentedType(type) !== 'Mongos') return undefined;
+    if (rp.problem) return errorDocument(rp.problem.error, rp.problem.message);
+    const lowerBound = Math.floor((this.heartbeatMs + IDLE_WRITE_PERIOD_MS) / 1000);
+    if (type.startsWith('RS') && rp.maxStalenessSeconds! > 0 && rp.maxStalenessSeconds! < lowerBound) {
+      return errorDocument(ErrorCode.MaxStalenessOutOfRange, `Parameter maxStalenessSeconds cannot be less than ${lowerBound}`);
+    }
+    return undefined;
   }
 
   rewriteReply(): Buffer | undefined {
@@ -72,6 +120,11 @@ export class ReplicaSetPresentation implements Presentation {
       }
     }
     return finishHelloReply(reply, facts);
+  }
+
+  /** Each member validates what it is sent itself, as the server it is. */
+  refusal(): Document | undefined {
+    return undefined;
   }
 
   rewriteReply(command: string, body: Buffer): Buffer | undefined {

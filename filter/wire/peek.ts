@@ -1,5 +1,5 @@
 import { onDemand } from 'bson';
-import { ErrorCode, protocolError } from './errors';
+import { ErrorCode, protocolError, type KnownError } from './errors';
 
 /**
  * Lazy reads of the few fields the proxy routes on, straight from BSON bytes, using the
@@ -52,6 +52,13 @@ export interface ReadPreference {
   /** Tag sets in order of preference (an empty set matches any server). */
   readonly tags: ReadonlyArray<Record<string, string>>;
   readonly maxStalenessSeconds: number | undefined;
+  /** Why a mongos would refuse it as sent (its parse rules), whatever the deployment; undefined: valid. */
+  readonly problem: ReadPreferenceProblem | undefined;
+}
+
+export interface ReadPreferenceProblem {
+  readonly error: KnownError;
+  readonly message: string;
 }
 
 /** What the proxy needs to know about a command request. */
@@ -129,29 +136,81 @@ export function batchSize(body: Buffer): number | undefined {
   return undefined;
 }
 
-function readPreferenceOf(body: Buffer, e: Element): ReadPreference | undefined {
-  if (e[0] !== T_DOCUMENT) return undefined;
-  let mode = 'primary';
-  let maxStalenessSeconds: number | undefined;
-  let tags: Array<Record<string, string>> = [];
+/** BSON type names as the server spells them in "had the wrong type" errors. */
+const TYPE_NAMES: Record<number, string> = { 1: 'double', 2: 'string', 3: 'object', 4: 'array', 5: 'binData', 7: 'objectId', 8: 'bool', 9: 'date', 10: 'null', 16: 'int', 17: 'timestamp', 18: 'long', 19: 'decimal' };
+
+function typeName(e: Element): string {
+  return TYPE_NAMES[e[0]] ?? `type ${e[0]}`;
+}
+
+function wrongType(field: string, expected: string, e: Element): ReadPreferenceProblem {
+  return { error: ErrorCode.TypeMismatch, message: `"${field}" had the wrong type. Expected ${expected}, found ${typeName(e)}` };
+}
+
+const READ_PREFERENCE_MODES: ReadonlySet<string> = new Set(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest']);
+/** The smallest maxStalenessSeconds a mongos accepts (ReadPreferenceSetting::kMinimalMaxStalenessValue). */
+export const MIN_MAX_STALENESS_SECONDS = 90;
+
+/**
+ * `$readPreference` as a mongos parses it (ReadPreferenceSetting::fromInnerBSON), in the same
+ * order of checks and with the same codes: the mode, then the tags, then maxStalenessSeconds.
+ */
+function readPreferenceOf(body: Buffer, e: Element): ReadPreference {
+  const none = { mode: 'primary', tags: [], maxStalenessSeconds: undefined };
+  if (e[0] !== T_DOCUMENT) return { ...none, problem: { error: ErrorCode.TypeMismatch, message: `$readPreference has incorrect type: expected object but got ${typeName(e)}` } };
+  let modeElement: Element | undefined;
+  let tagsElement: Element | undefined;
+  let stalenessElement: Element | undefined;
   for (const s of elements(body, e[3])) {
     const k = nameOf(body, s);
-    if (k === 'mode') mode = stringOf(body, s) ?? mode;
-    else if (k === 'maxStalenessSeconds') {
-      const v = numberOf(body, s);
-      maxStalenessSeconds = v === undefined ? undefined : Number(v);
-    } else if (k === 'tags' && s[0] === T_ARRAY) {
-      tags = elements(body, s[3]).filter((t) => t[0] === T_DOCUMENT).map((t) => {
-        const set: Record<string, string> = {};
-        for (const kv of elements(body, t[3])) {
-          const v = stringOf(body, kv);
-          if (v !== undefined) set[nameOf(body, kv)] = v;
-        }
-        return set;
-      });
-    }
+    if (k === 'mode') modeElement ??= s;
+    else if (k === 'tags') tagsElement ??= s;
+    else if (k === 'maxStalenessSeconds') stalenessElement ??= s;
   }
-  return { mode, tags, maxStalenessSeconds };
+  const mode = modeElement && stringOf(body, modeElement);
+  const tags = tagsElement?.[0] === T_ARRAY ? tagSetsOf(body, tagsElement) : [];
+  const staleness = stalenessElement && numberOf(body, stalenessElement);
+  const maxStalenessSeconds = staleness === undefined ? undefined : Number(staleness);
+  const problem = readPreferenceProblem(modeElement, mode, tagsElement, tags, stalenessElement, maxStalenessSeconds);
+  return { mode: mode ?? 'primary', tags, maxStalenessSeconds, problem };
+}
+
+/** Why a mongos would refuse this read preference, checked in its order; undefined: it would not. */
+function readPreferenceProblem(
+  modeElement: Element | undefined, mode: string | undefined,
+  tagsElement: Element | undefined, tags: ReadonlyArray<Record<string, string>>,
+  stalenessElement: Element | undefined, maxStalenessSeconds: number | undefined,
+): ReadPreferenceProblem | undefined {
+  if (!modeElement) return { error: ErrorCode.NoSuchKey, message: 'Missing expected field "mode"' };
+  if (mode === undefined) return wrongType('mode', 'string', modeElement);
+  if (!READ_PREFERENCE_MODES.has(mode)) {
+    return { error: ErrorCode.BadValue, message: `Could not parse $readPreference mode '${mode}'. Only the modes 'primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', and 'nearest' are supported. :: caused by :: Enumeration value '${mode}' for field 'mode' is not a valid value.` };
+  }
+  if (tagsElement && tagsElement[0] !== T_ARRAY) return wrongType('tags', 'array', tagsElement);
+  const anyTag = tags.length === 0 || (tags.length === 1 && Object.keys(tags[0]!).length === 0);
+  if (mode === 'primary' && !anyTag) return { error: ErrorCode.BadValue, message: 'Only empty tags are allowed with primary read preference' };
+  if (stalenessElement && (maxStalenessSeconds === undefined || stalenessElement[0] === T_BOOL)) {
+    return { error: ErrorCode.TypeMismatch, message: `Expected field "maxStalenessSeconds" to have numeric type, but found ${typeName(stalenessElement)}` };
+  }
+  if (maxStalenessSeconds === undefined || maxStalenessSeconds === 0) return undefined;
+  if (!Number.isInteger(maxStalenessSeconds)) {
+    return { error: ErrorCode.BadValue, message: `Expected field "maxStalenessSeconds" to have a value exactly representable as a 64-bit integer, but found ${maxStalenessSeconds}` };
+  }
+  if (maxStalenessSeconds < 0) return { error: ErrorCode.BadValue, message: 'maxStalenessSeconds must be a non-negative integer' };
+  if (maxStalenessSeconds < MIN_MAX_STALENESS_SECONDS) return { error: ErrorCode.MaxStalenessOutOfRange, message: `maxStalenessSeconds value can not be less than ${MIN_MAX_STALENESS_SECONDS}` };
+  if (mode === 'primary') return { error: ErrorCode.BadValue, message: 'maxStalenessSeconds can not be set for the primary mode' };
+  return undefined;
+}
+
+function tagSetsOf(body: Buffer, e: Element): Array<Record<string, string>> {
+  return elements(body, e[3]).filter((t) => t[0] === T_DOCUMENT).map((t) => {
+    const set: Record<string, string> = {};
+    for (const kv of elements(body, t[3])) {
+      const v = stringOf(body, kv);
+      if (v !== undefined) set[nameOf(body, kv)] = v;
+    }
+    return set;
+  });
 }
 
 export function readCommand(body: Buffer): CommandInfo {

@@ -1,6 +1,6 @@
 """The shared driver scenarios, as a pymongo application runs them (see test/other-drivers.test.ts).
 
-usage: pymongo_scenarios.py URI DB SCENARIO...   (crud, cursors, bulk, sessions, transactions, stepdown)
+usage: pymongo_scenarios.py URI DB SCENARIO...   (crud, cursors, bulk, sessions, transactions, stepdown, default_writes)
 Prints one JSON line per scenario; exits 1 at the first failure, with the reason on stderr.
 """
 import json
@@ -141,7 +141,37 @@ def stepdown(uri, db, writers=4, per_writer=30):
     return {"stored": stored}
 
 
-SCENARIOS = {"crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions, "transactions": transactions, "stepdown": stepdown}
+def default_writes(uri, db):
+    """Each default-option write and a transaction attempt; the outcomes, to compare with a direct connection's."""
+    from pymongo import InsertOne, UpdateOne
+
+    outcomes = {}
+    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        col = client[db]["w"]
+
+        def attempt(name, op):
+            try:
+                op()
+                outcomes[name] = "ok"
+            except Exception as e:  # the outcome is the result
+                outcomes[name] = f"{type(e).__name__} {getattr(e, 'code', None)} {e}".split(", full error")[0]
+
+        def transaction():
+            with client.start_session() as s:
+                with s.start_transaction():
+                    col.insert_one({"_id": "txn"}, session=s)
+
+        attempt("insert_one", lambda: col.insert_one({"_id": 1}))
+        attempt("insert_many", lambda: col.insert_many([{"_id": 2}, {"_id": 3}]))
+        attempt("update_one", lambda: col.update_one({"_id": 1}, {"$set": {"v": 1}}))
+        attempt("find_one_and_update", lambda: col.find_one_and_update({"_id": 2}, {"$set": {"v": 2}}))
+        attempt("delete_one", lambda: col.delete_one({"_id": 3}))
+        attempt("bulk_write", lambda: col.bulk_write([InsertOne({"_id": 4}), UpdateOne({"_id": 4}, {"$set": {"v": 4}})]))
+        attempt("transaction", transaction)
+    return {"outcomes": outcomes}
+
+
+SCENARIOS = {"default_writes": default_writes, "crud": crud, "cursors": cursors, "bulk": bulk, "sessions": sessions, "transactions": transactions, "stepdown": stepdown}
 
 
 def main():

@@ -1,7 +1,9 @@
 import { after, before } from 'node:test';
 import { MongoClient, type MongoClientOptions } from 'mongodb';
 import type { ConfigInput } from '../../filter/config';
-import { FerretDB } from '../../scripts/ferretdb';
+import { FerretDB, type FerretDBOptions } from '../../scripts/ferretdb';
+import { startEnvoyFront, type EnvoyFront } from '../../scripts/envoy';
+import { freePort } from '../../scripts/ports';
 import { startMongoplex, type TestMongoplex } from './mongoplex';
 
 /** Connections mongoplex keeps to each upstream server besides its pool: the monitor's heartbeat (readiness, topology). */
@@ -12,8 +14,8 @@ export const MONITOR_CONNECTIONS = 1;
  * file's first test and stops after its last. Suites in the file share it, each in databases
  * of its own.
  */
-export function useFerretDB(): FerretDB {
-  const db = new FerretDB();
+export function useFerretDB(options: FerretDBOptions = {}): FerretDB {
+  const db = new FerretDB(options);
   before(() => db.start());
   after(() => db.stop());
   return db;
@@ -48,3 +50,21 @@ export function useProxiedDriver(upstream: () => string, options: { mongoplex?: 
     },
   };
 }
+
+/** Inside a `describe`: an in-process mongoplex serving TCP and ext_proc, with a real Envoy in front of the latter. */
+export function useFrontedMongoplex(upstream: () => string, overrides: () => Parameters<typeof startMongoplex>[1]): { proxy: () => TestMongoplex; uri: (via: 'tcp' | 'envoy') => string } {
+  let proxy: TestMongoplex;
+  let front: EnvoyFront;
+  before(async () => {
+    const grpc = await freePort();
+    const o = overrides() ?? {};
+    proxy = await startMongoplex(upstream(), { ...o, listen: { grpc: `127.0.0.1:${grpc}` } });
+    front = await startEnvoyFront({ ingress: { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } });
+  });
+  after(async () => {
+    await front?.envoy.stop();
+    await proxy?.stop();
+  });
+  return { proxy: () => proxy, uri: (via) => (via === 'tcp' ? proxy.uri : front.uri) };
+}
+

@@ -89,6 +89,13 @@ export class WireEndpoint {
     backend?.on('close', end).on('error', end);
   }
 
+  /** Closes every accepted connection (the listener stays). */
+  async dropConnections(): Promise<void> {
+    const closed = [...this.sockets].map((s) => new Promise((r) => s.once('close', r)));
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(closed);
+  }
+
   /** Stops listening; `dropConnections` also closes the accepted ones. */
   async close(dropConnections = true): Promise<void> {
     if (dropConnections) for (const s of this.sockets) s.destroy();
