@@ -132,7 +132,7 @@ describe('in front of a standalone mongod (fixture that refuses transaction numb
   });
 });
 
-describe('mongoplex presented as a mongos refuses a read preference as a mongos does', () => {
+describe('mongoplex presented as a mongos refuses what a mongos refuses', () => {
   let fleet: ReplicaSetFixture;
   let proxy: TestMongoplex;
   before(async () => {
@@ -172,6 +172,21 @@ describe('mongoplex presented as a mongos refuses a read preference as a mongos 
       await c.command({ hello: 1, $db: 'admin' });
       const r = await c.command({ find: 'c', $readPreference: { mode: 'secondaryPreferred', maxStalenessSeconds: 95 }, $db: 'rp' });
       assert.deepEqual([r.ok, r.code, r.errmsg], [0, 160, 'Parameter maxStalenessSeconds cannot be less than 100']);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('replSetGetStatus is CommandNotFound, as on a mongos: the real member addresses never reach the client', async () => {
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.command({ hello: 1, $db: 'admin' });
+      const mark = fleet.executed.length;
+      for (const command of ['replSetGetStatus', 'replSetStepDown']) {
+        const r = await c.command({ [command]: 1, $db: 'admin' });
+        assert.deepEqual([r.ok, r.code, r.codeName, r.errmsg], [0, 59, 'CommandNotFound', `no such command: '${command}'`]);
+      }
+      assert.deepEqual(fleet.executed.slice(mark).filter((e) => e.command.startsWith('replSet')), [], 'nothing was forwarded');
     } finally {
       c.destroy();
     }

@@ -6,7 +6,7 @@ import type { ReplyObserver } from '../routing/reply-observer';
 import type { Route, RoutedRequest, Router } from '../routing/router';
 import { Metrics } from '../telemetry/metrics';
 import { isHelloCommand } from '../topology/hello-reply';
-import type { Presentation } from '../topology/presentation';
+import { mayRefuse, type Presentation } from '../topology/presentation';
 import { compressMessage, decompressMessage, isCompressible, negotiateCompressor, type CompressorName } from '../wire/compression';
 import { deserializeCommand } from '../wire/document';
 import { ErrorCode, ProtocolError, type KnownError } from '../wire/errors';
@@ -269,7 +269,7 @@ export class CommandHandler {
     if (this.auth && !this.auth.allows(req.name)) {
       return this.refuse(inbound, req.name, ErrorCode.Unauthorized, `command ${req.name} requires authentication`);
     }
-    const refusal = req.cmd?.readPreference && this.deps.presentation.refusal(req.cmd);
+    const refusal = req.cmd && mayRefuse(req.cmd) ? this.deps.presentation.refusal(req.cmd) : undefined;
     if (refusal) return this.refused(inbound, req.name, refusal);
     const paused = this.deps.gate.pass();
     if (paused) await paused;

@@ -18,9 +18,20 @@ export interface Presentation {
   rewriteReply(command: string, body: Buffer): Buffer | undefined;
   /**
    * The refusal the presented server would give a command that the servers behind it may
-   * accept (a mongos's read-preference rules); undefined: the command goes on.
+   * accept (a mongos's read-preference rules, its lack of replSet* commands); undefined: the
+   * command goes on. Asked only of commands for which `mayRefuse` is true.
    */
   refusal(cmd: CommandInfo): Document | undefined;
+}
+
+/** replSetGetStatus, replSetStepDown, replSetReconfig, …: replica-set member commands. */
+function isReplicaSetCommand(name: string): boolean {
+  return name.startsWith('replSet');
+}
+
+/** The one check on the path of every message: whether `refusal` has anything to look at. */
+export function mayRefuse(cmd: CommandInfo): boolean {
+  return cmd.readPreference !== undefined || isReplicaSetCommand(cmd.name);
 }
 
 /** mongos adds this to heartbeatFrequencyMS for the smallest maxStalenessSeconds over a replica set (the idle write period). */
@@ -55,11 +66,16 @@ export class SingleAddressPresentation implements Presentation {
   }
 
   /**
-   * Presented as a mongos, the proxy refuses a `$readPreference` as a mongos does: its parse
+   * Presented as a mongos, the proxy refuses what a mongos refuses: replSet* commands
+   * (CommandNotFound), and a `$readPreference` as a mongos does: its parse
    * rules (peek reads them), and over a replica set a maxStalenessSeconds below the
    * heartbeat plus the idle write period, which no staleness estimate could honour.
    */
   refusal(cmd: CommandInfo): Document | undefined {
+    if (isReplicaSetCommand(cmd.name)) {
+      // A mongos has no replSet* commands; forwarded, they would name the real members.
+      return presentedType(this.upstreamType()) === 'Mongos' ? errorDocument(ErrorCode.CommandNotFound, `no such command: '${cmd.name}'`) : undefined;
+    }
     const rp = cmd.readPreference;
     if (rp === undefined || (rp.problem === undefined && rp.maxStalenessSeconds === undefined)) return undefined;
     const type = this.upstreamType();
