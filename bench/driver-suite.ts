@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
@@ -23,6 +23,16 @@ type Path = 'direct' | 'tcp' | 'envoy';
 const PATHS: readonly Path[] = ['direct', 'tcp', 'envoy'];
 const ROOT = path.resolve(__dirname, '..', '..');
 const RESULTS = path.join(ROOT, '.cache', 'pymongo-suite', 'results');
+
+/**
+ * Tests left out of every path, with why: each would end the whole pytest session on
+ * FerretDB, so nothing after it would run.
+ */
+const DESELECTED: Record<string, string> = {
+  // It arms SIGALRM for a $where query that takes 1.5 s; FerretDB refuses $where at once, so the
+  // alarm raises KeyboardInterrupt during whichever test runs next, and pytest stops there.
+  'test/test_client.py::TestClient::test_interrupt_signal': 'its SIGALRM outlives it on FerretDB and interrupts the session',
+};
 
 type Outcome = 'passed' | 'failed' | 'error' | 'skipped';
 interface Result {
@@ -59,17 +69,19 @@ function testFiles(files: string | undefined): string[] {
   return files ? files.split(',').map((f) => path.join('test', f)) : ['test'];
 }
 
-function runPytest(python: string, suite: string, port: number, xml: string, files: string[], minutes: number): Promise<number | null> {
+/** pytest on one path; its report goes to `xml`, what it prints to `log`. */
+function runPytest(python: string, suite: string, port: number, xml: string, log: string, files: string[], minutes: number): Promise<number | null> {
   return new Promise((resolve) => {
-    const child = spawn(python, ['-m', 'pytest', ...files, '-p', 'no:cacheprovider', '-q', '-o', 'addopts=', '-m', 'default', '-o', 'faulthandler_timeout=300', `--junitxml=${xml}`], {
+    const out = openSync(log, 'w');
+    const child = spawn(python, ['-m', 'pytest', ...files, '-p', 'no:cacheprovider', '-q', '-o', 'addopts=', '-m', 'default', '-o', 'faulthandler_timeout=300', ...Object.keys(DESELECTED).flatMap((t) => ['--deselect', t]), `--junitxml=${xml}`], {
       cwd: suite,
       env: { ...process.env, DB_IP: '127.0.0.1', DB_PORT: String(port) },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', out, out],
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), minutes * 60_000);
-    child.stderr.resume();
     child.on('close', (code) => {
       clearTimeout(timer);
+      closeSync(out);
       resolve(code);
     });
   });
@@ -120,7 +132,8 @@ export async function runDriverSuite(argv: string[]): Promise<void> {
   for (const via of paths) {
     const started = Date.now();
     const xml = path.join(RESULTS, `${via}.xml`);
-    const code = await withPath(via, (port) => runPytest(python, suite, port, xml, files, Number(values.minutes)));
+    const log = path.join(RESULTS, `${via}.log`);
+    const code = await withPath(via, (port) => runPytest(python, suite, port, xml, log, files, Number(values.minutes)));
     let parsed = new Map<string, Result>();
     try {
       parsed = parseJunit(readFileSync(xml, 'utf8'));
@@ -130,7 +143,7 @@ export async function runDriverSuite(argv: string[]): Promise<void> {
     results.set(via, parsed);
     const counts: Record<Outcome, number> = { passed: 0, failed: 0, error: 0, skipped: 0 };
     for (const r of parsed.values()) counts[r.outcome]++;
-    console.log(JSON.stringify({ path: via, exitCode: code, seconds: Math.round((Date.now() - started) / 1000), tests: parsed.size, ...counts, report: xml }));
+    console.log(JSON.stringify({ path: via, exitCode: code, seconds: Math.round((Date.now() - started) / 1000), tests: parsed.size, ...counts, report: xml, log }));
   }
   const direct = results.get('direct')!;
   const byCause = new Map<string, number>();
@@ -147,5 +160,5 @@ export async function runDriverSuite(argv: string[]): Promise<void> {
     byCause.set(cause, (byCause.get(cause) ?? 0) + 1);
   }
   const causes = [...byCause].sort((a, b) => b[1] - a[1]).map(([cause, tests]) => ({ cause, tests }));
-  console.log(JSON.stringify({ summary: 'driver-suite', driver: `pymongo ${path.basename(suite).replace('pymongo-', '')}`, date: new Date().toISOString().slice(0, 10), testsDirect: direct.size, differing, causes }));
+  console.log(JSON.stringify({ summary: 'driver-suite', driver: `pymongo ${path.basename(suite).replace('pymongo-', '')}`, date: new Date().toISOString().slice(0, 10), testsDirect: direct.size, differing, causes, deselected: DESELECTED }));
 }
