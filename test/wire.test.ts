@@ -125,6 +125,24 @@ describe('OP_COMPRESSED', () => {
 });
 
 describe('on-demand peeks', () => {
+  it('reads a $readPreference and what a mongos would refuse in it, in the mongos order of checks', () => {
+    const rp = (v: unknown) => readCommand(doc({ find: 'c', $readPreference: v, $db: 'd' })).readPreference!;
+    const ok = rp({ mode: 'secondary', tags: [{ dc: 'east' }, {}], maxStalenessSeconds: 120 });
+    assert.deepEqual([ok.mode, ok.tags, ok.maxStalenessSeconds, ok.problem], ['secondary', [{ dc: 'east' }, {}], 120, undefined]);
+    const problem = (v: unknown) => { const p = rp(v).problem; return p && [p.error.codeName, p.message]; };
+    assert.deepEqual(problem({ mode: 'secondary', maxStalenessSeconds: 30 }), ['MaxStalenessOutOfRange', 'maxStalenessSeconds value can not be less than 90']);
+    assert.deepEqual(problem({ mode: 'primary', maxStalenessSeconds: 30 }), ['MaxStalenessOutOfRange', 'maxStalenessSeconds value can not be less than 90'], 'the range is checked before the mode');
+    assert.deepEqual(problem({ mode: 'primary', maxStalenessSeconds: 90 }), ['BadValue', 'maxStalenessSeconds can not be set for the primary mode']);
+    assert.deepEqual(problem({ mode: 'fastest', tags: 'x' }), ['BadValue', "Could not parse $readPreference mode 'fastest'. Only the modes 'primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', and 'nearest' are supported. :: caused by :: Enumeration value 'fastest' for field 'mode' is not a valid value."]);
+    assert.deepEqual(problem({ mode: 'nearest', tags: 'x' }), ['TypeMismatch', '"tags" had the wrong type. Expected array, found string']);
+    assert.deepEqual(problem({ mode: 'nearest', maxStalenessSeconds: 'x' }), ['TypeMismatch', 'Expected field "maxStalenessSeconds" to have numeric type, but found string']);
+    assert.deepEqual(problem({ mode: 'nearest', maxStalenessSeconds: 100.5 }), ['BadValue', 'Expected field "maxStalenessSeconds" to have a value exactly representable as a 64-bit integer, but found 100.5']);
+    assert.deepEqual(problem({ tags: [] }), ['NoSuchKey', 'Missing expected field "mode"']);
+    assert.deepEqual(problem(7), ['TypeMismatch', '$readPreference has incorrect type: expected object but got int']);
+    assert.equal(problem({ mode: 'primary', tags: [{}] }), undefined, 'an empty tag set matches any server');
+    assert.equal(problem({ mode: 'secondary', maxStalenessSeconds: 0 }), undefined, '0 means no maximum');
+  });
+
   it('reads the routing facts of a command without deserializing it', () => {
     const lsid = new BSON.UUID();
     const info = readCommand(doc({ getMore: Long.fromBigInt(123456789012345n), collection: 'c', $db: 'd', lsid: { id: lsid }, txnNumber: Long.fromNumber(3), autocommit: false, writeConcern: { w: 0 } }));

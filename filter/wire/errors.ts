@@ -24,7 +24,6 @@ export const ErrorCode = {
   InvalidBSON: { code: 22, codeName: 'InvalidBSON' },
   Unauthorized: { code: 13, codeName: 'Unauthorized' },
   TypeMismatch: { code: 14, codeName: 'TypeMismatch' },
-  IllegalOperation: { code: 20, codeName: 'IllegalOperation' },
   ProtocolError: { code: 17, codeName: 'ProtocolError' },
   CursorNotFound: { code: 43, codeName: 'CursorNotFound' },
   MaxTimeMSExpired: { code: 50, codeName: 'MaxTimeMSExpired' },

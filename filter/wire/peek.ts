@@ -149,15 +149,14 @@ function wrongType(field: string, expected: string, e: Element): ReadPreferenceP
 
 const READ_PREFERENCE_MODES: ReadonlySet<string> = new Set(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest']);
 /** The smallest maxStalenessSeconds a mongos accepts (ReadPreferenceSetting::kMinimalMaxStalenessValue). */
-export const MIN_MAX_STALENESS_SECONDS = 90;
+const MIN_MAX_STALENESS_SECONDS = 90;
 
 /**
  * `$readPreference` as a mongos parses it (ReadPreferenceSetting::fromInnerBSON), in the same
  * order of checks and with the same codes: the mode, then the tags, then maxStalenessSeconds.
  */
 function readPreferenceOf(body: Buffer, e: Element): ReadPreference {
-  const none = { mode: 'primary', tags: [], maxStalenessSeconds: undefined };
-  if (e[0] !== T_DOCUMENT) return { ...none, problem: { error: ErrorCode.TypeMismatch, message: `$readPreference has incorrect type: expected object but got ${typeName(e)}` } };
+  if (e[0] !== T_DOCUMENT) return { mode: 'primary', tags: [], maxStalenessSeconds: undefined, problem: { error: ErrorCode.TypeMismatch, message: `$readPreference has incorrect type: expected object but got ${typeName(e)}` } };
   let modeElement: Element | undefined;
   let tagsElement: Element | undefined;
   let stalenessElement: Element | undefined;
