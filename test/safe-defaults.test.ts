@@ -14,6 +14,7 @@ import * as net from 'node:net';
 import { freePort, portInUse, waitFor } from '../scripts/ports';
 import { startConfigured, startMongoplex } from './support/mongoplex';
 import { useFerretDB } from './support/setup';
+import { browserRequests, rawPost } from './support/cross-site';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
 const db = useFerretDB();
@@ -112,6 +113,27 @@ describe('safe defaults: what listens where', () => {
     writeFileSync(file, 'data');
     await assert.rejects(startConfigured({ listen: { port: null, grpc: `unix:${file}` }, upstream: { servers: [db.address] } }), /listen\.grpc: .*not-a-socket exists and is not a socket/);
     assert.equal(readFileSync(file, 'utf8'), 'data');
+  });
+
+  it('the tokenless loopback admin endpoint refuses control requests a web page could send (403), and serves the same request from a tool', async () => {
+    const server = await startConfigured({ listen: { host: '127.0.0.1', port: 0 }, admin: { port: 0 }, upstream: { servers: [db.address] } });
+    try {
+      const admin = `127.0.0.1:${server.admin!.port}`;
+      for (const path of ['/pause', '/drain', '/reload']) {
+        for (const probe of browserRequests(admin)) {
+          const r = await rawPost(admin, path, probe.headers, '{"timeoutMs": 2000}');
+          assert.equal(r.status, 403, `${path}: ${probe.what} (${r.body})`);
+        }
+      }
+      assert.equal(server.proxy.gate.status().paused, false, 'nothing was paused');
+      assert.equal(server.proxy.draining, false, 'nothing was drained');
+      assert.equal((await fetch(`http://${admin}/readyz`)).status, 200);
+      const byTool = await rawPost(admin, '/pause', { 'content-type': 'application/json' }, '{"timeoutMs": 2000}');
+      assert.equal(byTool.status, 200, byTool.body);
+      assert.equal((await rawPost(admin, '/resume', { host: `localhost:${server.admin!.port}` }, '')).status, 200, 'Host localhost and no body are a tool too');
+    } finally {
+      await server.stop();
+    }
   });
 
   it('a start that cannot bind its admin port fails with EADDRINUSE and leaves none of its other listeners open', async () => {

@@ -8,6 +8,7 @@ import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
 import { RawClient } from './support/raw-client';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
+import { browserRequests, rawPost } from './support/cross-site';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -137,6 +138,10 @@ describe('workers: 2 — clients spread over two processes, the upstream cap sta
       const answers = ((await paused.json()) as { workers: Array<{ worker: number; status: number; body: { paused: boolean } }> }).workers;
       assert.deepEqual(answers.map((a) => [a.worker, a.status, a.body.paused]), [[0, 200, true], [1, 200, true]]);
       assert.equal(((await (await post('/resume', '')).json()) as { workers: Array<{ body: { resumed: boolean } }> }).workers.every((a) => a.body.resumed), true);
+      for (const probe of browserRequests(admin)) {
+        const r = await rawPost(admin, '/pause', probe.headers, '{"timeoutMs": 5000}');
+        assert.equal(r.status, 403, `the primary refuses ${probe.what} (${r.body})`);
+      }
       const invalid = await post('/pause', '{"timeoutMs": -1}');
       assert.equal(invalid.status, 400, 'a body every worker refuses is refused');
       const huge = await post('/pause', JSON.stringify({ pad: 'x'.repeat(70 * 1024) })).catch((err: Error) => err);

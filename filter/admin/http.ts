@@ -40,10 +40,13 @@ const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/s
  * /transactions, /commands, /capture (`?limit=` bounds rows). Control (POST): /pause, /resume,
  * /drain, /reload, /capture/start, /capture/stop, which need `admin.token` (as
  * `Authorization: Bearer …`) when one is set (a non-loopback admin address needs one: start
- * refuses it otherwise, `ingress/exposure.ts`). HEAD is answered like GET without a body.
+ * refuses it otherwise, `ingress/exposure.ts`), and are refused when a web page sent them
+ * (browserRefusal). HEAD is answered like GET without a body.
  */
 export class AdminServer {
   private readonly server: http.Server;
+  /** The address listened on (for the Host check of control requests). */
+  private boundHost = '127.0.0.1';
 
   constructor(
     private readonly proxy: Proxy,
@@ -107,7 +110,8 @@ export class AdminServer {
       req.resume();
       return send(404, { error: `no such control endpoint ${path}; try POST ${CONTROL_ENDPOINTS.join(', ')}` });
     }
-    const refusal = this.authorize(req);
+    const fromPage = browserRefusal(req, this.boundHost);
+    const refusal = fromPage ? { status: 403, error: fromPage } : this.authorize(req);
     if (refusal) {
       req.resume();
       return send(refusal.status, { error: refusal.error });
@@ -201,6 +205,7 @@ export class AdminServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
+    this.boundHost = host;
     return listenHttp(this.server, host, port);
   }
 
@@ -249,6 +254,28 @@ export function readBody(req: http.IncomingMessage, send: Send): Promise<string 
   });
 }
 
+
+/** Host names a loopback admin endpoint answers to (its own bound address is added). */
+const LOOPBACK_NAMES: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
+const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]']);
+
+/**
+ * Why a control request is refused as one a web page made (403), or undefined. A browser on
+ * the admin host can reach a loopback endpoint: a cross-site page sends a "simple" POST (a
+ * form, or fetch with a text/plain body: no CORS preflight) with its `Origin`, and a DNS
+ * rebinding page does so under its own `Host`. Tools (curl, scripts, the workers' primary)
+ * send neither, and JSON or no body at all.
+ */
+export function browserRefusal(req: http.IncomingMessage, boundHost: string): string | undefined {
+  if (req.headers.origin !== undefined) return `control requests from a web page are refused (Origin: ${req.headers.origin.slice(0, 100)})`;
+  const type = req.headers['content-type'];
+  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) return 'control requests take a JSON body (Content-Type: application/json) or none';
+  if (WILDCARD_HOSTS.has(boundHost)) return undefined;
+  const name = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
+  const bound = boundHost.includes(':') && !boundHost.startsWith('[') ? `[${boundHost}]` : boundHost;
+  if (!LOOPBACK_NAMES.has(name) && name !== bound.toLowerCase()) return `control requests must name this endpoint (${boundHost} or localhost) as their Host, not ${name.slice(0, 100) || '(none)'}`;
+  return undefined;
+}
 
 /**
  * An admin request's JSON responder and target; undefined (and 400 sent) when the target does

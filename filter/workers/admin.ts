@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE } from '../admin/status-page';
-import { adminRequest, closeHttp, listenHttp, readBody, rowLimit } from '../admin/http';
+import { adminRequest, browserRefusal, closeHttp, listenHttp, readBody, rowLimit } from '../admin/http';
 import type { SortKey } from '../telemetry/command-stats';
 import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
 import type { WorkerState } from './supervisor';
@@ -30,6 +30,8 @@ interface Answer {
  */
 export class WorkersAdmin {
   private readonly server: http.Server;
+  /** The address listened on (for the Host check of control requests). */
+  private boundHost = '127.0.0.1';
 
   constructor(private readonly workers: () => WorkerState[], private readonly restarts: () => number) {
     this.server = http.createServer((req, res) => {
@@ -46,6 +48,11 @@ export class WorkersAdmin {
     const { send, url } = request;
     const path = url.pathname;
     if (req.method === 'POST') {
+      const fromPage = browserRefusal(req, this.boundHost);
+      if (fromPage) {
+        req.resume();
+        return send(403, { error: fromPage });
+      }
       const body = await readBody(req, send);
       if (body === undefined) return;
       const answers = await this.ask('POST', url, req.headers.authorization, body);
@@ -135,6 +142,7 @@ export class WorkersAdmin {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
+    this.boundHost = host;
     return listenHttp(this.server, host, port);
   }
 
