@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON } from 'bson';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
-import { RawClient, decodeReply } from './support/raw-client';
+import { RawClient, decodeReply, partialInsert } from './support/raw-client';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { Metrics } from '../filter/telemetry/metrics';
 import { waitFor } from '../scripts/ports';
@@ -12,12 +12,6 @@ import { useFerretDB } from './support/setup';
 const db = useFerretDB();
 
 const MB = 1024 * 1024;
-
-/** The first `n` bytes of an OP_MSG insert whose whole message is about `size` bytes. */
-function partialInsert(requestId: number, size: number, n: number): Buffer {
-  const msg = encodeOpMsg(requestId, 0, BSON.serialize({ insert: 'big', documents: [{ pad: 'x'.repeat(size - 200) }], $db: 'limits' }));
-  return msg.subarray(0, n);
-}
 
 describe('process-wide client input budget and the per-message read deadline', () => {
   let proxy: TestMongoplex;

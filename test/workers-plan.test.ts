@@ -51,6 +51,24 @@ describe('workers: how many, and what each one gets', () => {
     assert.deepEqual([0, 1, 2].map((i) => share(10, i, 3)), [4, 3, 3]);
   });
 
+  it('process-wide bounds are split too: the workers together hold what one process may', () => {
+    const c = config({ listen: { maxClientConnections: 1001 }, client: { maxTotalBufferedBytes: 100 * 1024 * 1024, maxMessageSizeBytes: 16 * 1024 * 1024 }, cursors: { maxRoutes: 999 }, upstream: { maxWaitQueueSize: 77 } });
+    for (const count of [1, 2, 3, 6]) {
+      const shares = Array.from({ length: count }, (_, i) => workerConfig(c, i, count));
+      const sum = (f: (w: typeof c) => number): number => shares.reduce((n, w) => n + f(w), 0);
+      assert.equal(sum((w) => w.client.maxTotalBufferedBytes), c.client.maxTotalBufferedBytes, `${count} workers: client input`);
+      assert.equal(sum((w) => w.listen.maxClientConnections), 1001);
+      assert.equal(sum((w) => w.cursors.maxRoutes), 999);
+      assert.equal(sum((w) => w.upstream.maxWaitQueueSize), 77);
+      assert.equal(sum((w) => w.transactions.maxPins), c.transactions.maxPins);
+      assert.equal(sum((w) => w.mirror.queueBytes), c.mirror.queueBytes);
+      assert.ok(shares.every((w) => w.client.maxTotalBufferedBytes >= w.client.maxMessageSizeBytes), 'each share holds one largest message');
+    }
+    // 100 MiB of input holds six 16 MiB messages: a seventh worker could not take one.
+    assert.throws(() => workerConfig(c, 0, 7), /workers: 7 workers would each hold less than client.maxMessageSizeBytes \(16777216\) of client.maxTotalBufferedBytes \(104857600\)/);
+    assert.deepEqual(planWorkers(config({ upstream: { maxPoolSize: 64 } }), 16), { count: 11, limitedBy: 'client.maxTotalBufferedBytes 536870912, which the workers split, each holding at least client.maxMessageSizeBytes 48000000' });
+  });
+
   it('worker i serves ext_proc at the port + i, or the socket path + .i; admin on a loopback port of its own', () => {
     assert.equal(workerGrpcAddress('127.0.0.1:50051', 0), '127.0.0.1:50051');
     assert.equal(workerGrpcAddress('127.0.0.1:50051', 3), '127.0.0.1:50054');

@@ -5,7 +5,7 @@ import { Binary, Long, MongoClient, type Document } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { consecutiveFreePorts, freePort, waitFor } from '../scripts/ports';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
-import { RawClient } from './support/raw-client';
+import { decodeReply, partialInsert, RawClient } from './support/raw-client';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { browserRequests, rawPost } from './support/cross-site';
@@ -148,6 +148,50 @@ describe('workers: 2 — clients spread over two processes, the upstream cap sta
       assert.ok(!(huge instanceof Error) && huge.status === 413, 'a body over 64 KiB gets 413');
     } finally {
       for (const c of clients) c.destroy();
+    }
+  });
+});
+
+describe('workers: 2 — process-wide budgets hold for the whole deployment', () => {
+  const MB = 1024 * 1024;
+  let proxy: MongoplexProcess;
+  let port: number;
+  let admin: string;
+
+  before(async () => {
+    port = await freePort();
+    proxy = await MongoplexProcess.start({
+      MONGOPLEX_WORKERS: '2', MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_ADMIN_PORT: '0', MONGOPLEX_UPSTREAM_SERVERS: db.address,
+      MONGOPLEX_CLIENT_MAX_MESSAGE_SIZE_BYTES: String(2 * MB), MONGOPLEX_CLIENT_MAX_TOTAL_BUFFERED_BYTES: String(4 * MB), MONGOPLEX_CLIENT_READ_TIMEOUT_MS: '5000',
+    });
+    admin = proxy.listening.admin!;
+  });
+  after(async () => {
+    await proxy?.stop();
+  });
+
+  it('client.maxTotalBufferedBytes is split: clients that each start a 1.5 MB message are refused once the workers together would hold more than 4 MB', async () => {
+    const flooders = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(port)));
+    try {
+      for (const f of flooders) assert.equal((await f.command({ ping: 1, $db: 'admin' })).ok, 1);
+      const workers = await workersOf(admin, flooders);
+      const perWorker = [0, 1].map((w) => workers.filter((x) => x === w).length);
+      assert.ok(perWorker.every((n) => n >= 2), `both workers serve at least two of the clients (${perWorker.join(' and ')})`);
+      for (const [i, f] of flooders.entries()) {
+        f.send(partialInsert(100 + i, 1.5 * MB, 1024));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const answers = await Promise.all(flooders.map(async (f) => {
+        const r = await Promise.race([f.next(), new Promise<undefined>((res) => setTimeout(() => res(undefined), 1000))]);
+        return r ? decodeReply(r) : undefined;
+      }));
+      const refused = answers.filter((a) => a?.codeName === 'ExceededMemoryLimit').length;
+      // Each worker holds 2 MB, one 1.5 MB claim; one process of 4 MB would hold two.
+      assert.equal(refused, 4, `one claim per worker fits: ${refused} of 6 refused`);
+      const stats = await getJson<{ clientClaimedBytes: number }>(admin, '/stats');
+      assert.ok(stats.clientClaimedBytes <= 4 * MB, `the workers together claim ${stats.clientClaimedBytes} bytes`);
+    } finally {
+      for (const f of flooders) f.destroy();
     }
   });
 });

@@ -80,3 +80,9 @@ export function decodeReply(reply: WireMessage): Document {
   if (reply.header.opCode === OpCode.REPLY) return BSON.deserialize(parseOpReply(reply).documents[0]!, { promoteLongs: false });
   throw new Error(`unexpected reply opcode ${reply.header.opCode}`);
 }
+
+/** The first `n` bytes of an OP_MSG insert whose whole message is about `size` bytes (its header claims all of it). */
+export function partialInsert(requestId: number, size: number, n: number): Buffer {
+  const msg = encodeOpMsg(requestId, 0, BSON.serialize({ insert: 'big', documents: [{ pad: 'x'.repeat(size - 200) }], $db: 'limits' }));
+  return msg.subarray(0, n);
+}
