@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON } from 'bson';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
-import { RawClient, decodeReply, partialInsert } from './support/raw-client';
+import { RawClient, decodeReply, partialInsert, startLargeMessages } from './support/raw-client';
 import { encodeOpMsg } from '../filter/wire/opmsg';
 import { Metrics } from '../filter/telemetry/metrics';
 import { waitFor } from '../scripts/ports';
@@ -27,14 +27,7 @@ describe('process-wide client input budget and the per-message read deadline', (
     const refusedBefore = Metrics.clientProtocolErrors.value({ reason: 'memory_budget' });
     const flooders = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(proxy.port)));
     // Each sends 1 KB of a 1.5 MB message: the header claims all 1.5 MB.
-    for (const [i, f] of flooders.entries()) {
-      f.send(partialInsert(100 + i, 1.5 * MB, 1024));
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const answers = await Promise.all(flooders.map(async (f) => {
-      const r = await Promise.race([f.next(), new Promise<undefined>((res) => setTimeout(() => res(undefined), 500))]);
-      return r ? decodeReply(r) : undefined;
-    }));
+    const answers = await startLargeMessages(flooders, 1.5 * MB, 500);
     const refused = answers.filter((a) => a !== undefined);
     assert.equal(refused.length, 3, 'two 1.5 MB claims fit in 4 MB, the other three are refused');
     for (const r of refused) {

@@ -5,7 +5,7 @@ import { Binary, Long, MongoClient, type Document } from 'mongodb';
 import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { consecutiveFreePorts, freePort, waitFor } from '../scripts/ports';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';
-import { decodeReply, partialInsert, RawClient } from './support/raw-client';
+import { RawClient, startLargeMessages } from './support/raw-client';
 import { ReplicaSetFixture } from './support/replica-set-fixture';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { browserRequests, rawPost } from './support/cross-site';
@@ -177,14 +177,7 @@ describe('workers: 2 — process-wide budgets hold for the whole deployment', ()
       const workers = await workersOf(admin, flooders);
       const perWorker = [0, 1].map((w) => workers.filter((x) => x === w).length);
       assert.ok(perWorker.every((n) => n >= 2), `both workers serve at least two of the clients (${perWorker.join(' and ')})`);
-      for (const [i, f] of flooders.entries()) {
-        f.send(partialInsert(100 + i, 1.5 * MB, 1024));
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const answers = await Promise.all(flooders.map(async (f) => {
-        const r = await Promise.race([f.next(), new Promise<undefined>((res) => setTimeout(() => res(undefined), 1000))]);
-        return r ? decodeReply(r) : undefined;
-      }));
+      const answers = await startLargeMessages(flooders, 1.5 * MB, 1000);
       const refused = answers.filter((a) => a?.codeName === 'ExceededMemoryLimit').length;
       // Each worker holds 2 MB, one 1.5 MB claim; one process of 4 MB would hold two.
       assert.equal(refused, 4, `one claim per worker fits: ${refused} of 6 refused`);

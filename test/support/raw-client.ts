@@ -86,3 +86,18 @@ export function partialInsert(requestId: number, size: number, n: number): Buffe
   const msg = encodeOpMsg(requestId, 0, BSON.serialize({ insert: 'big', documents: [{ pad: 'x'.repeat(size - 200) }], $db: 'limits' }));
   return msg.subarray(0, n);
 }
+
+/**
+ * Each client starts a message of `size` bytes (1 KB of it: the header claims the rest) and
+ * stops; resolves with each client's answer within `waitMs` (undefined: none came).
+ */
+export async function startLargeMessages(clients: RawClient[], size: number, waitMs: number): Promise<Array<Document | undefined>> {
+  for (const [i, c] of clients.entries()) {
+    c.send(partialInsert(100 + i, size, 1024));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Promise.all(clients.map(async (c) => {
+    const r = await Promise.race([c.next(), new Promise<undefined>((res) => setTimeout(() => res(undefined), waitMs))]);
+    return r ? decodeReply(r) : undefined;
+  }));
+}
