@@ -102,6 +102,8 @@ export async function startEnvoyFront(options: {
   egress?: { maxConnectionsPerMember: number; tls?: boolean | TlsFiles };
   accessLog?: boolean;
   clientTls?: BootstrapOptions['clientTls'];
+  /** TCP_USER_TIMEOUT on client connections (BootstrapOptions.clientUserTimeoutMs). */
+  clientUserTimeoutMs?: number;
 }): Promise<EnvoyFront> {
   const admin = await freePort();
   const port = await freePort();
@@ -112,6 +114,7 @@ export async function startEnvoyFront(options: {
     ingress: options.ingress,
     accessLog: options.accessLog,
     ...(options.clientTls ? { clientTls: options.clientTls } : {}),
+    ...(options.clientUserTimeoutMs !== undefined ? { clientUserTimeoutMs: options.clientUserTimeoutMs } : {}),
     egress: options.egress && egressPort ? { host: '127.0.0.1', port: egressPort, maxConnectionsPerMember: options.egress.maxConnectionsPerMember, connectTimeoutMs: 5000, tls: options.egress.tls ?? false } : undefined,
   });
   const envoy = await Envoy.start(bootstrap, admin);

@@ -28,7 +28,7 @@ function admin(server: RunningServer): { get<T>(p: string): Promise<T>; post(p: 
       return (res.headers.get('content-type')?.startsWith('application/json') ? res.json() : res.text()) as Promise<T>;
     },
     async post(p: string, body?: unknown, token?: string) {
-      const res = await fetch(base + p, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body), headers: token ? { authorization: `Bearer ${token}` } : {} });
+      const res = await fetch(base + p, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body), headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) } });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     },
   };

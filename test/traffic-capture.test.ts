@@ -24,7 +24,7 @@ const recorded = useFerretDB();
 const candidate = useFerretDB();
 
 async function control(proxy: TestMongoplex, action: 'start' | 'stop', body: Document = {}): Promise<Document> {
-  const res = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/${action}`, { method: 'POST', body: JSON.stringify(body) });
+  const res = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/${action}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   const json = (await res.json()) as Document;
   assert.equal(res.status, 200, JSON.stringify(json));
   return json;
@@ -205,7 +205,7 @@ describe('capture queue: a full queue drops and counts, clients are not slowed o
     const again = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/start`, { method: 'POST' });
     assert.equal(again.status, 409);
     assert.match(((await again.json()) as Document).error, /already running/);
-    const bad = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/start`, { method: 'POST', body: '{"dir":"/etc"}' });
+    const bad = await fetch(`http://127.0.0.1:${proxy.admin!.port}/capture/start`, { method: 'POST', body: '{"dir":"/etc"}', headers: { 'content-type': 'application/json' } });
     assert.equal(bad.status, 400);
     await control(proxy, 'stop');
   });

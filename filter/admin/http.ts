@@ -269,7 +269,7 @@ const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]']);
 export function browserRefusal(req: http.IncomingMessage, boundHost: string): string | undefined {
   if (req.headers.origin !== undefined) return `control requests from a web page are refused (Origin: ${req.headers.origin.slice(0, 100)})`;
   const type = req.headers['content-type'];
-  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) return 'control requests take a JSON body (Content-Type: application/json) or none';
+  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) return `control requests take a JSON body with Content-Type: application/json, or none (this one says ${type.slice(0, 100)}; with curl: -H 'content-type: application/json')`;
   if (WILDCARD_HOSTS.has(boundHost)) return undefined;
   const name = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
   const bound = boundHost.includes(':') && !boundHost.startsWith('[') ? `[${boundHost}]` : boundHost;

@@ -72,7 +72,24 @@ export interface BootstrapOptions {
   readonly ingress?: IngressMode;
   readonly egress?: EgressOptions;
   readonly accessLog?: boolean;
+  /**
+   * TCP_USER_TIMEOUT on the client listeners' connections (0: off; default
+   * DEFAULT_CLIENT_USER_TIMEOUT_MS): the kernel aborts a connection whose peer has not
+   * acknowledged sent data, a zero receive window included, for this long. ext_proc cannot
+   * slow Envoy's writes to a client that stopped reading; this frees what Envoy holds for it.
+   */
+  readonly clientUserTimeoutMs?: number;
 }
+
+/**
+ * No healthy client on a slow network goes this long without acknowledging data; a client that
+ * stopped reading holds Envoy's buffered replies until then.
+ */
+export const DEFAULT_CLIENT_USER_TIMEOUT_MS = 30_000;
+
+/** Linux's IPPROTO_TCP and TCP_USER_TIMEOUT (netinet/tcp.h). */
+const IPPROTO_TCP = 6;
+const TCP_USER_TIMEOUT = 18;
 
 type Json = Record<string, unknown>;
 
@@ -215,11 +232,13 @@ export function buildBootstrap(o: BootstrapOptions): Json {
   const listeners: Json[] = [];
   const clusters: Json[] = [];
   const log = o.accessLog ?? false;
+  const userTimeout = o.clientUserTimeoutMs ?? DEFAULT_CLIENT_USER_TIMEOUT_MS;
   if (o.ingress) {
     for (const l of o.listeners) {
       listeners.push({
         name: `mongodb_${l.name}`,
         address: socket(l),
+        ...(userTimeout > 0 ? { socket_options: [{ description: 'TCP_USER_TIMEOUT: a client that stops acknowledging (never reads) is aborted', level: IPPROTO_TCP, name: TCP_USER_TIMEOUT, int_value: userTimeout }] } : {}),
         filter_chains: [{ filters: clientFilters(l, o.ingress, log), ...(o.clientTls ? { transport_socket: downstreamTls(o.clientTls) } : {}) }],
         // ext_proc has no upstream: the connection is logged when it closes, with the last
         // command mongoplex described (listen.grpcDynamicMetadata; "-" when it does not).
