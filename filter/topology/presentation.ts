@@ -6,6 +6,8 @@ import { ErrorCode, errorDocument } from '../wire/errors';
 import type { ServerSet } from './server-set';
 import type { TopologyMonitor } from './monitor';
 import type { AddressMap } from './address-map';
+import type { MemberDescription } from './member';
+import type { UpstreamPool } from '../upstream/pool';
 import { buildHelloReply, finishHelloReply, helloReplyHead, presentedType, PROXY_MAX_WIRE_VERSION, type HelloFacts } from './hello-reply';
 
 /**
@@ -51,18 +53,23 @@ export class SingleAddressPresentation implements Presentation {
     return buildHelloReply(request, { upstream: await this.upstream(), ...facts });
   }
 
-  /** The server behind the proxy address, as it last described itself. */
-  async upstream(): Promise<ServerDescription> {
+  /** The pool of the server behind the proxy address, and that server's latest heartbeat (undefined before one answered). */
+  private behind(): { pool: UpstreamPool; heartbeat: MemberDescription | undefined } {
     const pool = this.servers.writable();
-    const heartbeat = this.monitor.description(pool.address)?.hello;
-    return heartbeat ? describeHello(heartbeat) : pool.describe();
+    const heartbeat = this.monitor.description(pool.address);
+    return { pool, heartbeat: heartbeat?.hello ? heartbeat : undefined };
+  }
+
+  /** The server behind the proxy address, as it last described itself. */
+  private upstream(): Promise<ServerDescription> {
+    const { pool, heartbeat } = this.behind();
+    return heartbeat ? Promise.resolve(describeHello(heartbeat.hello!)) : pool.describe();
   }
 
   /** The type of the server behind the proxy address now (Unknown before any handshake). */
   private upstreamType(): ServerType {
-    const pool = this.servers.writable();
-    const monitored = this.monitor.description(pool.address)?.type;
-    return monitored && monitored !== 'Unknown' ? monitored : pool.description?.type ?? 'Unknown';
+    const { pool, heartbeat } = this.behind();
+    return heartbeat && heartbeat.type !== 'Unknown' ? heartbeat.type : pool.description?.type ?? 'Unknown';
   }
 
   /**
@@ -77,12 +84,13 @@ export class SingleAddressPresentation implements Presentation {
       return presentedType(this.upstreamType()) === 'Mongos' ? errorDocument(ErrorCode.CommandNotFound, `no such command: '${cmd.name}'`) : undefined;
     }
     const rp = cmd.readPreference;
-    if (rp === undefined || (rp.problem === undefined && rp.maxStalenessSeconds === undefined)) return undefined;
+    const staleness = rp?.maxStalenessSeconds ?? 0;
+    if (rp === undefined || (rp.problem === undefined && staleness === 0)) return undefined;
     const type = this.upstreamType();
     if (presentedType(type) !== 'Mongos') return undefined;
     if (rp.problem) return errorDocument(rp.problem.error, rp.problem.message);
     const lowerBound = Math.floor((this.heartbeatMs + IDLE_WRITE_PERIOD_MS) / 1000);
-    if (type.startsWith('RS') && rp.maxStalenessSeconds! > 0 && rp.maxStalenessSeconds! < lowerBound) {
+    if (type.startsWith('RS') && staleness < lowerBound) {
       return errorDocument(ErrorCode.MaxStalenessOutOfRange, `Parameter maxStalenessSeconds cannot be less than ${lowerBound}`);
     }
     return undefined;
