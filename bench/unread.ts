@@ -13,15 +13,19 @@ import { freePort } from '../scripts/ports';
 import { LoadClient } from './load-client';
 
 /**
- * `npm run bench -- unread [--requests 1000] [--seconds 10] [--user-timeout MS]`: one client
- * pipelines finds that each return a 1 MB document and never reads a byte. Prints Envoy's and
+ * `npm run bench -- unread [--requests 1000] [--seconds 10] [--user-timeout MS] [--trickle-ms MS]`:
+ * one client pipelines finds that each return a 1 MB document and never reads a byte (with
+ * `--trickle-ms`, it sends them one every MS instead of all at once: input keeps arriving, so
+ * mongoplex's unread-reply bound, counted since the last input, never fires). Prints Envoy's and
  * mongoplex's memory for the ext_proc shape and the sidecar (tcp_proxy) shape, measured in the
  * same run, and when Envoy dropped the client connection and when the client noticed (null: not
  * by the end; an abort by TCP_USER_TIMEOUT sends the client nothing). With
  * ext_proc, replies are injected into the client connection and Envoy 1.40 buffers them without
  * bound (its network ext_proc filter ignores the connection's write watermarks) until the
  * client listener's TCP_USER_TIMEOUT (`--user-timeout`, default the generated configs' 30 s; 0:
- * off) aborts the connection; with tcp_proxy, Envoy's watermarks push back on mongoplex's socket.
+ * off) aborts the connection, or mongoplex resets a client sent more than
+ * client.maxUnreadReplyBytes since its last input; with tcp_proxy, Envoy's watermarks push
+ * back on mongoplex's socket.
  */
 
 function rssMB(pid: number): number {
@@ -30,7 +34,8 @@ function rssMB(pid: number): number {
 }
 
 export async function runUnreadReplies(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { requests: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' }, 'user-timeout': { type: 'string', default: String(DEFAULT_CLIENT_USER_TIMEOUT_MS) } } });
+  const { values } = parseArgs({ args: argv, options: { requests: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' }, 'user-timeout': { type: 'string', default: String(DEFAULT_CLIENT_USER_TIMEOUT_MS) }, 'trickle-ms': { type: 'string', default: '0' } } });
+  const trickleMs = Number(values['trickle-ms']);
   const userTimeout = Number(values['user-timeout']);
   const requests = Number(values.requests);
   const seconds = Number(values.seconds);
@@ -56,7 +61,10 @@ export async function runUnreadReplies(argv: string[]): Promise<void> {
       const opened = Date.now();
       let closedAfterMs: number | null = null;
       s.on('error', () => undefined).once('close', () => (closedAfterMs = Date.now() - opened));
-      for (let i = 1; i <= requests; i++) s.write(encodeOpMsg(i, 0, BSON.serialize({ find: 'big', filter: { _id: 1 }, $db: 'unread' })));
+      const find = (i: number) => s.write(encodeOpMsg(i, 0, BSON.serialize({ find: 'big', filter: { _id: 1 }, $db: 'unread' })));
+      let sent = 0;
+      const trickle = trickleMs > 0 ? setInterval(() => (sent < requests && !s.destroyed ? find(++sent) : undefined), trickleMs) : undefined;
+      if (!trickle) while (sent < requests) find(++sent);
       let peak = before;
       let mongoplexPeak = 0;
       // The kernel's abort says nothing to the client: Envoy's own count of the connection tells.
@@ -68,6 +76,7 @@ export async function runUnreadReplies(argv: string[]): Promise<void> {
         peak = Math.max(peak, rssMB(pid));
         mongoplexPeak = Math.max(mongoplexPeak, Math.round(process.memoryUsage().rss / 1048576));
       }
+      clearInterval(trickle);
       results.push({ shape, envoyRssBeforeMB: before, envoyRssPeakMB: peak, envoyGrowthMB: peak - before, envoyRssEndMB: rssMB(pid), envoyDroppedConnectionAfterMs: droppedAfterMs, clientSawCloseAfterMs: closedAfterMs, mongoplexAndLoadGeneratorRssPeakMB: mongoplexPeak });
       s.destroy();
       await front.envoy.stop();
@@ -76,5 +85,5 @@ export async function runUnreadReplies(argv: string[]): Promise<void> {
     await server.stop();
     await db.stop();
   }
-  console.log(JSON.stringify({ requests, replyBytes: 1_000_000, seconds, clientUserTimeoutMs: userTimeout, results }, null, 2));
+  console.log(JSON.stringify({ requests, replyBytes: 1_000_000, seconds, clientUserTimeoutMs: userTimeout, trickleMs, results }, null, 2));
 }

@@ -147,6 +147,13 @@ export const ConfigSchema = z.strictObject({
     readTimeoutMs: ms.default(60_000),
     /** Requests read from one client and not yet answered (pipelining bound). */
     maxPendingRequests: z.number().int().min(1).default(64),
+    /**
+     * Envoy ext_proc clients: reply bytes injected since the client last sent anything. Envoy
+     * buffers every injected byte the client does not read (ext_proc has no backpressure), so
+     * a client that pipelines requests and stops reading is reset (reason `unread_replies`)
+     * beyond this, or beyond `maxPendingRequests` replies; a single reply always goes out.
+     */
+    maxUnreadReplyBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
     /** How long an unacknowledged write keeps its upstream connection for a following getLastError. */
     lastErrorPinMs: z.number().int().min(1).default(5000),
     /** Close a client connection idle this long (0: never). */

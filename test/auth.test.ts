@@ -14,6 +14,7 @@ import { MongoplexProcess } from '../scripts/mongoplex-process';
 import { freePort, waitFor } from '../scripts/ports';
 import { startConfigured, startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
+import { counterTotal } from './support/prometheus';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
 const SERVICE = { username: 'mongoplex-svc', password: 'svc-Secret-9f2c' };
@@ -33,11 +34,6 @@ after(async () => {
 const payloadOf = (reply: Document): Buffer => Buffer.from((reply.payload as Binary).buffer);
 
 /** A counter's total over the series whose labels include `label` (`k="v"`), from /metrics. */
-async function counterTotal(p: TestMongoplex, name: string, label: string): Promise<number> {
-  const metrics = await (await fetch(`http://127.0.0.1:${p.admin!.port}/metrics`)).text();
-  return [...metrics.matchAll(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
-}
-
 describe('upstream login: pooled and monitor connections log in to a server with access control', () => {
   it('the server refuses a client that does not log in (the fixture really enforces it)', async () => {
     const c = new MongoClient(server.uri, { serverSelectionTimeoutMS: 3000 });
@@ -337,11 +333,11 @@ describe('auth.userSource upstream: the proxy asks the server for users\' secret
     assert.equal(await login('queried', 'queried-Pw-1'), 'ok');
     assert.equal(await login('queried', 'wrong-Pw'), 'Authentication failed.');
     assert.equal(await login('nobody', 'queried-Pw-1'), 'Authentication failed.');
-    const found = await counterTotal(proxy, 'mongoplex_auth_user_queries_total', 'result="found"');
+    const found = await counterTotal(proxy.admin!.port, 'mongoplex_auth_user_queries_total', 'result="found"');
     // Answers are cached: five logins as "queried" cost one or two queries (a wrong proof drops a secret older than 1 s).
     assert.ok(found >= 1 && found <= 2, `found: ${found}`);
-    assert.equal(await counterTotal(proxy, 'mongoplex_auth_user_queries_total', 'result="not_found"'), 1);
-    assert.equal(await counterTotal(proxy, 'mongoplex_auth_user_queries_total', 'result="failed"'), 0);
+    assert.equal(await counterTotal(proxy.admin!.port, 'mongoplex_auth_user_queries_total', 'result="not_found"'), 1);
+    assert.equal(await counterTotal(proxy.admin!.port, 'mongoplex_auth_user_queries_total', 'result="failed"'), 0);
   });
 
   it('a password changed on the server works at the second login at the latest, and the old one is refused after that', async () => {
@@ -438,7 +434,7 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
     }
     try {
       assert.ok(most >= 1 && most <= 2, `users' connections at most 2, saw ${most}`);
-      assert.ok(await counterTotal(small, 'mongoplex_upstream_connections_closed_total', 'reason="budget"') >= 1, 'a connection moved from one user to the other');
+      assert.ok(await counterTotal(small.admin!.port, 'mongoplex_upstream_connections_closed_total', 'reason="budget"') >= 1, 'a connection moved from one user to the other');
     } finally {
       await small.stop();
     }
@@ -472,7 +468,7 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
       };
       assert.equal(await attempt('carol-Old-1'), 'Authentication failed.');
       assert.equal(await attempt('carol-New-2'), 'ok');
-      assert.ok(await counterTotal(short, 'mongoplex_auth_user_pools_total', 'event="secret_changed"') >= 1);
+      assert.ok(await counterTotal(short.admin!.port, 'mongoplex_auth_user_pools_total', 'event="secret_changed"') >= 1);
       // Clients that logged in before the change are told to log in again (ReauthenticationRequired);
       // the driver does so by itself, with the old password, and is refused.
       const told = await raw.command({ find: 'c', filter: {}, $db: 'pt' });
@@ -498,7 +494,7 @@ describe('auth.mode passthrough: each user gets upstream pools logged in as that
       await waitFor('the user pool is empty', async () => ((await pools(reaping)).some((p) => p.user === 'admin.dave' && p.total > 0) ? undefined : true));
       const after = await client.db('pt').collection('c').findOne({}).then(() => 'ok', (e: MongoServerError) => `${e.code} ${e.message}`);
       assert.equal(after, '18 Authentication failed.');
-      assert.ok(await counterTotal(reaping, 'mongoplex_auth_user_pools_total', 'event="login_refused"') >= 1);
+      assert.ok(await counterTotal(reaping.admin!.port, 'mongoplex_auth_user_pools_total', 'event="login_refused"') >= 1);
       // The cached secret was dropped with the pools: the new password works at once.
       const fresh = await new MongoClient(`mongodb://dave:dave-New-2@127.0.0.1:${reaping.port}/`).connect();
       assert.equal((await fresh.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers[0].user, 'dave');

@@ -29,7 +29,7 @@ const POOL_SETTINGS = ['maxPoolSize', 'minPoolSize', 'maxConnecting', 'maxIdleTi
 const LIVE: ReadonlySet<string> = new Set([
   ...POOL_SETTINGS.map((k) => `upstream.${k}`),
   'upstream.socketTimeoutMs', 'upstream.maxTimeGraceMs',
-  'client.maxBufferedBytes', 'client.readTimeoutMs', 'client.maxPendingRequests', 'client.idleTimeoutMs', 'client.lastErrorPinMs',
+  'client.maxBufferedBytes', 'client.readTimeoutMs', 'client.maxPendingRequests', 'client.maxUnreadReplyBytes', 'client.idleTimeoutMs', 'client.lastErrorPinMs',
   'listen.maxClientConnections', 'listen.drainTimeoutMs',
   'readiness.requires', 'readiness.maxCheckoutWaitMs', 'readiness.saturatedForMs',
   'admin.maxPauseMs', 'log.level',

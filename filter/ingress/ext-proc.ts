@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { Config } from '../config';
+import { clientCausedLogs, type Logger } from '../log';
 import type { Proxy } from '../proxy';
 import type { ClientSession } from '../session/client-session';
 import type { ClientInfo } from '../session/client-info';
@@ -20,7 +22,11 @@ import { decodeRequest, encodeResponse, type ProcessingRequest, type ProcessingR
  *   bytes (nothing reaches the next filter, a no-op terminal filter such as echo);
  * - a `write_data` response is injected toward the client even when no write is pending, which
  *   is how replies reach the client (`process_write: SKIP`, so Envoy never asks);
- * - `connection_status: CLOSE` closes the client connection after flushing what was written;
+ * - `connection_status: CLOSE` closes the client connection after flushing what was written
+ *   (which waits for a client that does not read); `CLOSE_RST` resets it at once, and Envoy
+ *   frees what it buffered for it;
+ * - Envoy takes every injected byte whether or not the client reads, and says nothing of what
+ *   it delivered: the transport bounds replies sent since the client's last input instead;
  * - Envoy cannot be told to stop reading, so the session's byte bound is enforced by closing.
  * - with `connection_attributes: [source.address]`, the first `read_data` of a stream carries
  *   the client's `host:port` in `attributes["envoy.filters.network.ext_proc"]`; later ones do not.
@@ -90,17 +96,43 @@ function loadServices(): { extProc: grpc.ServiceDefinition; health: grpc.Service
   return { extProc, health: pkg.grpc.health.v1.Health.service };
 }
 
-/** One ext_proc stream as a session transport. */
+/** The close reason of a client that stopped reading what it asked for. */
+export const UNREAD_REPLIES = 'unread_replies';
+/** The limits read at every reply (a reload changes them for open streams too). */
+type UnreadLimits = Pick<Config['client'], 'maxUnreadReplyBytes' | 'maxPendingRequests'>;
+
+/**
+ * One ext_proc stream as a session transport. Envoy takes every injected reply whether or not
+ * the client reads it, and says nothing of what the client read; what a client cannot have
+ * read is what it was sent since it last sent something. Beyond the limits on that, the
+ * client is reset (CLOSE_RST: Envoy drops what it buffered for it at once).
+ */
 class ExtProcTransport implements ClientTransport {
   private ended = false;
   /** Set from the first read, before the session opens. */
   remote = '';
   /** With listen.grpcDynamicMetadata: whose last command each reply describes to Envoy. */
   describes: ClientInfo | undefined;
-  constructor(private readonly call: ProcessCall) {}
+  /** Told once when the client has more unread replies than the limits allow; the session closes it. */
+  onUnread: (() => void) | undefined;
+  private unreadBytes = 0;
+  private unreadReplies = 0;
+  constructor(private readonly call: ProcessCall, private readonly limits: UnreadLimits) {}
+
+  /** The client sent bytes: what went before may have been read. */
+  sawInput(): void {
+    this.unreadBytes = 0;
+    this.unreadReplies = 0;
+  }
 
   write(bytes: Buffer): boolean {
     if (this.ended) return true;
+    if (this.unreadReplies > 0 && (this.unreadBytes + bytes.length > this.limits.maxUnreadReplyBytes || this.unreadReplies >= this.limits.maxPendingRequests)) {
+      this.onUnread?.();
+      return true;
+    }
+    this.unreadBytes += bytes.length;
+    this.unreadReplies++;
     let ok = true;
     for (let off = 0; off < bytes.length; off += WRITE_CHUNK) {
       const response: ProcessingResponse = { write_data: { data: bytes.subarray(off, off + WRITE_CHUNK), end_of_stream: false }, data_processing_status: 'MODIFIED' };
@@ -126,9 +158,9 @@ class ExtProcTransport implements ClientTransport {
     return this.ended;
   }
 
-  close(): void {
+  close(reason?: string): void {
     if (this.ended) return;
-    this.call.write({ connection_status: 'CLOSE', data_processing_status: 'UNMODIFIED' });
+    this.call.write({ connection_status: reason === UNREAD_REPLIES ? 'CLOSE_RST' : 'CLOSE', data_processing_status: 'UNMODIFIED' });
     this.end();
   }
 
@@ -137,6 +169,15 @@ class ExtProcTransport implements ClientTransport {
     this.ended = true;
     this.call.end();
   }
+}
+
+/** Resets a client that stopped reading its replies, counted and logged (rate-limited: the client's doing). */
+function closeUnread(session: ClientSession, transport: ExtProcTransport, log: Logger): () => void {
+  return () => {
+    Metrics.clientProtocolErrors.add(1, { reason: UNREAD_REPLIES });
+    if (clientCausedLogs.allow(log, UNREAD_REPLIES)) log.warn({ session: session.id, remote: transport.remote }, 'resetting client connection: it stopped reading its replies (more than client.maxUnreadReplyBytes or client.maxPendingRequests since it last sent anything)');
+    session.close(UNREAD_REPLIES);
+  };
 }
 
 /** Server credentials that require and verify a client certificate (Envoy's). */
@@ -167,7 +208,7 @@ export class ExtProcIngress {
 
   private onStream(call: ProcessCall): void {
     const listener = call.metadata.get('x-mongoplex-listener')[0]?.toString() ?? 'default';
-    const transport = new ExtProcTransport(call);
+    const transport = new ExtProcTransport(call, this.proxy.config.client);
     // A listener that stands for one replica-set member names it (replset mode).
     const memberName = call.metadata.get('x-mongoplex-member')[0]?.toString();
     let member: ServerAddress | undefined;
@@ -187,6 +228,7 @@ export class ExtProcIngress {
         session = this.proxy.openSession(transport, member, 'grpc');
         if (!session) return transport.close();
         if (this.proxy.config.listen.grpcDynamicMetadata) transport.describes = this.proxy.clientInfo(session);
+        transport.onUnread = closeUnread(session, transport, this.proxy.log);
       }
       this.onRequest(req, session, transport);
     });
@@ -217,7 +259,10 @@ export class ExtProcIngress {
       // Answer first: Envoy holds the bytes (and its message timer) until it hears back.
       transport.acknowledgeRead();
       const data = req.read_data.data;
-      if (data && data.length > 0) session.receive(data);
+      if (data && data.length > 0) {
+        transport.sawInput();
+        session.receive(data);
+      }
       if (req.read_data.end_of_stream) session.endOfInput();
       return;
     }

@@ -38,3 +38,9 @@ export function parsePrometheus(text: string): Map<string, PromFamily> {
 export function sampleValue(families: Map<string, PromFamily>, family: string, sample: string, labels: Record<string, string>): number | undefined {
   return families.get(family)?.samples.find((s) => s.name === sample && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
+
+/** The sum of a counter's samples whose labels contain `label` (e.g. `reason="budget"`), from a mongoplex admin's /metrics. */
+export async function counterTotal(adminPort: number, name: string, label: string): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  return [...metrics.matchAll(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+}
