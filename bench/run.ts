@@ -1,6 +1,7 @@
 import { runAuthBenchmark } from './auth';
 import { runDriverSuite } from './driver-suite';
 import { runFuzz } from './fuzz';
+import { runLargeInput } from './large-input';
 import { runOperationsBenchmark } from './operations';
 import { runPoolBenchmark } from './pool';
 import { runSpeedBenchmark } from './speed';
@@ -11,6 +12,7 @@ const BENCHMARKS: Record<string, (args: string[]) => Promise<void>> = {
   pool: runPoolBenchmark,
   fuzz: runFuzz,
   unread: runUnreadReplies,
+  'large-input': runLargeInput,
   traffic: runTrafficBenchmark,
   operations: runOperationsBenchmark,
   auth: runAuthBenchmark,

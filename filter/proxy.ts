@@ -10,6 +10,7 @@ import { Router, type Selection } from './routing/router';
 import { TransactionRoutes } from './routing/transaction-routes';
 import { SessionOwners } from './routing/session-owners';
 import { ByteBudget } from './session/byte-budget';
+import { MemoryReclaimer } from './session/memory-reclaimer';
 import { ClientSession } from './session/client-session';
 import { CommandHandler, type HandlerDeps } from './session/command-handler';
 import type { ClientTransport } from './session/transport';
@@ -245,6 +246,8 @@ export class Proxy {
     this.janitor.every('stalled-senders', (now) => {
       for (const s of this.sessions.keys()) s.closeIfStalled(now);
     });
+    const reclaimer = new MemoryReclaimer(this.inputBudget, log);
+    this.janitor.every('memory', (now) => reclaimer.sweep(now));
     this.janitor.every('readiness', (now) => this.readiness.sample(now));
     this.janitor.every('history', (now) => this.sampleHistory(now));
     const gauge = (...a: Parameters<typeof observeGauge>): void => void this.gauges.push(observeGauge(...a));

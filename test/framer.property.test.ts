@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { BSON } from 'bson';
-import { FramingError, MessageFramer } from '../filter/wire/framer';
+import { ASSEMBLE_AT_BYTES, FramingError, MessageFramer } from '../filter/wire/framer';
 import { encodeOpMsg, parseOpMsg } from '../filter/wire/opmsg';
 import { parseOpQuery, parseOpReply } from '../filter/wire/legacy';
 import { readCommand } from '../filter/wire/peek';
@@ -52,6 +52,35 @@ describe('framer and decoders under random input (fast-check)', () => {
       assert.deepEqual(got, msgs);
       assert.equal(f.bufferedBytes, 0);
     }), { numRuns: 300 });
+  });
+
+  it('large messages (assembled in a buffer of their own as they arrive) come out whole between small ones, however the stream is cut, and report their declared length meanwhile', () => {
+    const arbRaw = fc.tuple(fc.oneof(fc.integer({ min: 16, max: 300 }), fc.integer({ min: ASSEMBLE_AT_BYTES, max: ASSEMBLE_AT_BYTES + 4096 })), fc.integer({ min: 1, max: 0x7fffffff }))
+      .map(([length, id]) => {
+        const b = Buffer.alloc(length, id & 0xff);
+        b.writeInt32LE(length, 0);
+        b.writeInt32LE(id, 4);
+        b.writeInt32LE(OpCode.MSG, 12);
+        return b;
+      });
+    fc.assert(fc.property(fc.array(arbRaw, { minLength: 1, maxLength: 4 }), fc.array(fc.nat(), { maxLength: 30 }), (msgs, cuts) => {
+      const f = new MessageFramer(ASSEMBLE_AT_BYTES * 2);
+      const stream = Buffer.concat(msgs);
+      const starts = msgs.map((_, i) => msgs.slice(0, i).reduce((n, m) => n + m.length, 0));
+      const got: Buffer[] = [];
+      let at = 0;
+      for (const c of chunk(stream, cuts.map((x) => x * 9973))) {
+        for (const m of f.push(c)) got.push(m.bytes);
+        at += c.length;
+        // The message now arriving, if its first 8 bytes are in: what it declares.
+        const i = starts.findLastIndex((st) => st <= at);
+        const inMessage = at - starts[i]!;
+        if (i >= 0 && inMessage >= 8 && inMessage < msgs[i]!.length) assert.deepEqual(f.pending, { length: msgs[i]!.length, requestId: msgs[i]!.readInt32LE(4) });
+        assert.equal(f.bufferedBytes, at - got.reduce((n, m) => n + m.length, 0));
+      }
+      assert.deepEqual(got, msgs);
+      assert.equal(f.bufferedBytes, 0);
+    }), { numRuns: 60 });
   });
 
   it('random bytes only ever produce messages or a FramingError, and the framer stays bounded', () => {

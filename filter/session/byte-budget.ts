@@ -6,6 +6,8 @@
  */
 export class ByteBudget {
   private used = 0;
+  /** The most held since `mark()`: what was let go since is `releasedBytes`. */
+  private high = 0;
 
   constructor(readonly limit: number) {}
 
@@ -17,6 +19,16 @@ export class ByteBudget {
   resize(from: number, to: number): boolean {
     if (to > from && this.used + (to - from) > this.limit) return false;
     this.used += to - from;
+    if (this.used > this.high) this.high = this.used;
     return true;
+  }
+
+  /** Bytes let go since the last mark (the most held since then, less what is held now). */
+  get releasedBytes(): number {
+    return this.high - this.used;
+  }
+
+  mark(): void {
+    this.high = this.used;
   }
 }

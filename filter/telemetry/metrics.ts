@@ -99,6 +99,7 @@ export const Metrics = {
   clientConnectionsClosed: new Counter('mongoplex.client.connections.closed', 'Client connections closed, by reason'),
   clientProtocolErrors: new Counter('mongoplex.client.protocol_errors', 'Client messages refused as malformed, by reason'),
   clientCompressedMessages: new Counter('mongoplex.client.compressed_messages', 'Client messages that arrived as OP_COMPRESSED, by compressor'),
+  memoryReclaims: new Counter('mongoplex.memory.reclaims', 'Garbage collections run to return the memory of large client messages that were let go (client.maxTotalBufferedBytes budget)'),
   clientCleanup: new Counter('mongoplex.client.cleanup', 'Cursors killed and transactions aborted for load-balanced clients that disconnected, by kind and result'),
   commands: new Counter('mongoplex.commands', 'Commands handled, by how (forwarded, answered, refused)'),
   commandErrors: new Counter('mongoplex.command.errors', 'Error replies emitted by the proxy itself, by code name'),

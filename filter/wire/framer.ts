@@ -23,6 +23,15 @@ function isTlsClientHello(head: Buffer): boolean {
 }
 
 /**
+ * A message declared at least this long is assembled in one buffer of its own, allocated at
+ * its declared size, as it arrives. The reads it arrives in (64 KiB each on a socket) are
+ * freed as they are copied, so they do not pile up in the allocator's heap, which keeps
+ * what it was given after they go; a buffer this large is a memory map of its own, returned
+ * to the system when it is collected.
+ */
+export const ASSEMBLE_AT_BYTES = 1024 * 1024;
+
+/**
  * Reassembles a TCP byte stream (arbitrary chunks) into complete wire messages.
  * Holds at most one partial message; a declared length above `maxMessageSize` is refused
  * before any of its body is buffered. With `refuseTls`, a stream that opens with a TLS
@@ -31,6 +40,8 @@ function isTlsClientHello(head: Buffer): boolean {
 export class MessageFramer {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** The large message being assembled (its bytes so far: `buffered`); chunks is empty meanwhile. */
+  private assembling: Buffer | undefined;
   private failed = false;
   private atStart: boolean;
 
@@ -46,18 +57,22 @@ export class MessageFramer {
   /** The incomplete message being received: its declared length and request id (once its header's first 8 bytes are in). */
   get pending(): { length: number; requestId: number } | undefined {
     if (this.failed || this.buffered < 8) return undefined;
-    const head = this.peek(8);
+    const head = this.assembling ?? this.peek(8);
     return { length: head.readInt32LE(0), requestId: head.readInt32LE(4) };
   }
 
   /** Feeds bytes in; returns every message that is now complete. Throws FramingError. */
   push(chunk: Buffer): WireMessage[] {
     if (this.failed) return [];
+    const out: WireMessage[] = [];
+    if (this.assembling) {
+      chunk = this.assemble(chunk, out);
+      if (this.assembling) return out;
+    }
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
-    const out: WireMessage[] = [];
     if (this.atStart) {
       if (this.buffered < 6) return out;
       this.atStart = false;
@@ -82,11 +97,35 @@ export class MessageFramer {
           'too_large',
         );
       }
-      if (this.buffered < length) break;
+      if (this.buffered < length) {
+        if (length >= ASSEMBLE_AT_BYTES) this.startAssembling(length);
+        break;
+      }
       const bytes = this.take(length);
       out.push({ header: readHeader(bytes), bytes });
     }
     return out;
+  }
+
+  /** Moves what is buffered (the start of one message, nothing after it) into a buffer of the message's size. */
+  private startAssembling(length: number): void {
+    const into = Buffer.allocUnsafeSlow(length);
+    let at = 0;
+    for (const c of this.chunks) at += c.copy(into, at);
+    this.chunks = [];
+    this.assembling = into;
+  }
+
+  /** Copies what `chunk` holds of the message being assembled; returns the rest of it (the next messages). */
+  private assemble(chunk: Buffer, out: WireMessage[]): Buffer {
+    const into = this.assembling!;
+    const n = chunk.copy(into, this.buffered);
+    this.buffered += n;
+    if (this.buffered < into.length) return chunk.subarray(n);
+    this.assembling = undefined;
+    this.buffered = 0;
+    out.push({ header: readHeader(into), bytes: into });
+    return chunk.subarray(n);
   }
 
   /** Contiguous view of the first n buffered bytes (copies only when they span chunks). */
