@@ -66,10 +66,10 @@ describe('configuration', () => {
 });
 
 describe('documentation', () => {
-  it('the README configuration table lists every setting and its environment variable', () => {
-    const readme = readFileSync(path.resolve(__dirname, '..', '..', 'README.md'), 'utf8');
+  it('the configuration reference (docs/configuration.md) lists every setting and its environment variable', () => {
+    const readme = readFileSync(path.resolve(__dirname, '..', '..', 'docs', 'configuration.md'), 'utf8');
     for (const [name, p] of environmentVariables()) {
-      assert.ok(readme.includes(`| \`${p.join('.')}\` | \`${name}\` |`), `README documents ${p.join('.')} (${name})`);
+      assert.ok(readme.includes(`| \`${p.join('.')}\` | \`${name}\` |`), `docs/configuration.md documents ${p.join('.')} (${name})`);
     }
   });
 });

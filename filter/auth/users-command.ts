@@ -51,7 +51,7 @@ export async function usersCommand(argv: readonly string[]): Promise<void> {
     console.error(`mongoplex users: ${message}\n${USERS_USAGE}`);
     process.exit(2);
   };
-  if (sub === '--help' || sub === undefined) {
+  if (sub === '--help' || sub === undefined || rest.includes('--help')) {
     console.log(USERS_USAGE);
     return;
   }

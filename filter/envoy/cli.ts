@@ -30,7 +30,7 @@ export const ENVOY_CONFIG_USAGE = `usage: mongoplex envoy-config [options]   (pr
                                  socket --filter-grpc, Envoy checks over the socket instead,
                                  with gRPC health checking)
   --standby-grpc HOST:PORT       a second mongoplex ext_proc address (the other slot of a rolling
-                                 restart, see README "Restarting without errors"); Envoy sends
+                                 restart, see docs/operations.md, "Restarting without errors"); Envoy sends
                                  new connections to whichever slots pass /readyz
   --standby-admin HOST:PORT      the standby's admin endpoint, for its /readyz health check
   --egress HOST:PORT             add the egress listener mongoplex dials with upstream.via
