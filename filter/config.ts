@@ -23,287 +23,154 @@ const authMode = z.enum(['none', 'proxy', 'passthrough']);
 export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin.token', 'upstream.auth.password', 'upstream.uri']);
 
 export const ConfigSchema = z.strictObject({
-  /**
-   * Processes serving clients: auto (the number of cores) or a number. With more than one, a
-   * primary process forks them: they share the TCP ingress port, worker i serves the ext_proc
-   * ingress on listen.grpc's port + i (a Unix socket: its path + `.i`, worker 0 the path itself),
-   * each pools its share of the upstream limits, and the admin endpoint adds them up. More than
-   * one needs topology.mode single and auth.mode none on every listener (cursor routes,
-   * transaction pins and session and cursor owners are per process); auto then means 1.
-   */
-  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto').describe('processes serving clients: `auto` (the number of cores) or 1–64. See [workers, in Operations](operations.md): they share the TCP port, worker *i* serves ext_proc at `listen.grpc`\'s port + *i*, each pools its share of the upstream limits. More than one needs `topology.mode single` and `auth.mode none` on every listener; otherwise `auto` is 1 (logged at start) and an explicit number is refused. Restart to change'),
   listen: z.strictObject({
-    /** Address of the plain TCP ingress (clients or Envoy tcp_proxy connect here). */
-    host: z.string().min(1).default('127.0.0.1'),
-    /** Port of the plain TCP ingress; null disables it (ext_proc only). */
-    port: port.nullable().default(27016),
+    host: z.string().min(1).default('127.0.0.1').describe('address of the TCP ingress'),
+    port: port.nullable().default(27016).describe('port of the TCP ingress (0: any free port, `null`: no TCP ingress)'),
     /**
      * TLS for the TCP ingress (and replset mode's member listeners): on when certFile is set.
      * The files are re-read when they change, for new connections.
      */
     tls: z.strictObject({
-      /** PEM certificate chain the proxy presents. */
-      certFile: file,
-      keyFile: file,
-      /** PEM CA certificates that client certificates are verified against. */
-      caFile: file,
-      /** Refuse clients without a certificate signed by caFile. */
-      requireClientCert: z.boolean().default(false),
+      certFile: file.describe('PEM certificate chain of the TCP ingress (and replset mode\'s member listeners): TLS is on when set. The files are re-read when they change (checked every second) and used for new connections; files that do not load are logged, counted (`mongoplex.tls.reloads{result="failed"}`) and the previous certificate kept'),
+      keyFile: file.describe('its private key (PEM)'),
+      caFile: file.describe('CA certificates (PEM) that client certificates are verified against; clients may present one'),
+      requireClientCert: z.boolean().default(false).describe('refuse clients without a certificate signed by `caFile` (counted in `mongoplex.tls.handshake_failures`)'),
     }).prefault({}),
-    /**
-     * Envoy network ext_proc gRPC ingress: host:port or unix:/path (a Unix domain socket, Envoy's
-     * `pipe` address), or null to disable it. A non-loopback host:port needs listen.grpcTls.
-     */
-    grpc: grpcAddress.nullable().default(null),
+    grpc: grpcAddress.nullable().default(null).describe('the Envoy network ext_proc gRPC ingress: `host:port`, or `unix:/path` (a Unix domain socket; Envoy\'s `pipe` address; a socket file left by a dead process is replaced, a live one is an error) (`null`: off). A non-loopback `host:port` without `listen.grpcTls` is refused at start. Also serves gRPC health checking (`grpc.health.v1.Health/Check`: `SERVING` exactly when `/readyz` passes)'),
     /** Mutual TLS on the gRPC ingress: on when certFile is set; Envoy must present a certificate signed by caFile. */
     grpcTls: z.strictObject({
-      certFile: file,
-      keyFile: file,
-      caFile: file,
+      certFile: file.describe('mutual TLS on the gRPC ingress: mongoplex\'s certificate (PEM); on when set. Read at start'),
+      keyFile: file.describe('its private key'),
+      caFile: file.describe('the CA Envoy\'s client certificate must be signed by (required with `certFile`)'),
     }).prefault({}),
-    /** Each ext_proc reply tells Envoy the db, collection and command it answers, as dynamic metadata `mongoplex` (Envoy access logs, RBAC). */
-    grpcDynamicMetadata: z.boolean().default(false),
-    /** Most client connections served at once; more are closed on accept and counted. */
-    maxClientConnections: z.number().int().min(1).default(20000),
-    /** On SIGTERM/SIGINT: how long clients get to receive the replies to what they sent before the rest are closed. */
-    drainTimeoutMs: ms.default(25_000),
-    /**
-     * On SIGTERM/SIGINT/POST /drain: /readyz fails at once, but new clients are still accepted
-     * for this long, so load balancers (Envoy's health check) stop sending them first.
-     */
-    drainDelayMs: ms.default(0),
-    /**
-     * Then, before closing clients: how long drivers get to leave on their own. Their monitor's
-     * next hello (every heartbeatFrequencyMS, 10 s by default) is answered with
-     * ShutdownInProgress, so the driver closes its connections itself once their requests are
-     * answered and reconnects elsewhere. 0: close clients between requests at once.
-     */
-    drainNoticeMs: ms.default(12_000),
+    grpcDynamicMetadata: z.boolean().default(false).describe('each ext_proc reply carries Envoy dynamic metadata `mongoplex: {db, collection, command}` of the command it answers, for Envoy\'s access log (`%DYNAMIC_METADATA(mongoplex:command)%`) and RBAC; the generated Envoy config accepts the namespace'),
+    maxClientConnections: z.number().int().min(1).default(20000).describe('client connections served at once; more are closed on accept and counted'),
+    drainTimeoutMs: ms.default(25_000).describe('on SIGTERM/SIGINT/`POST /drain`, how long clients get to receive the replies to what they already sent before the rest are closed (the delay below included; see [Operations](operations.md))'),
+    drainDelayMs: ms.default(0).describe('on a drain, `/readyz` fails at once but new clients are still accepted this long, so load balancers stop sending them first; behind the generated Envoy config (health check every 2 s, 2 failures) Envoy stopped choosing the slot within ~2–4 s in tests: use ≥ `6000`'),
+    drainNoticeMs: ms.default(12_000).describe('then, before any client is closed, how long drivers get to leave on their own: a monitor\'s next heartbeat `hello` is answered with `ShutdownInProgress` (91), so the driver clears its pool, closes its connections itself once their requests are answered, and reconnects; a load-balanced client gets it on its first retryable command. Keep it above the drivers\' `heartbeatFrequencyMS` (10 s by default). `0`: close clients between requests at once'),
   }).prefault({}),
   upstream: z.strictObject({
-    /** The MongoDB server(s) to pool connections to, as host:port. */
-    servers: z.array(hostPort).min(1).default(['127.0.0.1:27017']),
-    /**
-     * A MongoDB connection string instead of upstream.servers / upstream.auth / upstream.tls:
-     * hosts, `user:password@`, authSource, authMechanism, tls, tlsCAFile,
-     * tlsCertificateKeyFile, tlsAllowInvalidHostnames (other options are the driver's and are
-     * ignored). A secret: it is never logged or shown.
-     */
-    uri: z.string().min(1).nullable().default(null),
+    servers: z.array(hostPort).min(1).default(['127.0.0.1:27017']).describe('the MongoDB servers to pool connections to (`host:port`)'),
+    uri: z.string().min(1).nullable().default(null).describe('a MongoDB connection string instead of `upstream.servers`, `upstream.auth` and `upstream.tls`: its hosts, `user:password@`, `authSource` (else the path\'s database, else `admin`), `authMechanism` (`SCRAM-SHA-256`, `SCRAM-SHA-1`, `DEFAULT`), `tls`/`ssl`, `tlsCAFile`, `tlsCertificateKeyFile`, `tlsAllowInvalidHostnames`; the driver\'s other options are ignored. Setting it together with any of those settings is an error, as is `mongodb+srv://` (list the hosts). A secret: never logged or shown, and errors about it do not quote it'),
     /** The identity pooled and monitor connections log in as (SCRAM); without a username they do not log in. */
     auth: z.strictObject({
-      username: z.string().min(1).nullable().default(null),
-      /** Prefer passwordFile (or the environment): a password in the config file is readable by whoever reads the file. */
-      password: z.string().min(1).nullable().default(null),
-      /** A file holding the password (trailing newline ignored), e.g. a mounted secret. */
-      passwordFile: z.string().min(1).nullable().default(null),
-      /** The database the user is defined in (authSource). */
-      source: z.string().min(1).default('admin'),
-      /** DEFAULT: SCRAM-SHA-256 when the server offers it for the user, else SCRAM-SHA-1. */
-      mechanism: z.enum(['DEFAULT', 'SCRAM-SHA-256', 'SCRAM-SHA-1']).default('DEFAULT'),
+      username: z.string().min(1).nullable().default(null).describe('the identity pooled and monitor connections log in as (SCRAM, with `speculativeAuthenticate` in the handshake); `null`: they do not log in. Wrong credentials stop the start (exit 2)'),
+      password: z.string().min(1).nullable().default(null).describe('its password (never logged, shown or echoed); prefer `passwordFile` or the environment to the config file'),
+      passwordFile: z.string().min(1).nullable().default(null).describe('a file holding the password (a mounted secret; one trailing newline ignored)'),
+      source: z.string().min(1).default('admin').describe('the database the user is defined in (authSource)'),
+      mechanism: z.enum(['DEFAULT', 'SCRAM-SHA-256', 'SCRAM-SHA-1']).default('DEFAULT').describe('`SCRAM-SHA-256`, `SCRAM-SHA-1`, or `DEFAULT`: SCRAM-SHA-256 when the server lists it for the user, else SCRAM-SHA-1'),
     }).prefault({}),
-    maxPoolSize: z.number().int().min(1).default(16),
-    minPoolSize: z.number().int().min(0).default(0),
-    /** Connections being opened at once per server (absorbs connection storms). */
-    maxConnecting: z.number().int().min(1).default(2),
-    /** Close a pooled connection idle this long (0: never). */
-    maxIdleTimeMs: ms.default(60_000),
-    /** A request waiting longer than this for a pooled connection gets an error reply. */
-    waitQueueTimeoutMs: ms.default(10_000),
-    /** Requests allowed to wait for a pooled connection per server; more are refused at once. */
-    maxWaitQueueSize: z.number().int().min(1).default(50_000),
-    connectTimeoutMs: z.number().int().min(1).default(10_000),
-    /** A forwarded request with no reply after this long gets NetworkTimeout and its connection is discarded (0: wait as long as the server takes, as drivers do). */
-    socketTimeoutMs: ms.default(0),
-    /** A command with maxTimeMS gets MaxTimeMSExpired from the proxy when the server has not answered by maxTimeMS plus this (a stalled server). */
-    maxTimeGraceMs: ms.default(2000),
-    /** Dial pooled connections through this Envoy egress listener (host:port), naming the server with PROXY protocol v2; null dials directly. */
-    via: hostPort.nullable().default(null),
-    /** Compressors offered to upstream servers (empty: none). */
-    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default([]),
+    maxPoolSize: z.number().int().min(1).default(16).describe('most connections per upstream server'),
+    minPoolSize: z.number().int().min(0).default(0).describe('connections kept open even when idle'),
+    maxConnecting: z.number().int().min(1).default(2).describe('connections being opened at once per server (absorbs connection storms)'),
+    maxIdleTimeMs: ms.default(60_000).describe('close a pooled connection idle this long (0: never)'),
+    waitQueueTimeoutMs: ms.default(10_000).describe('a request waiting longer for a pooled connection gets error 202 (0: wait forever)'),
+    maxWaitQueueSize: z.number().int().min(1).default(50_000).describe('requests allowed to wait per server; more get error 462 at once'),
+    connectTimeoutMs: z.number().int().min(1).default(10_000).describe('TCP connect + handshake limit'),
+    socketTimeoutMs: ms.default(0).describe('a forwarded request with no reply after this long gets `NetworkTimeout` (89, `RetryableWriteError` on retryable writes) and its connection is discarded (0: wait as long as the server takes, as drivers do; set it above your longest query and awaitData wait)'),
+    maxTimeGraceMs: ms.default(2000).describe('a command with `maxTimeMS` whose server has not answered by `maxTimeMS` + this gets `MaxTimeMSExpired` (50) from the proxy and its connection is discarded (a stalled server)'),
+    via: hostPort.nullable().default(null).describe('dial pooled connections through this Envoy egress listener (`host:port`), naming the member with PROXY protocol v2'),
+    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default([]).describe('compressors offered to upstream servers'),
     /** TLS to the servers, dialled by mongoplex (with upstream.via, the Envoy egress originates TLS instead: `mongoplex envoy-config --upstream-tls`). */
     tls: z.strictObject({
-      enabled: z.boolean().default(false),
-      /** PEM CA certificates the servers' certificates are verified against (default: Node's bundled CAs). */
-      caFile: file,
-      /** A client certificate and key to present (servers that require one). */
-      certFile: file,
-      keyFile: file,
-      /** Skip the check that a server's certificate names the host dialled (the chain is still verified). */
-      allowInvalidHostnames: z.boolean().default(false),
+      enabled: z.boolean().default(false).describe('pooled and monitor connections dial the servers with TLS, checking the certificate\'s chain and that it names the host dialled. Not with `upstream.via`: there the Envoy egress originates TLS (`mongoplex envoy-config --upstream-tls --upstream-ca FILE`)'),
+      caFile: file.describe('CA certificates (PEM) the servers\' certificates are verified against (`null`: Node\'s bundled CAs)'),
+      certFile: file.describe('a client certificate (PEM) presented to servers that require one'),
+      keyFile: file.describe('its private key'),
+      allowInvalidHostnames: z.boolean().default(false).describe('skip the host-name check (the chain is still verified), like the drivers\' `tlsAllowInvalidHostnames`'),
     }).prefault({}),
-    appName: z.string().default('mongoplex'),
+    appName: z.string().default('mongoplex').describe('`client.application.name` in the upstream handshake'),
   }).prefault({}),
   client: z.strictObject({
-    /** Compressors the proxy accepts from clients, in order of preference. */
-    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default(['snappy', 'zstd', 'zlib']),
-    /** Largest message accepted in either direction. */
-    maxMessageSizeBytes: z.number().int().min(1024).max(MAX_MESSAGE_SIZE_BYTES).default(MAX_MESSAGE_SIZE_BYTES),
-    /** Bytes read from one client but not yet processed before its socket is paused. */
-    maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
-    /** Client input all clients together may hold (queued messages + messages arriving, at their declared size); a message that would overrun it is refused. */
-    maxTotalBufferedBytes: z.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
-    /** A message must arrive in full within this long of its first byte, else the client is closed (0: no limit). */
-    readTimeoutMs: ms.default(60_000),
-    /** Requests read from one client and not yet answered (pipelining bound). */
-    maxPendingRequests: z.number().int().min(1).default(64),
-    /**
-     * Envoy ext_proc clients: reply bytes injected since the client last sent anything. Envoy
-     * buffers every injected byte the client does not read (ext_proc has no backpressure), so
-     * a client that pipelines requests and stops reading is reset (reason `unread_replies`)
-     * beyond this, or beyond `maxPendingRequests` replies; a single reply always goes out.
-     */
-    maxUnreadReplyBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
-    /** How long an unacknowledged write keeps its upstream connection for a following getLastError. */
-    lastErrorPinMs: z.number().int().min(1).default(5000),
-    /** Close a client connection idle this long (0: never). */
-    idleTimeoutMs: ms.default(0),
+    compressors: z.array(z.enum(COMPRESSOR_NAMES)).default(['snappy', 'zstd', 'zlib']).describe('compressors accepted from clients'),
+    maxMessageSizeBytes: z.number().int().min(1024).max(MAX_MESSAGE_SIZE_BYTES).default(MAX_MESSAGE_SIZE_BYTES).describe('largest client message; larger is refused before it is buffered'),
+    maxBufferedBytes: z.number().int().min(1024).default(64 * 1024 * 1024).describe('bytes read from one client and not yet processed before its socket is paused'),
+    maxTotalBufferedBytes: z.number().int().min(1024 * 1024).default(512 * 1024 * 1024).describe('client input all clients together may hold (queued messages, plus each message still arriving at its declared size, claimed when its header arrives); a message that would overrun it gets `ExceededMemoryLimit` (146) and its client is closed. At least `client.maxMessageSizeBytes`'),
+    readTimeoutMs: ms.default(60_000).describe('a message must arrive in full within this long of its first byte (time spent paused by the proxy\'s own backpressure does not count), else `NetworkTimeout` (89) and the client is closed (0: no limit)'),
+    maxPendingRequests: z.number().int().min(1).default(64).describe('pipelined requests queued per client before its socket is paused'),
+    maxUnreadReplyBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024).describe('Envoy ext_proc clients: reply bytes sent since the client last sent anything; beyond it, or beyond `maxPendingRequests` replies, the client is reset (`unread_replies`: Envoy buffers what a client does not read). One reply always goes out, whatever its size'),
+    lastErrorPinMs: z.number().int().min(1).default(5000).describe('how long an unacknowledged write keeps its upstream connection for a following getLastError'),
+    idleTimeoutMs: ms.default(0).describe('close a client connection idle this long (0: never)'),
   }).prefault({}),
   topology: z.strictObject({
-    /**
-     * single: one upstream server behind one address, presented as a mongos (a standalone
-     * over a standalone: hello promises no more than the server has);
-     * mongos: one address presented as a mongos; the proxy monitors the upstream (a replica
-     * set or a fleet of mongos) and selects servers from $readPreference, pinning transactions;
-     * replset: one proxy address per replica-set member, hello rewritten (listen.port unused).
-     */
-    mode: z.enum(['single', 'mongos', 'replset']).default('single'),
-    /** How often each upstream server is checked over its own monitoring connection (every mode: readiness uses it). */
-    heartbeatMs: z.number().int().min(100).default(2000),
-    /** The host clients are told to dial for each member's proxy address. */
-    advertiseHost: z.string().min(1).default('127.0.0.1'),
-    /** Ports for the members' proxy addresses, [first, last], in discovery order; [0, 0]: any free port. */
-    memberPorts: z.tuple([port, port]).default([27017, 27031]),
-    /**
-     * Members advertised at fixed addresses instead of proxy ports: real host:port → the address
-     * clients are told (e.g. the Envoy listener whose ext_proc metadata names that member).
-     */
-    advertise: z.record(hostPort, hostPort).default({}),
+    mode: z.enum(['single', 'mongos', 'replset']).default('single').describe('`single`: one upstream server behind one address, presented as a mongos (or as a standalone over a standalone: see [What the proxy address presents](mongodb-semantics.md#what-the-proxy-address-presents)); `mongos`: one address presented the same way over a monitored replica set or mongos fleet, the proxy selecting servers; `replset`: one proxy address per replica-set member (see [Replica sets](mongodb-semantics.md#replica-sets))'),
+    heartbeatMs: z.number().int().min(100).default(2000).describe('how often each upstream server is checked over its own heartbeat connection (every mode: readiness and `/stats` use it); in mongos and replset modes also at once after a "not primary" error'),
+    advertiseHost: z.string().min(1).default('127.0.0.1').describe('host put in the proxy addresses clients are told about'),
+    memberPorts: z.tuple([port, port]).default([27017, 27031]).describe('ports for the members\' proxy addresses, first and last, handed out in discovery order (`[0,0]`: any free port)'),
+    advertise: z.record(hostPort, hostPort).default({}).describe('members advertised at fixed addresses instead of proxy ports, `{"real:port": "advertised:port"}` (e.g. one Envoy listener per member)'),
   }).prefault({}),
   cursors: z.strictObject({
-    /** Cursor routes remembered at once (cursor id + namespace → server); the oldest is evicted. */
-    maxRoutes: z.number().int().min(1).default(100_000),
-    /** A cursor route unused this long is forgotten (mongod's own cursor timeout is 10 min). */
-    idleTtlMs: z.number().int().min(1000).default(15 * 60_000),
+    maxRoutes: z.number().int().min(1).default(100_000).describe('cursor routes remembered; the least recently used is evicted'),
+    idleTtlMs: z.number().int().min(1000).default(15 * 60_000).describe('a cursor route unused this long is forgotten'),
   }).prefault({}),
   transactions: z.strictObject({
-    /** Transactions pinned to a server at once (lsid → server, mongos mode); the oldest is evicted. */
-    maxPins: z.number().int().min(1).default(100_000),
-    /** A pin unused this long is dropped (mongod aborts a transaction after transactionLifetimeLimitSeconds, 60 s by default). */
-    idleTimeoutMs: z.number().int().min(1000).default(2 * 60_000),
+    maxPins: z.number().int().min(1).default(100_000).describe('transactions pinned to a server at once (mongos mode); the least recently used is evicted'),
+    idleTimeoutMs: z.number().int().min(1000).default(2 * 60_000).describe('a transaction pin unused this long is dropped (mongod itself aborts a transaction after 60 s by default)'),
   }).prefault({}),
   readiness: z.strictObject({
-    /** What /readyz needs from the upstream: a writable server (primary, mongos or standalone) or any server that answers. */
-    requires: z.enum(['writable', 'reachable']).default('writable'),
-    /** A pool counts as saturated while a request has waited this long for one of its connections. */
-    maxCheckoutWaitMs: z.number().int().min(1).default(5000),
-    /** /readyz fails once a pool has stayed saturated this long without a break. */
-    saturatedForMs: ms.default(10_000),
+    requires: z.enum(['writable', 'reachable']).default('writable').describe('what `/readyz` needs from the upstream: `writable` (a primary, mongos or standalone answered the last heartbeat) or `reachable` (any server answered; e.g. mongoplex in front of a secondary for reads)'),
+    maxCheckoutWaitMs: z.number().int().min(1).default(5000).describe('a pool counts as saturated while a request has waited this long for one of its connections'),
+    saturatedForMs: ms.default(10_000).describe('`/readyz` fails once a pool has stayed saturated this long without a break'),
   }).prefault({}),
   auth: z.strictObject({
-    /**
-     * none: clients are not authenticated and share the proxy's upstream identity (for an
-     * isolated network only; said loudly at start). proxy: clients log in to mongoplex with
-     * SCRAM-SHA-256/SCRAM-SHA-1 (secrets from auth.userSource); upstream connections use
-     * upstream.auth. passthrough: clients log in the same way, and each user gets its own upstream
-     * pools, logged in as that user with the key recovered from its proof (needs auth.userSource
-     * upstream): the server enforces each user's roles, and mongoplex holds no password.
-     */
-    mode: authMode.default('none'),
-    /**
-     * Where auth.mode proxy and passthrough find users' SCRAM secrets. file: auth.usersFile. upstream: the
-     * server, asked with usersInfo showCredentials as upstream.auth's user (needs a role that
-     * may view users' credentials), answers cached.
-     */
-    userSource: z.enum(['file', 'upstream']).default('file'),
-    /** JSON file of users' SCRAM secrets, as `mongoplex users add` writes it; re-read when it changes. */
-    usersFile: z.string().min(1).nullable().default(null),
-    /** userSource upstream: how long a user's secrets are used before the server is asked again (a user that does not exist: at most 5 s). */
-    cacheTtlMs: z.number().int().min(1).default(60_000),
-    /** userSource upstream: users whose secrets are cached at once; the oldest is dropped first. */
-    cacheMaxUsers: z.number().int().min(1).default(10_000),
-    /** Logical sessions whose owning user is remembered (a session is refused to other users); the least recently used is forgotten first. */
-    maxSessions: z.number().int().min(1).default(100_000),
+    mode: authMode.default('none').describe('`proxy`: clients log in to mongoplex (SCRAM-SHA-256 / SCRAM-SHA-1) against `auth.userSource`, and upstream connections use `upstream.auth`; `passthrough`: clients log in the same way and each user gets its own upstream pools logged in as that user (needs `auth.userSource: upstream`); `none`: clients do not log in and share mongoplex\'s upstream identity (isolated networks only; warned at start). See [Security](security.md)'),
+    userSource: z.enum(['file', 'upstream']).default('file').describe('where `auth.mode proxy` and `passthrough` find users\' SCRAM secrets: `file` (`auth.usersFile`) or `upstream` (the auth query: `usersInfo` with `showCredentials: true` on the writable server, as `upstream.auth`\'s user; see [Security](security.md))'),
+    usersFile: z.string().min(1).nullable().default(null).describe('JSON file of users\' SCRAM secrets (`mongoplex users add`), re-read when it changes'),
+    cacheTtlMs: z.number().int().min(1).default(60_000).describe('`userSource: upstream`: how long a user\'s secrets are used before the server is asked again (a user that does not exist: at most 5 s)'),
+    cacheMaxUsers: z.number().int().min(1).default(10_000).describe('`userSource: upstream`: users whose secrets are cached at once; the oldest answer is dropped first'),
+    maxSessions: z.number().int().min(1).default(100_000).describe('`auth.mode proxy`/`passthrough`: logical sessions (`lsid`) whose owning user is remembered, so another user\'s command in one is refused; the least recently used is forgotten first (and any after 30 idle minutes)'),
     /** auth.mode for one kind of listener (null: auth.mode). tcp: the TCP ingress and replica-set member listeners; grpc: the ext_proc ingress (Envoy). */
     listeners: z.strictObject({
-      tcp: authMode.nullable().default(null),
-      grpc: authMode.nullable().default(null),
+      tcp: authMode.nullable().default(null).describe('`auth.mode` for the TCP ingress and replica-set member listeners (`null`: `auth.mode`)'),
+      grpc: authMode.nullable().default(null).describe('`auth.mode` for the ext_proc ingress (`null`: `auth.mode`)'),
     }).prefault({}),
     passthrough: z.strictObject({
-      /** Upstream connections one user may hold to one server. */
-      maxPoolSizePerUser: z.number().int().min(1).default(4),
-      /** Upstream connections all users' pools may hold together; idle ones of other users are closed to make room. */
-      maxConnections: z.number().int().min(1).default(64),
+      maxPoolSizePerUser: z.number().int().min(1).default(4).describe('`auth.mode passthrough`: upstream connections one user may hold to one server'),
+      maxConnections: z.number().int().min(1).default(64).describe('`auth.mode passthrough`: upstream connections of all users\' pools together (all servers); idle connections of other users are closed to make room'),
     }).prefault({}),
   }).prefault({}),
   admin: z.strictObject({
-    /** HTTP admin endpoint (status page, /metrics, /stats, inspection and control); port 0 picks a free port, null disables it. */
-    host: z.string().default('127.0.0.1'),
-    port: port.nullable().default(null),
-    /** Bearer token the control endpoints (POST /pause, /resume, /drain, /reload, /capture/…) require; without one they are served only on a loopback admin address. */
-    token: z.string().min(16, 'use at least 16 characters').nullable().default(null),
-    /** A pause (POST /pause) ends by itself after this long unless the request says less. */
-    maxPauseMs: z.number().int().min(1).default(5 * 60_000),
+    host: z.string().default('127.0.0.1').describe('admin endpoint address; a non-loopback address needs `admin.token` (refused at start otherwise)'),
+    port: port.nullable().default(null).describe('admin endpoint port (`null`: disabled, `0`: any free port)'),
+    token: z.string().min(16, 'use at least 16 characters').nullable().default(null).describe('bearer token the control endpoints (`POST /pause`, `/resume`, `/drain`, `/reload`, `/capture/*`) require (≥ 16 characters); without one the admin endpoint must be on a loopback address. Never shown in `/stats`, logs or reload results'),
+    maxPauseMs: z.number().int().min(1).default(5 * 60_000).describe('a pause ends by itself after this long (a `POST /pause` may ask for less), so a forgotten pause cannot hold clients forever'),
   }).prefault({}),
   stats: z.strictObject({
-    /** Per-db/collection/command and per-callsite statistics (/stats, /metrics). */
-    enabled: z.boolean().default(true),
-    /** Rows of (db, collection, command) kept; further combinations share one `_other` row. */
-    maxEntries: z.number().int().min(1).default(1000),
-    /** Rows of (callsite, command) kept (callsites come from a command's comment); the rest share `_other`. */
-    maxCallsites: z.number().int().min(1).default(200),
+    enabled: z.boolean().default(true).describe('per-(db, collection, command) and per-callsite statistics on `/commands`, `/stats` and `/metrics`, and the status page\'s command rate and latency'),
+    maxEntries: z.number().int().min(1).default(1000).describe('(db, collection, command) rows kept; further combinations share one row labelled `_other` (bounded series count)'),
+    maxCallsites: z.number().int().min(1).default(200).describe('(callsite, command) rows kept (a callsite comes from a command\'s `comment`, see [Operations](operations.md)); the rest share `_other`'),
   }).prefault({}),
   accessLog: z.strictObject({
-    /** JSON-lines access log of forwarded commands: a file path, `-` for stdout, null: off. */
-    path: z.string().min(1).nullable().default(null),
-    /** Fraction of commands logged. */
-    sampleRate: z.number().min(0).max(1).default(1),
-    /** Most lines per second; more are counted (mongoplex.access_log.lines{result=rate_limited}), not written. */
-    maxPerSecond: z.number().int().min(1).default(1000),
-    /** Lines waiting to be written may hold this many bytes; more are dropped and counted. */
-    bufferBytes: z.number().int().min(64 * 1024).default(8 * 1024 * 1024),
+    path: z.string().min(1).nullable().default(null).describe('JSON-lines access log of forwarded commands: a file (created `0640`), `-` for stdout; `null`: off'),
+    sampleRate: z.number().min(0).max(1).default(1).describe('fraction of commands logged'),
+    maxPerSecond: z.number().int().min(1).default(1000).describe('most lines per second; the rest are counted (`mongoplex.access_log.lines{result=rate_limited}`), not written'),
+    bufferBytes: z.number().int().min(64 * 1024).default(8 * 1024 * 1024).describe('lines waiting for the disk may hold this much; more are dropped and counted, never waited for'),
   }).prefault({}),
   capture: z.strictObject({
-    /** Start recording forwarded commands when mongoplex starts (else: POST /capture/start). */
-    enabled: z.boolean().default(false),
-    /** Directory for capture files; null: captures cannot start. */
-    dir: z.string().min(1).nullable().default(null),
-    /** Fraction of client connections recorded, whole connections at a time. */
-    sampleRate: z.number().min(0).max(1).default(1),
-    /** Only these namespaces (`db`, `db.*`, `db.collection`); empty: all. */
-    namespaces: z.array(z.string().min(1)).default([]),
-    /** Replace values in filters and documents with type-preserving placeholders. */
-    redact: z.boolean().default(false),
-    compression: z.enum(['zstd', 'none']).default('zstd'),
-    /** Start a new file past this size. */
-    maxFileBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
-    /** Stop the capture once its files hold this much. */
-    maxTotalBytes: z.number().int().min(64 * 1024).default(1024 * 1024 * 1024),
-    /** Stop the capture after this long (0: no limit). */
-    maxDurationMs: ms.default(60 * 60_000),
-    /** Records waiting to be written may hold this many bytes; more are dropped and counted. */
-    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+    enabled: z.boolean().default(false).describe('start recording when mongoplex starts (otherwise `POST /capture/start`); needs `capture.dir`'),
+    dir: z.string().min(1).nullable().default(null).describe('directory for capture files (created if missing); `null`: captures cannot start'),
+    sampleRate: z.number().min(0).max(1).default(1).describe('fraction of client connections recorded — whole connections, so their order, cursors and transactions stay complete'),
+    namespaces: z.array(z.string().min(1)).default([]).describe('record only these (`db`, `db.*`, `db.collection`; comma-separated in the environment); empty: all. Commands naming no collection match on their database'),
+    redact: z.boolean().default(false).describe('replace values in filters, updates and documents with same-type placeholders (see [Traffic](traffic.md))'),
+    compression: z.enum(['zstd', 'none']).default('zstd').describe('`zstd` or `none`'),
+    maxFileBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024).describe('a new file is started past this size'),
+    maxTotalBytes: z.number().int().min(64 * 1024).default(1024 * 1024 * 1024).describe('the capture stops once its files hold this much'),
+    maxDurationMs: ms.default(60 * 60_000).describe('the capture stops after this long (`0`: no limit)'),
+    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('records waiting to be written may hold this much; more are dropped and counted, never waited for'),
   }).prefault({}),
   mirror: z.strictObject({
-    /** Shadow server (host:port) that a fraction of reads is copied to; null: no mirroring. */
-    target: hostPort.nullable().default(null),
-    /** Fraction of eligible reads (find, aggregate without $out/$merge, count, distinct; not in transactions) mirrored. */
-    fraction: z.number().min(0).max(1).default(1),
-    /** Only these namespaces (`db`, `db.*`, `db.collection`); empty: all. */
-    namespaces: z.array(z.string().min(1)).default([]),
-    /** Connections to the shadow server (reads in flight there). */
-    poolSize: z.number().int().min(1).max(64).default(2),
-    /** Reads waiting for the shadow; more are dropped and counted. */
-    maxQueue: z.number().int().min(1).default(1000),
-    /** Bytes those waiting reads may hold (request + primary reply). */
-    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
-    /** A shadow read not answered in this long is dropped and its connection closed. */
-    timeoutMs: z.number().int().min(1).default(2000),
+    target: hostPort.nullable().default(null).describe('shadow server (host:port) that reads are copied to; `null`: no mirroring'),
+    fraction: z.number().min(0).max(1).default(1).describe('fraction of eligible reads mirrored (find, count, distinct, aggregate without `$out`/`$merge`; never inside a transaction)'),
+    namespaces: z.array(z.string().min(1)).default([]).describe('mirror only these (`db`, `db.*`, `db.collection`); empty: all'),
+    poolSize: z.number().int().min(1).max(64).default(2).describe('connections to the shadow (reads in flight there)'),
+    maxQueue: z.number().int().min(1).default(1000).describe('reads waiting for the shadow; more are dropped and counted'),
+    queueBytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('bytes those waiting reads may hold (request + the primary\'s reply)'),
+    timeoutMs: z.number().int().min(1).default(2000).describe('a shadow read (connect included) not answered in this long is dropped and its connection closed; mirrored reads are then dropped at once for this long'),
   }).prefault({}),
   log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** Forwarded commands slower than this are logged at warn (rate-limited); 0: never. */
-    slowMs: ms.default(1000),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('`fatal` `error` `warn` `info` `debug` `trace` `silent`; JSON logs on stderr'),
+    slowMs: ms.default(1000).describe('forwarded commands slower than this are logged at `warn` with the access-log fields (at most 20 lines per 10 s); `0`: never'),
   }).prefault({}),
 });
 
@@ -337,7 +204,7 @@ const ENV_PREFIX = 'MONGOPLEX_';
 /** Set by the primary in each worker's environment: which worker it is (not a setting). */
 export const WORKER_INDEX_VARIABLE = 'MONGOPLEX_WORKER_INDEX';
 
-function envName(path: readonly string[]): string {
+export function envName(path: readonly string[]): string {
   return ENV_PREFIX + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
 }
 

@@ -3,7 +3,8 @@ import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ConfigError, environmentVariables, loadConfig, WORKER_INDEX_VARIABLE, type Config } from './config';
+import { ConfigError, loadConfig, WORKER_INDEX_VARIABLE, type Config } from './config';
+import { settingsReference } from './config-reference';
 import { planWorkers, workerConfig } from './workers/plan';
 import { runPrimary } from './workers/primary';
 import type { FromWorker, ToWorker } from './workers/supervisor';
@@ -20,7 +21,7 @@ const USAGE = `usage: mongoplex [--config FILE] [--print-env]
        mongoplex users add --help
 
   --config FILE   YAML or JSON configuration (default: $MONGOPLEX_CONFIG, else built-in defaults)
-  --print-env     list every MONGOPLEX_* environment setting and the config path it overrides`;
+  --print-env     list every MONGOPLEX_* environment setting, the config path it overrides and its default`;
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'envoy-config') {
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
     return;
   }
   if (args['print-env']) {
-    for (const [name, path] of environmentVariables()) console.log(`${name}\t${path.join('.')}`);
+    for (const r of settingsReference()) console.log(`${r.env}\t${r.setting}\t${JSON.stringify(r.default)}`);
     return;
   }
   let config;
