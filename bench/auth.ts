@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { completeLogin, speculativeLogin } from '../filter/auth/upstream-login';
+import { completeLogin, speculativeLogin } from '../filter/upstream/login';
 import { addUser } from '../filter/auth/users';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';

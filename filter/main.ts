@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, WORKER_INDEX_VARIABLE, type Config } from './config';
-import { settingsReference } from './config-reference';
+import { settingsReference } from './config/reference';
 import { planWorkers, workerConfig } from './workers/plan';
 import { runPrimary } from './workers/primary';
 import type { FromWorker, ToWorker } from './workers/supervisor';

@@ -14,94 +14,33 @@ import { MemoryReclaimer } from './session/memory-reclaimer';
 import { ClientSession } from './session/client-session';
 import { CommandHandler, type HandlerDeps } from './session/command-handler';
 import type { ClientTransport } from './session/transport';
-import { Counter, observeGauge, Metrics } from './telemetry/metrics';
+import { Metrics } from './telemetry/metrics';
 import { AddressMap } from './topology/address-map';
-import type { MemberType } from './topology/member';
 import { TopologyMonitor } from './topology/monitor';
 import { ReplicaSetPresentation, SingleAddressPresentation, type Presentation } from './topology/presentation';
 import { ServerSet } from './topology/server-set';
 import { ServerAddress } from './upstream/address';
 import { UpstreamAuthError, UpstreamConnection, type ConnectOptions } from './upstream/connection';
-import type { PoolStats } from './upstream/pool';
-import { Mirror, type MirrorStatus } from './traffic/mirror';
-import { Recorder, type CaptureStatus } from './traffic/recorder';
-import { CommandStats } from './telemetry/command-stats';
-import { CommandLog } from './telemetry/command-log';
+import { Mirror } from './traffic/mirror';
+import { Recorder } from './traffic/recorder';
+import { CommandStats } from './traffic/command-stats';
+import { CommandLog } from './traffic/command-log';
 import { PauseGate } from './session/pause-gate';
 import { ShutdownNotice } from './session/shutdown-notice';
-import { upstreamCredentials } from './auth/upstream-login';
+import { upstreamCredentials } from './upstream/login';
 import { upstreamTls } from './upstream/tls';
 import { loadUsers, type UserSource } from './auth/users';
 import { UpstreamUserQuery } from './auth/user-query';
 import { UserPools } from './auth/user-pools';
 import { ClientInfo } from './session/client-info';
-import { applyReload, type ReloadResult } from './admin/reload';
 import { History } from './admin/history';
-
-/** One member of the monitored deployment, as `/stats` shows it. */
-export interface MemberStats {
-  readonly member: string;
-  readonly type: MemberType;
-  readonly rttMs: number | undefined;
-  readonly error: string | undefined;
-  readonly proxyAddress: string | undefined;
-}
-
-/** One client connection as /clients shows it. */
-export interface ClientStatus {
-  readonly id: number;
-  readonly remote: string;
-  readonly appName: string | undefined;
-  readonly driver: string | undefined;
-  readonly connectedForMs: number;
-  readonly state: string;
-  /** Messages read and waiting behind the one being handled. */
-  readonly queued: number;
-  readonly command: string | undefined;
-  readonly commandForMs: number | undefined;
-  readonly forwarded: number;
-  /** Replset mode: the member proxy address the client dialled. */
-  readonly member: string | undefined;
-  readonly loadBalanced: boolean;
-  /** What ties this client to a server: a getLastError pin, and (load-balanced) open cursors and transactions. */
-  readonly pins: { lastError: boolean; cursors: number; transactions: number };
-}
-
-/** One pool as /pools and /stats show it; `user`: a passthrough user's own pool (`db.user`). */
-export type PoolListEntry = PoolStats & { maxPoolSize: number; oldestWaitMs: number; user?: string };
-
-/** What `/stats` serves: the engine's state now, and every counter since start. */
-export interface ProxyStats {
-  readonly clients: number;
-  readonly clientBufferedBytes: number;
-  /** Claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size). */
-  readonly clientClaimedBytes: number;
-  readonly pools: PoolListEntry[];
-  readonly cursorRoutes: number;
-  readonly transactionRoutes: number;
-  /** Pooled connections held for a getLastError (at most a quarter of each pool). */
-  readonly lastErrorPins: number;
-  /** The monitored servers (in single mode, the configured ones). */
-  readonly topology: MemberStats[];
-  /** The traffic capture (running or last). */
-  readonly capture: CaptureStatus;
-  /** Read mirroring, when a shadow is configured. */
-  readonly mirror: MirrorStatus | undefined;
-  /** PAUSE state: whether commands are held, how many wait. */
-  readonly pause: ReturnType<PauseGate['status']>;
-  /** Shutting down or drained: new clients are refused. */
-  readonly draining: boolean;
-  /** The busiest (db, collection, command) and callsite rows. */
-  readonly commandStats: ReturnType<CommandStats['top']>;
-  /** Counter name → attribute set (`k=v,…`) → value. */
-  readonly counters: Record<string, Record<string, number>>;
-}
+import { engineGauges, historySampler, type ClientEntry, type Inspectable } from './admin/views';
 
 /**
  * The proxy engine shared by every ingress: owns the upstream pools, the routing state and
  * the live client sessions. Ingresses hand it transports; it hands back sessions.
  */
-export class Proxy {
+export class Proxy implements Inspectable {
   readonly servers: ServerSet;
   readonly cursors: CursorRoutes;
   readonly router: Router;
@@ -119,7 +58,7 @@ export class Proxy {
   /** What /readyz answers. */
   readonly readiness: Readiness;
   /** Live client sessions, with what inspection shows about each. */
-  private readonly sessions = new Map<ClientSession, { readonly info: ClientInfo; readonly routes: ClientRoutes; readonly log: Logger }>();
+  private readonly sessions = new Map<ClientSession, ClientEntry & { readonly log: Logger }>();
   /** Child loggers made at start (a reload's log level reaches them too). */
   private readonly componentLogs: Logger[] = [];
   /** Client input held across all sessions (client.maxTotalBufferedBytes). */
@@ -153,9 +92,8 @@ export class Proxy {
   private readonly loginCheck: ConnectOptions | undefined;
   /** The last ten minutes, one sample a second (the status page). */
   readonly history = new History(600);
-  private lastSampleAt = Date.now();
   /** Unregisters this engine's gauges (stop). */
-  private readonly gauges: Array<() => void> = [];
+  private readonly gauges: Array<() => void>;
 
   constructor(readonly config: Config, readonly log: Logger) {
     const up = config.upstream;
@@ -249,35 +187,8 @@ export class Proxy {
     const reclaimer = new MemoryReclaimer(this.inputBudget, log);
     this.janitor.every('memory', (now) => reclaimer.sweep(now));
     this.janitor.every('readiness', (now) => this.readiness.sample(now));
-    this.janitor.every('history', (now) => this.sampleHistory(now));
-    const gauge = (...a: Parameters<typeof observeGauge>): void => void this.gauges.push(observeGauge(...a));
-    gauge('mongoplex.client.connections', 'Open client connections', () => [[this.sessions.size]]);
-    gauge('mongoplex.client.buffered_bytes', 'Bytes held for clients, not yet processed', () => [[this.bufferedBytes()]]);
-    gauge('mongoplex.client.claimed_bytes', 'Client input claimed against client.maxTotalBufferedBytes (messages arriving count at their declared size)', () => [[this.inputBudget.usedBytes]]);
-    gauge('mongoplex.paused_commands.waiting', 'Commands held by a pause now', () => [[this.gate.waiting]]);
-    gauge('mongoplex.cursor_routes', 'Cursor routes remembered', () => [[this.cursors.size]]);
-    gauge('mongoplex.transaction_routes', 'Transactions pinned to a server', () => [[this.transactions.size]]);
-    gauge('mongoplex.last_error_pins', 'Pooled connections held for a getLastError after an unacknowledged write', () => [[this.lastErrorPins.size]]);
-    gauge('mongoplex.pool.connections', 'Pooled upstream connections by state', () =>
-      this.servers.all().flatMap((p) => {
-        const s = p.stats();
-        return [
-          [s.idle, { server: s.address, state: 'idle' }],
-          [s.inUse, { server: s.address, state: 'in_use' }],
-          [s.connecting, { server: s.address, state: 'connecting' }],
-        ] as Array<[number, Record<string, string>]>;
-      }));
-    if (this.sessionOwners) {
-      const owners = this.sessionOwners;
-      gauge('mongoplex.auth.session_owners', 'Logical sessions whose owning user the proxy remembers (auth.maxSessions)', () => [[owners.size]]);
-    }
-    if (this.userPools) {
-      const userPools = this.userPools;
-      gauge('mongoplex.auth.passthrough.users', "Users with upstream pools of their own (auth.mode passthrough)", () => [[userPools.size]]);
-      gauge('mongoplex.auth.passthrough.connections', "Upstream connections of all users' pools, against auth.passthrough.maxConnections", () => [[userPools.budget.inUse]]);
-    }
-    gauge('mongoplex.pool.waiting', 'Requests waiting for a pooled connection', () =>
-      this.servers.all().map((p) => [p.stats().waiting, { server: p.address.toString() }]));
+    this.janitor.every('history', historySampler(this, this.history));
+    this.gauges = engineGauges(this);
   }
 
   start(): void {
@@ -289,6 +200,11 @@ export class Proxy {
 
   get clientCount(): number {
     return this.sessions.size;
+  }
+
+  /** The live sessions, with what inspection shows about each (admin/views). */
+  clients(): Iterable<[ClientSession, ClientEntry]> {
+    return this.sessions.entries();
   }
 
   /**
@@ -403,86 +319,10 @@ export class Proxy {
     while (this.sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
   }
 
-  private sampleHistory(now: number): void {
-    const pools = this.poolList(now);
-    const window = this.commandStats.window.take();
-    const seconds = Math.max(0.001, (now - this.lastSampleAt) / 1000);
-    this.lastSampleAt = now;
-    this.history.add({
-      t: now, clients: this.sessions.size,
-      upstream: pools.reduce((n, p) => n + p.total, 0), inUse: pools.reduce((n, p) => n + p.inUse, 0), maxPool: pools.reduce((n, p) => n + p.maxPoolSize, 0),
-      waiting: pools.reduce((n, p) => n + p.waiting, 0), oldestWaitMs: pools.reduce((n, p) => Math.max(n, p.oldestWaitMs), 0),
-      commandsPerSecond: Math.round(window.count / seconds), p50Ms: window.p50Ms, p99Ms: window.p99Ms,
-    });
-  }
-
-  private bufferedBytes(): number {
-    let n = 0;
-    for (const s of this.sessions.keys()) n += s.bufferedBytes;
-    return n;
-  }
-
   private closeIdleClients(now: number): void {
     const idle = this.config.client.idleTimeoutMs;
     if (idle <= 0) return;
     for (const s of this.sessions.keys()) if (now - s.lastActivityAt > idle) s.close('idle_timeout');
-  }
-
-  stats(): ProxyStats {
-    return {
-      clients: this.sessions.size,
-      clientBufferedBytes: this.bufferedBytes(),
-      clientClaimedBytes: this.inputBudget.usedBytes,
-      pools: this.poolList(),
-      cursorRoutes: this.cursors.size,
-      transactionRoutes: this.transactions.size,
-      lastErrorPins: this.lastErrorPins.size,
-      topology: this.serverList(),
-      pause: this.gate.status(),
-      draining: this.drainingNow,
-      commandStats: this.commandStats.top(10),
-      capture: this.recorder.status(),
-      mirror: this.config.mirror.target ? this.mirror.status() : undefined,
-      counters: Object.fromEntries(Object.values(Metrics).filter((m) => m instanceof Counter).map((m) => [m.name, m.snapshot()])),
-    };
-  }
-
-  /** The monitored servers (/servers): type, round trip, last error, the proxy address clients dial for it. */
-  serverList(): MemberStats[] {
-    return this.monitor.members().map((m) => ({ member: m.address.toString(), type: m.type, rttMs: m.rttMs, error: m.error, proxyAddress: this.addresses?.proxyAddressOf(m.address.toString()) }));
-  }
-
-  /** The pools (/pools): per server (and passthrough user), connections by state, waiters and the oldest wait. */
-  poolList(now = Date.now()): PoolListEntry[] {
-    const shared = this.servers.all().map((p) => ({ ...p.stats(), maxPoolSize: p.maxSize, oldestWaitMs: p.oldestWaitMs(now) }));
-    const users = this.userPools?.stats(now).map((u) => ({ ...u.pool, maxPoolSize: u.maxPoolSize, oldestWaitMs: u.oldestWaitMs, user: u.user })) ?? [];
-    return [...shared, ...users];
-  }
-
-  /** The client connections (/clients), longest connected first, at most `limit`. */
-  clientList(limit: number, now = Date.now()): { total: number; clients: ClientStatus[] } {
-    const clients: ClientStatus[] = [];
-    for (const [session, { info, routes }] of this.sessions) {
-      if (clients.length >= limit) break;
-      const lb = routes.loadBalanced;
-      clients.push({
-        id: info.id, remote: info.remote, appName: info.appName, driver: info.driver,
-        connectedForMs: now - info.connectedAt, state: session.currentState, queued: session.queued,
-        command: info.command, commandForMs: info.command === undefined ? undefined : now - info.commandSince, forwarded: info.forwarded,
-        member: routes.member?.toString(), loadBalanced: lb !== undefined,
-        pins: { lastError: routes.lastError.pinned, cursors: lb?.openCursors ?? 0, transactions: lb?.openTransactions ?? 0 },
-      });
-    }
-    return { total: this.sessions.size, clients };
-  }
-
-  /**
-   * Applies a re-read configuration: what can change live changes now (pool sizes and
-   * timeouts, the server list in single mode, client limits, log level…); the result lists
-   * what needs a restart to take effect.
-   */
-  reload(next: Config): ReloadResult {
-    return applyReload(this, next);
   }
 
   setLogLevel(level: string): void {

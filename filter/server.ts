@@ -7,7 +7,7 @@ import { ExtProcIngress } from './ingress/ext-proc';
 import { MemberListeners } from './ingress/member-listeners';
 import { AdminServer } from './admin/http';
 import { prometheusMetrics } from './telemetry/sdk';
-import type { ReloadResult } from './admin/reload';
+import { applyReload, type ReloadResult } from './admin/reload';
 import { ConfigError, listenerAuthModes } from './config';
 import { refuseUnprotectedListeners } from './ingress/exposure';
 import { ReloadingTlsFiles } from './ingress/tls-files';
@@ -67,7 +67,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   const reload = (): ReloadResult => {
     try {
       if (!options.reloadConfig) throw new ConfigError('mongoplex was started without a configuration source to re-read');
-      return proxy.reload(options.reloadConfig());
+      return applyReload(proxy, options.reloadConfig());
     } catch (err) {
       Metrics.reloads.add(1, { result: 'failed' });
       throw err;

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { configurationPage } from '../filter/config-reference';
+import { configurationPage } from '../filter/config/reference';
 
 /** `npm run docs`: regenerates docs/configuration.md from the configuration schema. */
 const target = path.resolve(__dirname, '..', '..', 'docs', 'configuration.md');

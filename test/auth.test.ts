@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Binary, Long, MongoClient, MongoServerError, UUID, type Document } from 'mongodb';
-import { ScramClient } from '../filter/auth/scram';
+import { ScramClient } from '../filter/wire/scram';
 import { addUser } from '../filter/auth/users';
 import { ConfigError, loadConfig } from '../filter/config';
 import { startEnvoyFront, type EnvoyFront } from '../scripts/envoy';

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, environmentVariables, loadConfig } from '../filter/config';
-import { configurationPage, settingsReference } from '../filter/config-reference';
+import { configurationPage, settingsReference } from '../filter/config/reference';
 
 const MAIN = path.resolve(__dirname, '..', 'filter', 'main.js');
 

@@ -7,6 +7,7 @@ import { encodeOpMsg } from '../filter/wire/opmsg';
 import { Metrics } from '../filter/telemetry/metrics';
 import { waitFor } from '../scripts/ports';
 import { useFerretDB } from './support/setup';
+import { proxyStats } from '../filter/admin/views';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -35,12 +36,12 @@ describe('process-wide client input budget and the per-message read deadline', (
       assert.match(r!.errmsg, /would overrun the 4194304 bytes all clients may have buffered \(client\.maxTotalBufferedBytes\)/);
     }
     assert.equal(Metrics.clientProtocolErrors.value({ reason: 'memory_budget' }), refusedBefore + 3);
-    assert.ok(proxy.proxy.stats().clientClaimedBytes <= 4 * MB);
+    assert.ok(proxyStats(proxy.proxy).clientClaimedBytes <= 4 * MB);
     const bystander = await RawClient.connect(proxy.port);
     assert.equal((await bystander.command({ ping: 1, $db: 'admin' })).ok, 1, 'a small request still fits');
     bystander.destroy();
     for (const f of flooders) f.destroy();
-    await waitFor('the claims to be released', async () => (proxy.proxy.stats().clientClaimedBytes === 0 ? true : undefined), 3000);
+    await waitFor('the claims to be released', async () => (proxyStats(proxy.proxy).clientClaimedBytes === 0 ? true : undefined), 3000);
   });
 
   it('a sender that trickles a message is closed after client.readTimeoutMs with a NetworkTimeout reply', async () => {

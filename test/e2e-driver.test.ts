@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { MongoClient, MongoServerError } from 'mongodb';
 import { Metrics } from '../filter/telemetry/metrics';
 import { useFerretDB, useProxiedDriver } from './support/setup';
+import { proxyStats } from '../filter/admin/views';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -100,7 +101,7 @@ describe('official driver through mongoplex (TCP ingress, FerretDB upstream)', (
         return docs.map((d) => d._id as unknown as number);
       })));
       for (const ids of results) assert.deepEqual(ids, Array.from({ length: 300 }, (_, i) => i));
-      const stats = stack.proxy.proxy.stats();
+      const stats = proxyStats(stack.proxy.proxy);
       assert.ok(stats.pools[0]!.total <= 4, `pool stayed within maxPoolSize 4 (was ${stats.pools[0]!.total})`);
       assert.equal(stack.proxy.proxy.cursors.size, 0, 'exhausted cursors leave no routes behind');
       // 40 cursors of 300 documents in batches of 7: 42 getMores each, all found by their route.

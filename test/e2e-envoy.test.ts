@@ -9,6 +9,7 @@ import { concurrentCursors, crudRoundTrip, manyClientConnections } from './suppo
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { RawClient } from './support/raw-client';
 import { FerretDB } from '../scripts/ferretdb';
+import { proxyStats } from '../filter/admin/views';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
@@ -103,7 +104,7 @@ describe('mongoplex upstream through an Envoy egress listener (PROXY protocol v2
     await crudRoundTrip(proxy.uri, 'egress_crud');
     await concurrentCursors(proxy.uri, 'egress_cursors', 10);
     const envoyMade = await egress.envoy.stat('cluster.mongodb_members.upstream_cx_total');
-    const pool = proxy.proxy.stats().pools[0]!;
+    const pool = proxyStats(proxy.proxy).pools[0]!;
     assert.ok(envoyMade >= 1 && envoyMade <= 4 + MONITOR_CONNECTIONS, `Envoy opened ${envoyMade} member connections`);
     assert.equal((await db.connections()).open, pool.total + MONITOR_CONNECTIONS, 'FerretDB holds exactly the pooled connections and the heartbeat, all via Envoy');
     assert.equal(await egress.envoy.stat('cluster.mongodb_members.upstream_cx_active'), pool.total + MONITOR_CONNECTIONS);

@@ -8,13 +8,14 @@ import { useFaultRelay } from './support/fault-relay';
 import { waitFor } from '../scripts/ports';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
 import { Metrics } from '../filter/telemetry/metrics';
+import { proxyStats } from '../filter/admin/views';
 
 /** One FerretDB for every suite in this file. */
 const db = useFerretDB();
 
 type Running = Awaited<ReturnType<typeof startMongoplex>>;
 type PoolStats = { total: number; idle: number; holdingCursors: number; waiting: number };
-const poolOf = (p: Running): PoolStats => p.proxy.stats().pools[0]!;
+const poolOf = (p: Running): PoolStats => proxyStats(p.proxy).pools[0]!;
 
 describe('pool limits end in clear Mongo errors', () => {
   const fault = useFaultRelay(() => db);

@@ -15,6 +15,7 @@ import { startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { parsePrometheus, sampleValue } from './support/prometheus';
 import { RawClient } from './support/raw-client';
 import { MONITOR_CONNECTIONS, useFerretDB } from './support/setup';
+import { proxyStats } from '../filter/admin/views';
 
 const db = useFerretDB();
 
@@ -312,7 +313,7 @@ describe('reload', () => {
       while (!stop) await c.command({ find: 'r', filter: { i }, $db: 'reload' }).catch(() => undefined);
     });
     const open = async (): Promise<number> => (await own.connections()).open;
-    await waitFor('pool of 2 in use', async () => (server.proxy.stats().pools[0]!.total === 2 ? true : undefined));
+    await waitFor('pool of 2 in use', async () => (proxyStats(server.proxy).pools[0]!.total === 2 ? true : undefined));
     assert.ok((await open()) <= 2 + MONITOR_CONNECTIONS);
 
     write(6);
@@ -325,7 +326,7 @@ describe('reload', () => {
     write(1);
     assert.equal((await admin(server).post('/reload')).status, 200);
     await waitFor('FerretDB sees the pool shrink to 1', async () => ((await open()) <= 1 + MONITOR_CONNECTIONS ? true : undefined));
-    assert.equal(server.proxy.stats().pools[0]!.total, 1);
+    assert.equal(proxyStats(server.proxy).pools[0]!.total, 1);
     stop = true;
     await Promise.all(loops);
     for (const c of clients) c.destroy();

@@ -6,6 +6,7 @@ import { waitFor } from '../scripts/ports';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { FaultRelay } from './support/fault-relay';
 import { RawClient } from './support/raw-client';
+import { proxyStats } from '../filter/admin/views';
 
 interface Readyz {
   status: number;
@@ -104,7 +105,7 @@ describe('readiness under pool saturation', () => {
     assert.equal((await a!.command({ ping: 1, $db: 'admin' })).ok, 1); // the one pooled connection exists
     relay.hold(); // the server stops answering: the connection stays busy
     const slow = a!.command({ ping: 1, $db: 'admin' });
-    await waitFor('the only connection to be busy', async () => (proxy.proxy.stats().pools[0]!.idle === 0 ? true : undefined));
+    await waitFor('the only connection to be busy', async () => (proxyStats(proxy.proxy).pools[0]!.idle === 0 ? true : undefined));
     const queued = b!.command({ ping: 1, $db: 'admin' });
     const jammed = await readyzBecomes(proxy, 503, 5000);
     assert.ok(jammed.afterMs < 3000, `unready after ${jammed.afterMs} ms`);

@@ -8,7 +8,7 @@ import { waitFor } from '../scripts/ports';
 import { startMongoplex, type TestMongoplex } from './support/mongoplex';
 import { RawClient } from './support/raw-client';
 import { useFerretDB } from './support/setup';
-import type { ProxyStats } from '../filter/proxy';
+import type { ProxyStats } from '../filter/admin/views';
 
 const db = useFerretDB();
 

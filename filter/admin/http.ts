@@ -6,8 +6,9 @@ import { z } from 'zod';
 import { CaptureStartSchema, ConfigError } from '../config';
 import type { Proxy } from '../proxy';
 import { CaptureError } from '../traffic/recorder';
-import { SORT_KEYS, type SortKey } from '../telemetry/command-stats';
+import { SORT_KEYS, type SortKey } from '../traffic/command-stats';
 import type { ReloadResult } from './reload';
+import { clientList, poolList, proxyStats, serverList } from './views';
 import { STATUS_PAGE } from './status-page';
 
 /** Control requests carry small JSON bodies. */
@@ -76,15 +77,15 @@ export class AdminServer {
         return send(report.ready ? 200 : 503, report);
       }
       case '/stats':
-        return send(200, this.proxy.stats());
+        return send(200, proxyStats(this.proxy));
       case '/stats/history':
         return send(200, { samples: this.proxy.history.since(Number(url.searchParams.get('since') ?? 0) || 0) });
       case '/clients':
-        return send(200, this.proxy.clientList(limit));
+        return send(200, clientList(this.proxy, limit));
       case '/pools':
-        return send(200, { pools: this.proxy.poolList() });
+        return send(200, { pools: poolList(this.proxy) });
       case '/servers':
-        return send(200, { servers: this.proxy.serverList() });
+        return send(200, { servers: serverList(this.proxy) });
       case '/cursors':
         return send(200, { total: this.proxy.cursors.size, cursors: this.proxy.cursors.list(limit) });
       case '/transactions':

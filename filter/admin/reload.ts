@@ -1,5 +1,6 @@
 import { SECRET_SETTINGS, type Config } from '../config';
-import type { Proxy } from '../proxy';
+import type { TopologyMonitor } from '../topology/monitor';
+import type { ServerSet } from '../topology/server-set';
 import { Metrics } from '../telemetry/metrics';
 import { ServerAddress } from '../upstream/address';
 import type { PoolOptions } from '../upstream/pool';
@@ -65,12 +66,20 @@ function shown(c: SettingChange): SettingChange {
   return SECRET_SETTINGS.has(c.setting) ? { setting: c.setting, from: c.from === null ? null : '(set)', to: c.to === null ? null : '(set)' } : c;
 }
 
+/** What a reload changes in the running engine (the Proxy is one). */
+export interface Reloadable {
+  readonly config: Config;
+  readonly servers: Pick<ServerSet, 'reconfigure' | 'setServers'>;
+  readonly monitor: Pick<TopologyMonitor, 'setServers'>;
+  setLogLevel(level: string): void;
+}
+
 /**
  * Applies the live-changeable part of `next` to the running proxy: its configuration object
  * is updated in place (sessions, forwarders, readiness and the admin endpoint read from it),
  * the pools are resized, the server list followed (single mode), the log level set.
  */
-export function applyReload(proxy: Proxy, next: Config): ReloadResult {
+export function applyReload(proxy: Reloadable, next: Config): ReloadResult {
   const running = proxy.config;
   const single = running.topology.mode === 'single';
   const applied: SettingChange[] = [];

@@ -1,11 +1,15 @@
 import { Binary, type Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
-import { connectionStatusReply } from '../session/connection-scoped';
 import { ErrorCode, errorDocument } from '../wire/errors';
-import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism, type ScramVerified } from './scram';
+import { clientFirstUser, isScramMechanism, SCRAM_MECHANISMS, ScramError, ScramServer, type ScramMechanism, type ScramVerified } from '../wire/scram';
 import type { PassthroughLogin } from './user-pools';
 import type { UserSource } from './users';
+
+/** connectionStatus as mongod answers it, for the user the connection logged in as (none: not logged in). */
+export function connectionStatusReply(user?: { readonly user: string; readonly db: string }): Document {
+  return { authInfo: { authenticatedUsers: user ? [{ user: user.user, db: user.db }] : [], authenticatedUserRoles: [] }, ok: 1 };
+}
 
 /** Commands the proxy answers itself in auth.mode proxy and passthrough (lower case). */
 export const AUTH_COMMANDS: ReadonlySet<string> = new Set(['saslstart', 'saslcontinue', 'logout', 'connectionstatus', 'authenticate', 'getnonce']);

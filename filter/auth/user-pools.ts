@@ -4,7 +4,7 @@ import type { ServerSet } from '../topology/server-set';
 import { ConnectionBudget } from '../upstream/connection-budget';
 import { UpstreamAuthError } from '../upstream/connection';
 import type { PoolStats } from '../upstream/pool';
-import type { ScramMechanism, ScramSecret } from './scram';
+import type { ScramMechanism, ScramSecret } from '../wire/scram';
 import { userKey } from './users';
 
 /** A client's login, as passthrough needs it: the user and the ClientKey recovered from its proof. */

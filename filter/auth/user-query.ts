@@ -1,7 +1,7 @@
 import type { Document } from 'bson';
 import type { Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
-import type { ScramMechanism, ScramSecret } from './scram';
+import type { ScramMechanism, ScramSecret } from '../wire/scram';
 import { indexUsers, userKey, UsersInfoReplySchema, type UserSecrets, type UserSource } from './users';
 
 /** Runs one command on the upstream as mongoplex's service identity. */

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isScramMechanism, SCRAM_MECHANISMS, type ScramMechanism } from './scram';
+import { isScramMechanism, SCRAM_MECHANISMS, type ScramMechanism } from '../wire/scram';
 import { addUser } from './users';
 
 export const USERS_USAGE = `usage: mongoplex users add --file USERS.json --user NAME [--db admin] [--mechanisms SCRAM-SHA-256,SCRAM-SHA-1]

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config';
 import type { Logger } from '../log';
 import { Metrics } from '../telemetry/metrics';
-import { deriveSecret, MIN_ITERATIONS, SCRAM_MECHANISMS, type ScramMechanism, type ScramSecret } from './scram';
+import { deriveSecret, MIN_ITERATIONS, SCRAM_MECHANISMS, type ScramMechanism, type ScramSecret } from '../wire/scram';
 
 /**
  * The users file (auth.usersFile): each user's SCRAM secrets, never a password. The layout is

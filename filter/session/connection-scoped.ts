@@ -1,4 +1,5 @@
 import type { Document } from 'bson';
+import { connectionStatusReply } from '../auth/client-auth';
 import { ErrorCode, type KnownError } from '../wire/errors';
 
 /**
@@ -10,10 +11,6 @@ export type ConnectionScoped =
   | { readonly kind: 'answer'; readonly reply: (client: { remote: string }) => Document }
   | { readonly kind: 'refuse'; readonly error: KnownError; readonly message: string };
 
-/** connectionStatus as mongod answers it, for the user the connection logged in as (none: not logged in). */
-export function connectionStatusReply(user?: { readonly user: string; readonly db: string }): Document {
-  return { authInfo: { authenticatedUsers: user ? [{ user: user.user, db: user.db }] : [], authenticatedUserRoles: [] }, ok: 1 };
-}
 
 const AUTH_REFUSAL = 'mongoplex runs with auth.mode none: clients do not log in (they share its upstream identity); connect without credentials, or set auth.mode proxy with an auth.usersFile';
 

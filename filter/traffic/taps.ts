@@ -1,11 +1,17 @@
 import type { Document } from 'bson';
-import type { ClientInfo } from '../session/client-info';
 import type { WireMessage } from '../wire/header';
 import type { CommandInfo, ReplyInfo } from '../wire/peek';
 
+/** Who sent a forwarded command, as the taps record it (the session's ClientInfo is one). */
+export interface TappedClient {
+  readonly id: number;
+  readonly remote: string;
+  readonly appName: string | undefined;
+}
+
 /** One forwarded OP_MSG command and its outcome, as the traffic taps (capture, mirror) see it. */
 export interface ForwardedCommand {
-  readonly client: ClientInfo;
+  readonly client: TappedClient;
   /** When forwarding began (`performance.now()`). */
   readonly startedAt: number;
   /** The request as the client sent it (after OP_COMPRESSED was unwrapped). */

@@ -12,8 +12,8 @@ import { compressMessage, decompressMessage, type CompressorName } from '../wire
 import { MAX_MESSAGE_SIZE_BYTES } from '../wire/limits';
 import type { ServerAddress } from './address';
 import { describeServer, type ServerDescription } from './server-description';
-import { completeLogin, LoginError, speculativeLogin, type UpstreamCredentials } from '../auth/upstream-login';
-import { ScramError } from '../auth/scram';
+import { completeLogin, LoginError, speculativeLogin, type UpstreamCredentials } from './login';
+import { ScramError } from '../wire/scram';
 import { tlsConnectOptions, type UpstreamTls } from './tls';
 
 /** The upstream connection failed; the request may or may not have reached the server. */

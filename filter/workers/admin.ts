@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE } from '../admin/status-page';
 import { adminRequest, browserRefusal, closeHttp, listenHttp, readBody, rowLimit } from '../admin/http';
-import type { SortKey } from '../telemetry/command-stats';
+import type { SortKey } from '../traffic/command-stats';
 import { mergeCommandRows, mergeHistory, mergeJson, mergePrometheus, mergeReadiness, type Json } from './merge';
 import type { WorkerState } from './supervisor';
 

@@ -7,7 +7,7 @@
  * listed per worker.
  */
 
-import { ROW_MEASURE, type CommandStatsRow, type SortKey } from '../telemetry/command-stats';
+import { ROW_MEASURE, type CommandStatsRow, type SortKey } from '../traffic/command-stats';
 
 /** Values that are settings, alike in every worker: shown once, not added. */
 const SAME: ReadonlySet<string> = new Set(['fraction', 'queueBytes', 'settings', 'timeoutMs', 'target']);

@@ -1,7 +1,7 @@
 import { metrics, type Attributes, type ObservableResult } from '@opentelemetry/api';
-import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
+import { collectionOf, type ForwardedCommand, type TrafficTap } from './taps';
 import { batchSize } from '../wire/peek';
-import { LATENCY_BUCKETS_MS } from './metrics';
+import { LATENCY_BUCKETS_MS } from '../telemetry/metrics';
 
 /**
  * Command latencies since the last look, in the histogram buckets (for the status page's

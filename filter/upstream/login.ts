@@ -1,6 +1,6 @@
 import { Binary, type Document } from 'bson';
 import { ConfigError, readSettingFile, type Config } from '../config';
-import { ScramClient, type ScramClientSecret, type ScramMechanism } from './scram';
+import { ScramClient, type ScramClientSecret, type ScramMechanism } from '../wire/scram';
 
 /**
  * The identity an upstream connection logs in as: mongoplex's own (upstream.auth, with a

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigSchema, envName } from './config';
+import { ConfigSchema, envName } from './index';
 
 /**
  * The configuration reference, from the schema alone: each setting's description, default and
@@ -94,7 +94,7 @@ export function settingsReference(): SettingReference[] {
 const PAGE_HEAD = `# Configuration
 
 Every setting: its environment variable, default, the values it accepts, and what it does.
-Generated from the configuration schema (\`filter/config.ts\`) by \`npm run docs\`: edit the
+Generated from the configuration schema (\`filter/config/\`, one file per area) by \`npm run docs\`: edit the
 schema's \`.describe()\` texts, not this page.
 
 One YAML or JSON file (\`mongoplex --config FILE\`, or \`MONGOPLEX_CONFIG=FILE\`), validated at

@@ -1,7 +1,7 @@
 import SonicBoom from 'sonic-boom';
 import { LogLimiter, type Logger } from '../log';
-import { collectionOf, type ForwardedCommand, type TrafficTap } from '../traffic/taps';
-import { Metrics } from './metrics';
+import { collectionOf, type ForwardedCommand, type TrafficTap } from './taps';
+import { Metrics } from '../telemetry/metrics';
 import { NONE } from './command-stats';
 
 export interface CommandLogSettings {
