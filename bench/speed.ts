@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +33,13 @@ import { runRounds, type ModeResult } from './rounds';
  *   operation, by call (strace slows the processes; its CPU figures are not comparable).
  * - `--workers 1,2`: each mongoplex mode once per worker count (`mongoplex-tcp-2-workers`; its
  *   CPU counts the primary and every worker); the summary adds ops/s against 1 worker.
+ * - Every mongoplex mode runs with node's `--trace-gc-nvp`: the JS heap bytes it allocated per
+ *   operation during the load (`mongoplexHeapBytesPerOp`, the sum of each collection's
+ *   `allocated=`), the allocation budget's figure.
+ * - `--budget`: the modes the speed targets name, each mongoplex mode also with capture, mirror
+ *   and access log on (`-with-taps`: their cost shown, not budgeted), idle clients at 1,000 by
+ *   default; then one line per target with its value, its limit and PASS or FAIL (ops/s against
+ *   direct: against bench/speed-baseline.json, the figures before the hot-path work).
  *
  * Rounds alternate the order of modes; figures are their means. Prints one JSON line per mode,
  * then one `summary` line with the ratios the speed targets are stated in.
@@ -42,6 +49,8 @@ const MODES = ['direct', 'envoy-tcp-proxy', 'node-relay', 'mongoplex-tcp', 'mong
 type Mode = (typeof MODES)[number];
 
 interface SpeedResult extends ModeResult {
+  /** JS heap bytes mongoplex allocated per operation during the load (node --trace-gc-nvp). */
+  mongoplexHeapBytesPerOp: number;
   envoyCpuUsPerOp: number;
   mongoplexKernelShare: number;
   envoyKernelShare: number;
@@ -69,6 +78,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
       rounds: { type: 'string', default: '2' },
       workers: { type: 'string', default: '1' },
       profile: { type: 'boolean', default: false },
+      budget: { type: 'boolean', default: false },
       syscalls: { type: 'boolean', default: false },
       out: { type: 'string', default: path.resolve(__dirname, '..', '..', '.cache', 'bench', 'profiles') },
     },
@@ -76,31 +86,48 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   const clients = Number(values.clients);
   const o: Options = { clients, busy: clients, seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: 'ping' };
   if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --idle 1000,5000 --rounds R --profile');
-  const idleCounts = values.idle === '' ? [] : values.idle.split(',').map(Number);
+  const idleArg = values.budget && !argv.some((a) => a.startsWith('--idle')) ? '1000' : values.idle;
+  const idleCounts = idleArg === '' ? [] : idleArg.split(',').map(Number);
   const workerCounts = values.workers.split(',').map(Number);
   if (!workerCounts.every((w) => Number.isInteger(w) && w >= 1)) throw new Error('--workers: a list of worker counts, e.g. 1,2');
   // Each mongoplex mode once per worker count (`mongoplex-tcp-2-workers`); 1 keeps the plain name.
-  const runs = parseModes(values.modes, MODES).flatMap((m) => (m.startsWith('mongoplex') ? workerCounts.map((w) => (w === 1 ? m : `${m}-${w}-workers`)) : [m]));
+  const modes = values.budget && !argv.some((a) => a.startsWith('--modes')) ? BUDGET_MODES.join(',') : values.modes;
+  const runs = parseModes(modes, MODES)
+    .flatMap((m) => (m.startsWith('mongoplex') ? workerCounts.map((w) => (w === 1 ? m : `${m}-${w}-workers`)) : [m]))
+    .flatMap((r) => (values.budget && r.startsWith('mongoplex') ? [r, `${r}${WITH_TAPS}`] : [r]));
   const db = await FerretDB.start();
   const profiles = values.profile ? path.join(values.out, new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
   try {
     const results = await runRounds(runs, Number(values.rounds), (run, round) => runSpeedMode(run, round, o, db, round === 0 && !profiles ? idleCounts : [], profiles, values.syscalls));
     for (const r of results) console.log(JSON.stringify(r));
-    console.log(JSON.stringify(summary(results, idleCounts)));
+    const sum = summary(results, idleCounts);
+    console.log(JSON.stringify(sum));
+    if (values.budget) for (const line of budgetLines(results, sum, idleCounts)) console.log(JSON.stringify(line));
     if (profiles) for (const run of runs) if (run.startsWith('mongoplex')) console.log(JSON.stringify({ profile: run, ...summariseProfiles(path.join(profiles, run)) }));
   } finally {
     await db.stop();
   }
 }
 
-/** A run's mode and mongoplex worker count, from its name (`mongoplex-ext-proc-2-workers`). */
-function parseRun(run: string): { mode: Mode; workers: number } {
-  const m = /^(.*)-(\d+)-workers$/.exec(run);
-  return m ? { mode: m[1] as Mode, workers: Number(m[2]) } : { mode: run as Mode, workers: 1 };
+/** The modes the speed targets are stated in (`--budget`). */
+const BUDGET_MODES: readonly Mode[] = ['direct', 'envoy-tcp-proxy', 'mongoplex-tcp', 'mongoplex-ext-proc'];
+/** A mongoplex run with capture, mirror and access log on (`--budget`). */
+const WITH_TAPS = '-with-taps';
+
+/** A run's mode, mongoplex worker count and whether its taps are on, from its name (`mongoplex-ext-proc-2-workers-with-taps`). */
+function parseRun(run: string): { mode: Mode; workers: number; taps: boolean } {
+  const m = /^(.*?)(?:-(\d+)-workers)?(-with-taps)?$/.exec(run)!;
+  return { mode: m[1] as Mode, workers: m[2] ? Number(m[2]) : 1, taps: m[3] !== undefined };
+}
+
+/** Capture (every connection, to a scratch directory), mirroring (every read, to the same server) and the access log (to a scratch file) on. */
+function tapSettings(db: FerretDB): Record<string, string> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-speed-taps-'));
+  return { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: dir, MONGOPLEX_MIRROR_TARGET: db.address, MONGOPLEX_ACCESS_LOG_PATH: path.join(dir, 'access.log') };
 }
 
 async function startStack(run: string, db: FerretDB, o: Options, profileDir: string | undefined): Promise<Stack> {
-  const { mode, workers } = parseRun(run);
+  const { mode, workers, taps } = parseRun(run);
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -122,8 +149,8 @@ async function startStack(run: string, db: FerretDB, o: Options, profileDir: str
     const { proxy, port: tcp } = await MongoplexProcess.pooling(
       db.address,
       o.poolSize,
-      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_WORKERS: String(workers) },
-      profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_WORKERS: String(workers), ...(taps ? tapSettings(db) : {}) },
+      ['--trace-gc-nvp', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     );
     stops.push(() => proxy.stop());
     if (mode === 'mongoplex-tcp') return { port: tcp, mongoplex: proxy, stop };
@@ -149,10 +176,16 @@ async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB
     await runMode(run, stack.port, db, { ...o, seconds: 1 });
     const traced: Array<[string, number[]]> = syscalls ? [['mongoplex', mongoplexPids()], ['envoy', envoyPids()]] : [];
     const traces = traced.filter(([, p]) => p.length > 0).map(([name, p]) => [name, new SyscallCount(p)] as const);
+    let heapBytes = 0;
+    const stopCounting = stack.mongoplex?.onStdoutLine((line) => {
+      const a = /\ballocated=(\d+)/.exec(line);
+      if (a) heapBytes += Number(a[1]);
+    });
     const m0 = cpuTime(mongoplexPids());
     const e0 = cpuTime(envoyPids());
     const n0 = cpuTime(relayPids());
     const r = await runMode(run, stack.port, db, o, serverBefore);
+    stopCounting?.();
     const m = cpuPerOp(m0, cpuTime(mongoplexPids()), r.ops);
     const e = cpuPerOp(e0, cpuTime(envoyPids()), r.ops);
     const n = cpuPerOp(n0, cpuTime(relayPids()), r.ops);
@@ -170,6 +203,7 @@ async function runSpeedMode(run: string, round: number, o: Options, db: FerretDB
       envoyKernelShare: e.kernelShare,
       nodeRelayCpuUsPerOp: n.usPerOp,
       nodeRelayKernelShare: n.kernelShare,
+      mongoplexHeapBytesPerOp: r.ops ? Math.round(heapBytes / r.ops) : 0,
       details: { idleKbPerClient: idle, ...(syscalls ? { syscallsPerOp: counted } : {}) },
     };
   } finally {
@@ -295,6 +329,47 @@ function summary(results: SpeedResult[], idleCounts: number[]): Record<string, u
   const idle = (run: string): Record<string, Record<number, number>> | undefined => ((find(run)?.details as Array<{ idleKbPerClient: Record<string, Record<number, number>> }> | undefined)?.[0]?.idleKbPerClient);
   if (most > 0) out[`idleKbPerClientAt${most}`] = Object.fromEntries(results.filter((r) => r !== direct).map((r) => [r.mode, idle(r.mode)?.total?.[most] ?? null]));
   return out;
+}
+
+/** What bench/speed-baseline.json holds: ops/s against direct before the hot-path work, per mode. */
+interface Baseline {
+  readonly measured: string;
+  readonly command: string;
+  readonly opsPerSecVsDirect: Record<string, number>;
+}
+
+/** One line per speed target: its value, its limit and whether it is met; then what the taps cost, shown. */
+function budgetLines(results: SpeedResult[], sum: Record<string, unknown>, idleCounts: number[]): Array<Record<string, unknown>> {
+  const baseline = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', 'bench', 'speed-baseline.json'), 'utf8')) as Baseline;
+  const find = (run: string): SpeedResult | undefined => results.find((r) => r.mode === run);
+  const most = Math.max(...idleCounts, 0);
+  const idleMongoplex = (run: string): number | null => {
+    const d = find(run)?.details as Array<{ idleKbPerClient?: Record<string, Record<number, number>> }> | undefined;
+    return d?.[0]?.idleKbPerClient?.mongoplex?.[most] ?? null;
+  };
+  const vsDirect = sum.opsPerSecVsDirect as Record<string, number | null>;
+  const check = (budget: string, value: number | null | undefined, limit: number, atMost: boolean): Record<string, unknown> => ({
+    budget, value: value ?? null, limit: `${atMost ? '≤' : '≥'} ${limit}`,
+    result: value === null || value === undefined ? 'NOT MEASURED' : (atMost ? value <= limit : value >= limit) ? 'PASS' : 'FAIL',
+  });
+  const lines = [
+    check('tcpVsEnvoyTcpProxyCpu', sum.tcpVsEnvoyTcpProxyCpu as number | null, 1.5, true),
+    check('extProcVsTcpMongoplexCpu', sum.extProcVsTcpMongoplexCpu as number | null, 1.3, true),
+    check(`idleKbPerClientInMongoplexAt${most}: mongoplex-tcp`, idleMongoplex('mongoplex-tcp'), 4, true),
+    check(`idleKbPerClientInMongoplexAt${most}: mongoplex-ext-proc`, idleMongoplex('mongoplex-ext-proc'), 8, true),
+    ...['mongoplex-tcp', 'mongoplex-ext-proc'].map((m) => check(`opsPerSecVsDirect: ${m} (baseline ${baseline.measured})`, vsDirect[m], baseline.opsPerSecVsDirect[m]!, false)),
+  ];
+  const costs = results.filter((r) => parseRun(r.mode).taps).map((r) => {
+    const plain = find(r.mode.slice(0, -WITH_TAPS.length));
+    return {
+      cost: `${r.mode}: capture + mirror + access log`,
+      cpuUsPerOp: { off: plain?.mongoplexCpuUsPerOp ?? null, on: r.mongoplexCpuUsPerOp },
+      heapBytesPerOp: { off: plain?.mongoplexHeapBytesPerOp ?? null, on: r.mongoplexHeapBytesPerOp },
+      opsPerSec: { off: plain?.opsPerSec ?? null, on: r.opsPerSec },
+    };
+  });
+  const heap = results.filter((r) => r.mode.startsWith('mongoplex')).map((r) => ({ allocation: r.mode, heapBytesPerOp: r.mongoplexHeapBytesPerOp }));
+  return [...lines, ...costs, ...heap];
 }
 
 interface ProfileNode {

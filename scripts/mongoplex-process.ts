@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { freePort } from './ports';
 import { firstJsonLine, terminate } from './process';
 
@@ -34,6 +35,13 @@ export class MongoplexProcess {
     const port = await freePort();
     const proxy = await MongoplexProcess.start({ MONGOPLEX_LISTEN_PORT: String(port), MONGOPLEX_UPSTREAM_SERVERS: upstream, MONGOPLEX_UPSTREAM_MAX_POOL_SIZE: String(poolSize), ...env }, [], nodeArgs);
     return { proxy, port };
+  }
+
+  /** Calls `listener` with each line mongoplex writes to stdout from now on (e.g. node's --trace-gc-nvp lines); returns what stops it. */
+  onStdoutLine(listener: (line: string) => void): () => void {
+    const lines = createInterface({ input: this.child.stdout! });
+    lines.on('line', listener);
+    return () => lines.close();
   }
 
   get pid(): number | undefined {
