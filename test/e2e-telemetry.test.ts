@@ -61,8 +61,8 @@ describe('OpenTelemetry export over OTLP (standard OTEL_* environment)', () => {
     assert.equal(span.name, 'find traced.orders');
   });
 
-  it('exports the proxy metrics too', async () => {
+  it('exports the proxy metrics too, the command latency histogram among them', async () => {
     await waitFor('mongoplex metrics at the OTLP receiver', async () =>
-      (receiver.metricNames.has('mongoplex.commands') && receiver.metricNames.has('mongoplex.pool.connections') ? true : undefined), 15_000);
+      (['mongoplex.commands', 'mongoplex.pool.connections', 'mongoplex.command.duration'].every((n) => receiver.metricNames.has(n)) ? true : undefined), 15_000);
   });
 });

@@ -305,7 +305,9 @@ export class CommandHandler {
 
   /** Whether a traffic tap (capture, mirror) is on and this request is one they watch (an OP_MSG command). */
   private tapsOn(req: RoutedRequest): req is RoutedRequest & { cmd: CommandInfo } {
-    return req.cmd !== undefined && req.opCode === OpCode.MSG && this.deps.taps.some((t) => t.active);
+    if (req.cmd === undefined || req.opCode !== OpCode.MSG) return false;
+    for (const t of this.deps.taps) if (t.active) return true;
+    return false;
   }
 
   /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on. */

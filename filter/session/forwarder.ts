@@ -1,8 +1,8 @@
 import type { Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import type { Route, RoutedRequest } from '../routing/router';
-import { attrs, Metrics } from '../telemetry/metrics';
-import { endSpanWithError, startCommandSpan } from '../telemetry/tracing';
+import { attrs, commandAttrs, Metrics } from '../telemetry/metrics';
+import { commandSpansOn, endSpanWithError, startCommandSpan } from '../telemetry/tracing';
 import type { UpstreamConnection } from '../upstream/connection';
 import { CheckoutError } from '../upstream/pool';
 import { isCompressible } from '../wire/compression';
@@ -62,14 +62,14 @@ export class Forwarder {
   async forward({ req, route, bytes }: ForwardRequest): Promise<ForwardOutcome> {
     const started = performance.now();
     const { cmd, name } = req;
-    const span = startCommandSpan({
+    const span = commandSpansOn() ? startCommandSpan({
       command: name,
       db: cmd?.db,
       collection: cmd?.collection ?? cmd?.cursorCollection,
       server: route.pool.address,
       route: route.reason,
       sessionId: this.sessionId,
-    });
+    }) : undefined;
     let conn: UpstreamConnection;
     try {
       conn = route.connection ?? await route.pool.checkOut(route.checkout);
@@ -109,8 +109,8 @@ export class Forwarder {
     }
     route.release(conn);
     Metrics.commands.add(1, forwardedAttrs(route.reason));
-    Metrics.commandDuration.record(performance.now() - started, { command: name });
-    span.end();
+    Metrics.commandDuration.record(performance.now() - started, commandAttrs(name));
+    span?.end();
     return reply ? { kind: 'reply', reply, conn } : { kind: 'no_reply' };
   }
 

@@ -1,4 +1,6 @@
-import { metrics, type Attributes, type Histogram as OtelHistogram } from '@opentelemetry/api';
+import { metrics, ValueType, type Attributes, type HrTime } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AggregationTemporality, DataPointType, type CollectionResult, type HistogramMetricData, type MetricProducer } from '@opentelemetry/sdk-metrics';
 
 /**
  * Every metric mongoplex exports, declared in one place. Each instrument reports through
@@ -72,12 +74,86 @@ export function attrs<T extends Attributes>(a: T): Readonly<T> {
 /** Bucket bounds for latencies in milliseconds: from a quarter millisecond to a minute. */
 export const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
 
+/** One attribute set's distribution. */
+interface HistogramSeries {
+  readonly attrs: Attributes;
+  readonly counts: number[];
+  sum: number;
+  count: number;
+  min: number;
+  max: number;
+}
+
+function hrNow(): HrTime {
+  const ms = Date.now();
+  return [Math.floor(ms / 1000), (ms % 1000) * 1e6];
+}
+
+/** Every histogram, for the one producer the metric readers collect them through. */
+const histograms: Histogram[] = [];
+
+/**
+ * An explicit-bucket histogram aggregated here (bucket counts, sum, min, max per attribute
+ * set: a map lookup and a few additions per value) and handed to the metric readers at
+ * collection time through `localHistograms`, so recording calls nothing in the SDK. Pass
+ * frozen attribute objects (see `attrs`, `commandAttrs`): their key is remembered.
+ */
 export class Histogram {
-  private otel: OtelHistogram | undefined;
-  constructor(readonly name: string, private readonly description: string, private readonly unit: string, private readonly buckets = LATENCY_BUCKETS_MS) {}
-  record(v: number, attrs?: Attributes): void {
-    (this.otel ??= meter().createHistogram(this.name, { description: this.description, unit: this.unit, advice: { explicitBucketBoundaries: this.buckets } })).record(v, attrs);
+  private readonly series = new Map<string, HistogramSeries>();
+  private readonly startTime = hrNow();
+  constructor(readonly name: string, private readonly description: string, private readonly unit: string, private readonly buckets = LATENCY_BUCKETS_MS) {
+    histograms.push(this);
   }
+
+  record(v: number, attrs?: Attributes): void {
+    const k = key(attrs);
+    let s = this.series.get(k);
+    if (!s) this.series.set(k, (s = { attrs: attrs ? { ...attrs } : {}, counts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0, min: Infinity, max: -Infinity }));
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && v > b[i]!) i++;
+    s.counts[i]!++;
+    s.sum += v;
+    s.count++;
+    if (v < s.min) s.min = v;
+    if (v > s.max) s.max = v;
+  }
+
+  /** Cumulative since start, as the SDK's own histogram aggregation reports it. */
+  data(endTime: HrTime): HistogramMetricData {
+    return {
+      descriptor: { name: this.name, description: this.description, unit: this.unit, valueType: ValueType.DOUBLE },
+      aggregationTemporality: AggregationTemporality.CUMULATIVE,
+      dataPointType: DataPointType.HISTOGRAM,
+      dataPoints: [...this.series.values()].map((s) => ({
+        startTime: this.startTime, endTime, attributes: s.attrs,
+        value: { buckets: { boundaries: [...this.buckets], counts: [...s.counts] }, sum: s.sum, count: s.count, min: s.min, max: s.max },
+      })),
+    };
+  }
+}
+
+/** The readers' source of the histograms (add it to every MetricReader's `metricProducers`). */
+export const localHistograms: MetricProducer = {
+  collect(): Promise<CollectionResult> {
+    const now = hrNow();
+    // The readers use their SDK's resource, not this one.
+    return Promise.resolve({ resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [{ scope: { name: 'mongoplex' }, metrics: histograms.map((h) => h.data(now)) }] }, errors: [] });
+  },
+};
+
+/** Command names given an attribute set of their own; later names share `_other` (clients choose names). */
+const MAX_COMMAND_NAMES = 500;
+const commandSets = new Map<string, Readonly<Attributes>>();
+const OTHER_COMMAND = attrs({ command: '_other' });
+
+/** `{command: name}`, one frozen object per command name (bounded), for per-command instruments on the hot path. */
+export function commandAttrs(name: string): Readonly<Attributes> {
+  let a = commandSets.get(name);
+  if (a) return a;
+  if (commandSets.size >= MAX_COMMAND_NAMES) return OTHER_COMMAND;
+  commandSets.set(name, (a = attrs({ command: name })));
+  return a;
 }
 
 /**

@@ -1,8 +1,10 @@
 import { metrics } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { ConsoleMetricExporter, MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { ConsoleMetricExporter, MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Logger } from '../log';
+import { localHistograms } from './metrics';
+import { enableCommandSpans } from './tracing';
 
 /**
  * The metric readers of this process. The Prometheus reader (served at the admin endpoint's
@@ -14,7 +16,7 @@ let prometheus: PrometheusExporter | undefined;
 
 function prometheusReader(): PrometheusExporter {
   // The admin endpoint serves it; the exporter's own HTTP server never starts.
-  return (prometheus ??= new PrometheusExporter({ preventServerStart: true }));
+  return (prometheus ??= new PrometheusExporter({ preventServerStart: true, metricProducers: [localHistograms] }));
 }
 
 /**
@@ -46,6 +48,8 @@ export async function startTelemetry(log: Logger, env: NodeJS.ProcessEnv = proce
   // `attributes` (a worker's identity) under what OTEL_RESOURCE_ATTRIBUTES says: the SDK's detected resource wins.
   const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'mongoplex', resource: resourceFromAttributes(attributes), instrumentations: [], metricReaders: [prometheusReader(), ...await exportReaders(log, env)] });
   sdk.start();
+  // The SDK exports spans (to OTLP by default) unless told not to (OTEL_TRACES_EXPORTER=none).
+  enableCommandSpans((env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').some((n) => n.trim() !== 'none' && n.trim() !== ''));
   log.info({ endpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT, protocol: env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf' }, 'OpenTelemetry export on');
   return () => sdk.shutdown();
 }
@@ -64,10 +68,22 @@ async function exportReaders(log: Logger, env: NodeJS.ProcessEnv): Promise<IMetr
   const utils = await import('@opentelemetry/sdk-node/build/src/utils');
   const readers: IMetricReader[] = [];
   for (const name of new Set(names)) {
-    if (name === 'otlp') readers.push(utils.getPeriodicExportingMetricReaderFromEnv(utils.getOtlpMetricExporterFromEnv()));
-    else if (name === 'console') readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter() }));
+    if (name === 'otlp') readers.push(periodicReader(utils.getOtlpMetricExporterFromEnv(), env));
+    else if (name === 'console') readers.push(periodicReader(new ConsoleMetricExporter(), env));
     else if (name === 'prometheus') log.info('OTEL_METRICS_EXPORTER=prometheus: served on the admin endpoint at /metrics (no separate port)');
     else log.warn({ exporter: name }, 'unsupported OTEL_METRICS_EXPORTER value ignored (supported: otlp, console, prometheus, none)');
   }
   return readers;
+}
+
+/**
+ * A reader that exports every OTEL_METRIC_EXPORT_INTERVAL ms (default 60 s) within
+ * OTEL_METRIC_EXPORT_TIMEOUT (default 30 s, at most the interval), as the SDK builds it from the
+ * environment, with mongoplex's own histograms added (`localHistograms`).
+ */
+function periodicReader(exporter: PushMetricExporter, env: NodeJS.ProcessEnv): PeriodicExportingMetricReader {
+  const ms = (v: string | undefined, d: number): number => (v !== undefined && v.trim() !== '' && Number(v) >= 0 ? Number(v) : d);
+  const exportIntervalMillis = ms(env.OTEL_METRIC_EXPORT_INTERVAL, 60_000);
+  const exportTimeoutMillis = Math.min(ms(env.OTEL_METRIC_EXPORT_TIMEOUT, 30_000), exportIntervalMillis);
+  return new PeriodicExportingMetricReader({ exporter, exportIntervalMillis, exportTimeoutMillis, metricProducers: [localHistograms] });
 }

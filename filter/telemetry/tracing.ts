@@ -2,6 +2,20 @@ import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 
 const tracer = trace.getTracer('mongoplex');
 
+/**
+ * Whether forwarded commands get spans: only once the SDK runs with a trace exporter
+ * (startTelemetry). Off, a forwarded message builds no span, name or attributes at all.
+ */
+let commandSpans = false;
+
+export function enableCommandSpans(on = true): void {
+  commandSpans = on;
+}
+
+export function commandSpansOn(): boolean {
+  return commandSpans;
+}
+
 export interface CommandSpanFacts {
   readonly command: string;
   readonly db: string | undefined;
@@ -30,7 +44,8 @@ export function startCommandSpan(f: CommandSpanFacts): Span {
   return span;
 }
 
-export function endSpanWithError(span: Span, code: number | undefined, message: string): void {
+export function endSpanWithError(span: Span | undefined, code: number | undefined, message: string): void {
+  if (!span) return;
   span.setStatus({ code: SpanStatusCode.ERROR, message });
   if (code !== undefined) span.setAttribute('db.response.status_code', String(code));
   span.end();

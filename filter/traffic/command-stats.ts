@@ -98,32 +98,43 @@ export const OVERFLOW = '_other';
 export const NONE = '-';
 
 /**
- * A table with at most `max` rows; past that, new label combinations share one overflow row
- * (every label `_other`), so the number of exported series never grows without bound.
+ * A table with at most `max` rows, keyed by up to three label values (a table of two passes ''
+ * as the third); past that, new label combinations share one overflow row (every label
+ * `_other`), so the number of exported series never grows without bound. Rows are found
+ * through one map per label, so counting a command builds no key string.
  */
 class BoundedTable {
-  private readonly rows = new Map<string, Entry>();
+  private readonly rows = new Map<string, Map<string, Map<string, Entry>>>();
+  private count = 0;
   private overflowRow: Entry | undefined;
   constructor(private readonly max: number, private readonly names: readonly string[]) {}
 
-  get(values: readonly string[]): Entry {
-    const key = values.join('\u0000');
-    let e = this.rows.get(key);
+  get(a: string, b: string, c = ''): Entry {
+    let byB = this.rows.get(a);
+    let byC = byB?.get(b);
+    const e = byC?.get(c);
     if (e) return e;
-    if (this.rows.size >= this.max) {
+    if (this.count >= this.max) {
       return (this.overflowRow ??= new Entry(Object.fromEntries(this.names.map((n) => [n, OVERFLOW]))));
     }
-    e = new Entry(Object.fromEntries(this.names.map((n, i) => [n, values[i]!])));
-    this.rows.set(key, e);
-    return e;
+    if (!byB) this.rows.set(a, (byB = new Map()));
+    if (!byC) byB.set(b, (byC = new Map()));
+    const values = [a, b, c];
+    const created = new Entry(Object.fromEntries(this.names.map((n, i) => [n, values[i]!])));
+    byC.set(c, created);
+    this.count++;
+    return created;
   }
 
   get size(): number {
-    return this.rows.size;
+    return this.count;
   }
 
   all(): Entry[] {
-    return this.overflowRow ? [...this.rows.values(), this.overflowRow] : [...this.rows.values()];
+    const out: Entry[] = [];
+    for (const byB of this.rows.values()) for (const byC of byB.values()) for (const e of byC.values()) out.push(e);
+    if (this.overflowRow) out.push(this.overflowRow);
+    return out;
   }
 }
 
@@ -161,8 +172,8 @@ export class CommandStats implements TrafficTap {
     }
     const cmd = e.cmd;
     const bytesIn = e.request.bytes.length;
-    this.collections.get([cmd.db ?? NONE, collectionOf(cmd) ?? NONE, cmd.name]).add(ms, e.failed, documents, bytesIn, e.replyBytes);
-    if (cmd.callsite !== undefined) this.callsites.get([cmd.callsite, cmd.name]).add(ms, e.failed, documents, bytesIn, e.replyBytes);
+    this.collections.get(cmd.db ?? NONE, collectionOf(cmd) ?? NONE, cmd.name).add(ms, e.failed, documents, bytesIn, e.replyBytes);
+    if (cmd.callsite !== undefined) this.callsites.get(cmd.callsite, cmd.name).add(ms, e.failed, documents, bytesIn, e.replyBytes);
   }
 
   /** The `limit` busiest rows of each table, by `sort`. */

@@ -1,6 +1,10 @@
 /** A real MongoDB server's address (never a proxy address). */
 export class ServerAddress {
-  private constructor(readonly host: string, readonly port: number) {}
+  /** `host:port`, made once (it is logged, labelled and compared on hot paths). */
+  private readonly text: string;
+  private constructor(readonly host: string, readonly port: number) {
+    this.text = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
 
   static parse(hostPort: string): ServerAddress {
     const m = /^\[([^\]]+)\]:(\d+)$/.exec(hostPort) ?? /^([^:]+):(\d+)$/.exec(hostPort);
@@ -11,7 +15,7 @@ export class ServerAddress {
   }
 
   toString(): string {
-    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+    return this.text;
   }
 
   equals(other: ServerAddress): boolean {
