@@ -32,7 +32,7 @@ export class ReplyObserver {
   constructor(private readonly cursors: CursorRoutes, private readonly monitor: TopologyMonitor | undefined, private readonly log: Logger) {}
 
   /** Returns the reply's body and facts when it is a readable OP_MSG (for the presentation to rewrite). */
-  async observe(req: RoutedRequest, reply: WireMessage, route: Route, conn: UpstreamConnection, client: ClientRoutes): Promise<ObservedReply | undefined> {
+  observe(req: RoutedRequest, reply: WireMessage, route: Route, conn: UpstreamConnection, client: ClientRoutes): ObservedReply | Promise<ObservedReply> | undefined {
     if (isLastErrorCommand(req.name)) {
       client.lastError.lastAnswer = replyDocument(reply);
       return undefined;
@@ -69,8 +69,9 @@ export class ReplyObserver {
     }
     if (!info.ok && info.code !== undefined && this.monitor && STATE_CHANGE_CODES.has(info.code)) {
       // Refresh before the client sees the error: its retry (or its driver's immediate
-      // re-check) must meet the new state, not the one from the last heartbeat.
-      await this.monitor.recheck(route.pool.address);
+      // re-check) must meet the new state, not the one from the last heartbeat. Only then is
+      // there anything to wait for: every other reply is observed synchronously.
+      return this.monitor.recheck(route.pool.address).then(() => observed);
     }
     return observed;
   }

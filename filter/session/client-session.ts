@@ -210,7 +210,8 @@ export class ClientSession {
         this.queuedBytes -= m.bytes.length;
         this.claim(); // shrinking: always granted
         const out = await this.handler.handle(m);
-        if (out) await this.write(out);
+        const full = out && this.write(out);
+        if (full) await full;
         if (this.handler.leaving) this.close('shutdown_notice');
         this.applyBackpressure();
       }
@@ -230,9 +231,12 @@ export class ClientSession {
     return this.state === 'active' || this.state === 'ending';
   }
 
-  /** A client that left mid-request: the reply is dropped, the pooled connection stays healthy. */
-  private async write(bytes: Buffer): Promise<void> {
-    if (this.state === 'closed') return;
-    if (!this.transport.write(bytes)) await this.transport.waitForDrain();
+  /**
+   * Writes a reply; a promise only when the transport is full (wait for it to drain). A client
+   * that left mid-request: the reply is dropped, the pooled connection stays healthy.
+   */
+  private write(bytes: Buffer): Promise<void> | undefined {
+    if (this.state === 'closed') return undefined;
+    return this.transport.write(bytes) ? undefined : this.transport.waitForDrain();
   }
 }

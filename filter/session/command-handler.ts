@@ -296,7 +296,8 @@ export class CommandHandler {
       return this.refused(inbound, req.name, outcome.error);
     }
     const { reply, conn } = outcome;
-    const observed = await this.deps.observer.observe(req, reply, route, conn, this.client);
+    const seen = this.deps.observer.observe(req, reply, route, conn, this.client);
+    const observed = seen instanceof Promise ? await seen : seen;
     if (tapped) this.tap(tapped, { replyBytes: reply.bytes.length, replyBody: observed?.body, replyInfo: observed?.info });
     const rewritten = observed?.info.ok ? this.deps.presentation.rewriteReply(req.name, observed.body) : undefined;
     const out = rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
@@ -356,12 +357,12 @@ export class CommandHandler {
   }
 
   /** A document the proxy produced itself, in the request's wire form. */
-  private reply(inbound: Inbound, doc: Document, compressible: boolean): Promise<Buffer> {
+  private async reply(inbound: Inbound, doc: Document, compressible: boolean): Promise<Buffer> {
     return this.compress(encodeReply(inbound.message, doc), compressible ? inbound.compressor : undefined);
   }
 
-  /** Replies travel the way their request came: compressed with the client's compressor, or not. */
-  private async compress(bytes: Buffer, compressor: CompressorName | 'noop' | undefined): Promise<Buffer> {
+  /** Replies travel the way their request came: compressed with the client's compressor, or not (then at once). */
+  private compress(bytes: Buffer, compressor: CompressorName | 'noop' | undefined): Buffer | Promise<Buffer> {
     return compressor ? compressMessage(bytes, compressor) : bytes;
   }
 }
