@@ -40,6 +40,23 @@ export interface Route {
   release(conn: UpstreamConnection): void;
 }
 
+/** A route as the router makes them: one object per request, no closure. */
+class PoolRoute implements Route {
+  constructor(
+    readonly pool: UpstreamPool,
+    readonly reason: RouteReason,
+    readonly checkout: CheckoutKind,
+    readonly connection: UpstreamConnection | undefined,
+    /** Set when the connection is held for this client's getLastError after the reply. */
+    private readonly holdFor: ClientRoutes | undefined,
+  ) {}
+
+  release(conn: UpstreamConnection): void {
+    if (this.holdFor) this.holdFor.lastError.hold(this.pool, conn);
+    else this.pool.checkIn(conn);
+  }
+}
+
 /** Where a request goes, or — when no server holds what it asks about — the answer itself. */
 export type RouteDecision =
   | { readonly kind: 'forward'; readonly route: Route }
@@ -150,14 +167,8 @@ export class Router {
   }
 
   private routeTo(pool: UpstreamPool, reason: RouteReason, client: ClientRoutes, checkout: CheckoutKind, holdForLastError: boolean, connection?: UpstreamConnection): Route {
-    return {
-      pool,
-      reason,
-      checkout,
-      connection,
-      // Only a fire-and-forget write leaves an outcome a getLastError could ask about.
-      release: holdForLastError ? (conn) => client.lastError.hold(pool, conn) : (conn) => pool.checkIn(conn),
-    };
+    // Only a fire-and-forget write leaves an outcome a getLastError could ask about.
+    return new PoolRoute(pool, reason, checkout, connection, holdForLastError ? client : undefined);
   }
 
   /**

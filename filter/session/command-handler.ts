@@ -285,20 +285,20 @@ export class CommandHandler {
     const startedAt = performance.now();
     const outcome = await this.forwarder.forward({ req, route, bytes });
     // Nothing is built for the taps unless one is on (the common case costs one check).
-    const tapped = this.tapsOn(req) ? { inbound, req, bytes, route, startedAt } : undefined;
+    const tapped = this.tapsOn(req);
     if (outcome.kind === 'no_reply') {
-      if (tapped) this.tap(tapped, { replyBytes: 0 });
+      if (tapped) this.tap(inbound, req, bytes, route, startedAt, 0, undefined, undefined, undefined);
       return undefined;
     }
     if (outcome.kind === 'failed') {
       if (outcome.abandoned) this.deps.observer.abandoned(req, route, this.client);
-      if (tapped) this.tap(tapped, { replyBytes: 0, error: outcome.error });
+      if (tapped) this.tap(inbound, req, bytes, route, startedAt, 0, undefined, undefined, outcome.error);
       return this.refused(inbound, req.name, outcome.error);
     }
     const { reply, conn } = outcome;
     const seen = this.deps.observer.observe(req, reply, route, conn, this.client);
     const observed = seen instanceof Promise ? await seen : seen;
-    if (tapped) this.tap(tapped, { replyBytes: reply.bytes.length, replyBody: observed?.body, replyInfo: observed?.info });
+    if (tapped) this.tap(inbound, req, bytes, route, startedAt, reply.bytes.length, observed?.body, observed?.info, undefined);
     const rewritten = observed?.info.ok ? this.deps.presentation.rewriteReply(req.name, observed.body) : undefined;
     const out = rewritten ? encodeOpMsg(reply.header.requestId, reply.header.responseTo, rewritten) : reply.bytes;
     return this.compress(out, isCompressible(req.name) ? inbound.compressor : undefined);
@@ -311,18 +311,17 @@ export class CommandHandler {
     return false;
   }
 
-  /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on. */
+  /** Shows a forwarded OP_MSG command and its outcome to the traffic taps that are on (one object: the event). */
   private tap(
-    f: { inbound: Inbound; req: RoutedRequest & { cmd: CommandInfo }; bytes: Buffer; route: Route; startedAt: number },
-    result: Pick<ForwardedCommand, 'replyBytes'> & Partial<Pick<ForwardedCommand, 'replyBody' | 'replyInfo' | 'error'>>,
+    inbound: Inbound, req: RoutedRequest, forwarded: Buffer, route: Route, startedAt: number,
+    replyBytes: number, replyBody: Buffer | undefined, replyInfo: ForwardedCommand['replyInfo'], error: Document | undefined,
   ): void {
-    const info = result.replyInfo;
     const event: ForwardedCommand = {
-      client: this.connection, startedAt: f.startedAt, request: f.inbound.message, forwarded: f.bytes, cmd: f.req.cmd,
-      server: f.route.pool.address.toString(), replyBody: undefined, replyInfo: undefined, error: undefined, ...result,
-      durationMs: performance.now() - f.startedAt,
-      failed: result.error !== undefined || (info !== undefined && !info.ok),
-      errorCode: info ? (info.ok ? undefined : info.code) : (result.error?.code as number | undefined),
+      client: this.connection, startedAt, request: inbound.message, forwarded, cmd: req.cmd!,
+      server: route.pool.address.toString(), replyBytes, replyBody, replyInfo, error,
+      durationMs: performance.now() - startedAt,
+      failed: error !== undefined || (replyInfo !== undefined && !replyInfo.ok),
+      errorCode: replyInfo ? (replyInfo.ok ? undefined : replyInfo.code) : (error?.code as number | undefined),
     };
     for (const t of this.deps.taps) if (t.active) t.forwarded(event);
   }
