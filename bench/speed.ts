@@ -37,7 +37,7 @@ import { runRounds, type ModeResult } from './rounds';
  *   operation during the load (`mongoplexHeapBytesPerOp`, the sum of each collection's
  *   `allocated=`), the allocation budget's figure.
  * - `--budget`: the modes the speed targets name, each mongoplex mode also with capture, mirror
- *   and access log on (`-with-taps`: their cost shown, not budgeted), idle clients at 1,000 by
+ *   and access log on (`-with-taps`: their cost shown, not budgeted), idle clients at 5,000 by
  *   default; then one line per target with its value, its limit and PASS or FAIL (ops/s against
  *   direct: against bench/speed-baseline.json, the figures before the hot-path work).
  *
@@ -86,7 +86,7 @@ export async function runSpeedBenchmark(argv: string[]): Promise<void> {
   const clients = Number(values.clients);
   const o: Options = { clients, busy: clients, seconds: Number(values.seconds), poolSize: Number(values['pool-size']), mix: 'ping' };
   if (!(clients > 0 && o.seconds > 0 && o.poolSize > 0)) throw new Error('options: --clients N --seconds S --pool-size P (positive) --idle 1000,5000 --rounds R --profile');
-  const idleArg = values.budget && !argv.some((a) => a.startsWith('--idle')) ? '1000' : values.idle;
+  const idleArg = values.budget && !argv.some((a) => a.startsWith('--idle')) ? '5000' : values.idle;
   const idleCounts = idleArg === '' ? [] : idleArg.split(',').map(Number);
   const workerCounts = values.workers.split(',').map(Number);
   if (!workerCounts.every((w) => Number.isInteger(w) && w >= 1)) throw new Error('--workers: a list of worker counts, e.g. 1,2');

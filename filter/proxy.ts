@@ -65,6 +65,8 @@ export class Proxy implements Inspectable {
   readonly inputBudget: ByteBudget;
   private readonly janitor: Janitor;
   private nextClientId = 1;
+  /** Handler dependencies per kind of listener (handlerDeps). */
+  private readonly sharedDeps = new Map<string, HandlerDeps>();
   private drainingNow = false;
   /** /readyz fails (a drain is announced) while clients are still accepted. */
   private unready = false;
@@ -224,9 +226,8 @@ export class Proxy implements Inspectable {
     const id = this.nextClientId++;
     const log = this.log.child({ session: id, remote: transport.remote, ...(member ? { member: member.toString() } : {}) });
     const routes = new ClientRoutes(member, this.config.client.lastErrorPinMs, this.lastErrorPins);
-    const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
     const info = new ClientInfo(id, transport.remote);
-    const handler = new CommandHandler({ config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, ...this.identity(listener) }, routes, info, log);
+    const handler = new CommandHandler(this.handlerDeps(listener, member !== undefined), routes, info, log);
     const session = new ClientSession(id, transport, handler, this.config.client, this.inputBudget, log, () => routes.close(this.servers, log));
     this.sessions.set(session, { info, routes, log });
     Metrics.clientConnectionsAccepted.add(1);
@@ -245,6 +246,18 @@ export class Proxy implements Inspectable {
 
   get draining(): boolean {
     return this.drainingNow;
+  }
+
+  /** What every client of one kind of listener shares (made once per kind, not per client). */
+  private handlerDeps(listener: ListenerKind, member: boolean): HandlerDeps {
+    const k = `${listener}${member ? ':member' : ''}`;
+    let d = this.sharedDeps.get(k);
+    if (!d) {
+      const presentation = member ? (this.memberPresentation ?? this.presentation) : this.presentation;
+      d = { config: this.config, router: this.router, observer: this.observer, presentation, taps: this.taps, gate: this.gate, shutdown: this.shutdown, ...this.identity(listener) };
+      this.sharedDeps.set(k, d);
+    }
+    return d;
   }
 
   /** What a listener's clients log in against (nothing in auth.mode none), and passthrough's user pools. */

@@ -34,8 +34,10 @@ interface Waiter {
   readonly kind: CheckoutKind;
   readonly resolve: (c: UpstreamConnection) => void;
   readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout | undefined;
   readonly enqueuedAt: number;
+  /** waitQueueTimeoutMs when it queued (0: no limit), and when that runs out. */
+  readonly timeoutMs: number;
+  readonly deadline: number;
 }
 
 export interface PoolStats {
@@ -76,6 +78,9 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
   private newInUse = 0;
   /** Waiters by kind, each oldest first (continuations are served first; no scans of the queue). */
   private readonly queues: Record<CheckoutKind, Waiter[]> = { continuation: [], new: [] };
+  /** The waiters' one deadline timer, and the deadline it is armed for (Infinity: none). */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
   private connecting = 0;
   private closed = false;
   private lastDescription: ServerDescription | undefined;
@@ -157,21 +162,10 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
     }
     return new Promise<UpstreamConnection>((resolve, reject) => {
       const enqueuedAt = Date.now();
-      const timeout = this.options.waitQueueTimeoutMs;
-      const waiter: Waiter = {
-        kind,
-        enqueuedAt,
-        resolve,
-        reject,
-        timer: timeout > 0 ? setTimeout(() => {
-          const queue = this.queues[kind];
-          const i = queue.indexOf(waiter);
-          if (i >= 0) queue.splice(i, 1);
-          Metrics.poolWaitTimeouts.add(1, this.serverAttrs);
-          reject(new CheckoutError(`timed out after ${timeout} ms waiting for a connection to ${this.address} (pool size ${this.options.maxPoolSize})`, 'timeout', this.address));
-        }, timeout) : undefined,
-      };
-      this.queues[kind].push(waiter);
+      const timeoutMs = this.options.waitQueueTimeoutMs;
+      const deadline = timeoutMs > 0 ? enqueuedAt + timeoutMs : Infinity;
+      this.queues[kind].push({ kind, enqueuedAt, resolve, reject, timeoutMs, deadline });
+      if (deadline < this.armedFor) this.armDeadline(deadline);
       this.pump();
       if (this.waiting > this.connecting && this.size >= this.options.maxPoolSize) this.emit('exhausted');
     });
@@ -279,8 +273,39 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
     return !this.closed && this.servableWaiters() > this.connecting && this.size < this.options.maxPoolSize;
   }
 
+  /**
+   * One timer for every waiter's deadline (not one per checkout): it is armed for the nearest
+   * one; when it fires, the waiters whose time ran out are failed and it is armed for the next.
+   */
+  private armDeadline(at: number): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.armedFor = at;
+    this.deadlineTimer = setTimeout(() => this.expireWaiters(), Math.max(0, at - Date.now()));
+    this.deadlineTimer.unref();
+  }
+
+  private expireWaiters(): void {
+    this.deadlineTimer = undefined;
+    this.armedFor = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    for (const kind of ['continuation', 'new'] as const) {
+      const kept: Waiter[] = [];
+      for (const w of this.queues[kind]) {
+        if (w.deadline > now) {
+          kept.push(w);
+          if (w.deadline < next) next = w.deadline;
+          continue;
+        }
+        Metrics.poolWaitTimeouts.add(1, this.serverAttrs);
+        w.reject(new CheckoutError(`timed out after ${w.timeoutMs} ms waiting for a connection to ${this.address} (pool size ${this.options.maxPoolSize})`, 'timeout', this.address));
+      }
+      this.queues[kind] = kept;
+    }
+    if (next < Infinity) this.armDeadline(next);
+  }
+
   private give(w: Waiter, conn: UpstreamConnection): void {
-    if (w.timer) clearTimeout(w.timer);
     this.lend(conn, w.kind);
     Metrics.poolCheckoutDuration.record(Date.now() - w.enqueuedAt, this.serverAttrs);
     w.resolve(conn);
@@ -320,7 +345,6 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
         if (this.idle.length + this.inUse.size === 0) {
           while (this.waiting > this.connecting) {
             const w = (this.queues.new.length > 0 ? this.queues.new : this.queues.continuation).pop()!;
-            if (w.timer) clearTimeout(w.timer);
             w.reject(new CheckoutError(err.message, 'connect_failed', this.address));
           }
         }
@@ -357,8 +381,8 @@ export class UpstreamPool extends EventEmitter<PoolEvents> implements BudgetedPo
   close(why: 'closed' | 'revoked' = 'closed'): void {
     this.closed = true;
     const message = why === 'revoked' ? `the login this client's pool to ${this.address} used is no longer valid (the user's secret changed); log in again` : `pool for ${this.address} is closed`;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     for (const w of [...this.queues.continuation.splice(0), ...this.queues.new.splice(0)]) {
-      if (w.timer) clearTimeout(w.timer);
       w.reject(new CheckoutError(message, why, this.address));
     }
     // Revoked: requests already running finish, their connections close as they come back.
