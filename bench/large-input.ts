@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { FerretDB } from '../scripts/ferretdb';
 import { MongoplexProcess, ONE_PROCESS } from '../scripts/mongoplex-process';
 import { OpCode } from '../filter/wire/header';
+import { rssMb } from './processes';
 
 /**
  * `npm run bench -- large-input [--clients 10] [--megabytes 47] [--rounds 2]`: clients each
@@ -12,11 +12,6 @@ import { OpCode } from '../filter/wire/header';
  * (one process) before, while the messages are held, and 6 s after the clients left, per
  * round: what it keeps of memory that large messages used once they are gone.
  */
-
-function rssMB(pid: number): number {
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Math.round(Number(kb) / 1024);
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -36,7 +31,7 @@ export async function runLargeInput(argv: string[]): Promise<void> {
   const pid = proxy.pid!;
   const rounds: Array<{ heldMB: number; afterMB: number }> = [];
   try {
-    const beforeMB = rssMB(pid);
+    const beforeMB = rssMb(pid);
     for (let round = 0; round < Number(values.rounds); round++) {
       const sockets: net.Socket[] = [];
       for (let i = 0; i < clients; i++) {
@@ -51,10 +46,10 @@ export async function runLargeInput(argv: string[]): Promise<void> {
         sockets.push(s);
       }
       await sleep(4000);
-      const heldMB = rssMB(pid);
+      const heldMB = rssMb(pid);
       for (const s of sockets) s.destroy();
       await sleep(6000);
-      rounds.push({ heldMB, afterMB: rssMB(pid) });
+      rounds.push({ heldMB, afterMB: rssMb(pid) });
     }
     console.log(JSON.stringify({ clients, messageBytes: size, mongoplexRssBeforeMB: beforeMB, rounds }, null, 2));
   } finally {

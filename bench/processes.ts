@@ -66,3 +66,8 @@ export function rssKb(pids: readonly number[]): number {
   }
   return kb;
 }
+
+/** One process's resident memory, MB (rounded). */
+export function rssMb(pid: number): number {
+  return Math.round(rssKb([pid]) / 1024);
+}

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { BSON } from 'bson';
@@ -11,6 +10,7 @@ import { startEnvoyFront } from '../scripts/envoy';
 import { FerretDB } from '../scripts/ferretdb';
 import { freePort } from '../scripts/ports';
 import { LoadClient } from './load-client';
+import { rssMb } from './processes';
 
 /**
  * `npm run bench -- unread [--requests 1000] [--seconds 10] [--user-timeout MS] [--trickle-ms MS]`:
@@ -27,11 +27,6 @@ import { LoadClient } from './load-client';
  * client.maxUnreadReplyBytes since its last input; with tcp_proxy, Envoy's watermarks push
  * back on mongoplex's socket.
  */
-
-function rssMB(pid: number): number {
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Math.round(Number(kb) / 1024);
-}
 
 export async function runUnreadReplies(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { requests: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' }, 'user-timeout': { type: 'string', default: String(DEFAULT_CLIENT_USER_TIMEOUT_MS) }, 'trickle-ms': { type: 'string', default: '0' } } });
@@ -54,7 +49,7 @@ export async function runUnreadReplies(argv: string[]): Promise<void> {
     for (const shape of ['ext_proc', 'sidecar'] as const) {
       const front = await startEnvoyFront({ clientUserTimeoutMs: userTimeout, ingress: shape === 'ext_proc' ? { kind: 'ext_proc', filterGrpc: { host: '127.0.0.1', port: grpc } } : { kind: 'sidecar', filterTcp: { host: '127.0.0.1', port: server.tcp!.port } } });
       const pid = front.envoy.pid!;
-      const before = rssMB(pid);
+      const before = rssMb(pid);
       const s = net.connect({ host: '127.0.0.1', port: front.port });
       await new Promise((r) => s.once('connect', r));
       s.pause(); // never reads
@@ -73,11 +68,11 @@ export async function runUnreadReplies(argv: string[]): Promise<void> {
       for (let t = 0; t < seconds * 2; t++) {
         await new Promise((r) => setTimeout(r, 500));
         if (droppedAfterMs === null && (await front.envoy.stat(active)) === 0) droppedAfterMs = Date.now() - opened;
-        peak = Math.max(peak, rssMB(pid));
+        peak = Math.max(peak, rssMb(pid));
         mongoplexPeak = Math.max(mongoplexPeak, Math.round(process.memoryUsage().rss / 1048576));
       }
       clearInterval(trickle);
-      results.push({ shape, envoyRssBeforeMB: before, envoyRssPeakMB: peak, envoyGrowthMB: peak - before, envoyRssEndMB: rssMB(pid), envoyDroppedConnectionAfterMs: droppedAfterMs, clientSawCloseAfterMs: closedAfterMs, mongoplexAndLoadGeneratorRssPeakMB: mongoplexPeak });
+      results.push({ shape, envoyRssBeforeMB: before, envoyRssPeakMB: peak, envoyGrowthMB: peak - before, envoyRssEndMB: rssMb(pid), envoyDroppedConnectionAfterMs: droppedAfterMs, clientSawCloseAfterMs: closedAfterMs, mongoplexAndLoadGeneratorRssPeakMB: mongoplexPeak });
       s.destroy();
       await front.envoy.stop();
     }

@@ -11,7 +11,6 @@ export type ConnectionScoped =
   | { readonly kind: 'answer'; readonly reply: (client: { remote: string }) => Document }
   | { readonly kind: 'refuse'; readonly error: KnownError; readonly message: string };
 
-
 const AUTH_REFUSAL = 'mongoplex runs with auth.mode none: clients do not log in (they share its upstream identity); connect without credentials, or set auth.mode proxy with an auth.usersFile';
 
 const HANDLING: ReadonlyMap<string, ConnectionScoped> = new Map<string, ConnectionScoped>([

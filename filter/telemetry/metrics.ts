@@ -74,6 +74,13 @@ export function attrs<T extends Attributes>(a: T): Readonly<T> {
 /** Bucket bounds for latencies in milliseconds: from a quarter millisecond to a minute. */
 export const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
 
+/** The bucket a value falls in: the first whose bound it does not exceed (bounds are inclusive upper bounds, as OpenTelemetry's); `bounds.length` past the last. */
+export function bucketOf(bounds: readonly number[], v: number): number {
+  let i = 0;
+  while (i < bounds.length && v > bounds[i]!) i++;
+  return i;
+}
+
 /** One attribute set's distribution. */
 interface HistogramSeries {
   readonly attrs: Attributes;
@@ -109,10 +116,7 @@ export class Histogram {
     const k = key(attrs);
     let s = this.series.get(k);
     if (!s) this.series.set(k, (s = { attrs: attrs ? { ...attrs } : {}, counts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0, min: Infinity, max: -Infinity }));
-    const b = this.buckets;
-    let i = 0;
-    while (i < b.length && v > b[i]!) i++;
-    s.counts[i]!++;
+    s.counts[bucketOf(this.buckets, v)]!++;
     s.sum += v;
     s.count++;
     if (v < s.min) s.min = v;

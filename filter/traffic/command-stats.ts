@@ -1,7 +1,7 @@
 import { metrics, type Attributes, type ObservableResult } from '@opentelemetry/api';
 import { collectionOf, type ForwardedCommand, type TrafficTap } from './taps';
 import { batchSize } from '../wire/peek';
-import { LATENCY_BUCKETS_MS } from '../telemetry/metrics';
+import { bucketOf, LATENCY_BUCKETS_MS } from '../telemetry/metrics';
 
 /**
  * Command latencies since the last look, in the histogram buckets (for the status page's
@@ -12,9 +12,7 @@ export class LatencyWindow {
   private n = 0;
 
   record(ms: number): void {
-    let i = 0;
-    while (i < LATENCY_BUCKETS_MS.length && ms > LATENCY_BUCKETS_MS[i]!) i++;
-    this.counts[i]!++;
+    this.counts[bucketOf(LATENCY_BUCKETS_MS, ms)]!++;
     this.n++;
   }
 
