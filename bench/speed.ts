@@ -120,9 +120,13 @@ function parseRun(run: string): { mode: Mode; workers: number; taps: boolean } {
   return { mode: m[1] as Mode, workers: m[2] ? Number(m[2]) : 1, taps: m[3] !== undefined };
 }
 
-/** Capture (every connection, to a scratch directory), mirroring (every read, to the same server) and the access log (to a scratch file) on. */
-function tapSettings(db: FerretDB): Record<string, string> {
+/**
+ * Capture (every connection, to a scratch directory), mirroring (every read, to the same
+ * server) and the access log (to a scratch file) on; the directory is removed when the stack stops.
+ */
+function tapSettings(db: FerretDB, stops: Array<() => Promise<void>>): Record<string, string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-speed-taps-'));
+  stops.push(async () => rmSync(dir, { recursive: true, force: true }));
   return { MONGOPLEX_CAPTURE_ENABLED: 'true', MONGOPLEX_CAPTURE_DIR: dir, MONGOPLEX_MIRROR_TARGET: db.address, MONGOPLEX_ACCESS_LOG_PATH: path.join(dir, 'access.log') };
 }
 
@@ -149,7 +153,7 @@ async function startStack(run: string, db: FerretDB, o: Options, profileDir: str
     const { proxy, port: tcp } = await MongoplexProcess.pooling(
       db.address,
       o.poolSize,
-      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_WORKERS: String(workers), ...(taps ? tapSettings(db) : {}) },
+      { MONGOPLEX_LISTEN_GRPC: `127.0.0.1:${grpc}`, MONGOPLEX_WORKERS: String(workers), ...(taps ? tapSettings(db, stops) : {}) },
       ['--trace-gc-nvp', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     );
     stops.push(() => proxy.stop());
