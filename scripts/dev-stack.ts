@@ -7,6 +7,7 @@ import { buildBootstrap } from '../filter/envoy/bootstrap';
 import { startTelemetry } from '../filter/telemetry/sdk';
 import { Envoy } from './envoy';
 import { FerretDB } from './ferretdb';
+import { Jaeger } from './jaeger';
 import { portInUse } from './ports';
 import { logTail } from './process';
 
@@ -26,7 +27,18 @@ const PORTS = {
   ferretdb: devPort('DEV_FERRETDB_PORT', 27018),
   grpc: devPort('DEV_GRPC_PORT', 50051),
   admin: devPort('DEV_ADMIN_PORT', 9901),
+  jaegerOtlp: devPort('DEV_JAEGER_OTLP_PORT', 4318),
+  jaeger: devPort('DEV_JAEGER_PORT', 16686),
 };
+
+/** `npm run dev -- --traces`: also a Jaeger v2 that mongoplex sends its spans to. */
+const TRACES = process.argv.slice(2).includes('--traces');
+for (const a of process.argv.slice(2)) {
+  if (a !== '--traces') {
+    console.error(`dev stack: unknown option ${a} (the one option is --traces)`);
+    process.exit(2);
+  }
+}
 
 function devPort(variable: string, fallback: number): { variable: string; port: number } {
   const raw = process.env[variable];
@@ -89,7 +101,7 @@ async function main(): Promise<void> {
         ...(embedded ? { upstream: { servers: [`${embedded.host}:${PORTS.ferretdb.port}`] } } : {}),
       },
     });
-    const wanted = [PORTS.envoy, PORTS.envoyAdmin, PORTS.grpc, PORTS.admin, ...(embedded ? [PORTS.ferretdb] : [])];
+    const wanted = [PORTS.envoy, PORTS.envoyAdmin, PORTS.grpc, PORTS.admin, ...(embedded ? [PORTS.ferretdb] : []), ...(TRACES ? [PORTS.jaegerOtlp, PORTS.jaeger] : [])];
     if (config.listen.port) wanted.push({ variable: 'MONGOPLEX_LISTEN_PORT', port: config.listen.port });
     const taken = await takenPorts(wanted);
     if (taken.length > 0) {
@@ -100,6 +112,15 @@ async function main(): Promise<void> {
       await embedded.start();
       cleanups.push(() => embedded.stop());
       embedded.onUnexpectedExit((how) => died('FerretDB', how, readLog(embedded.logFile)));
+    }
+    let jaeger: Jaeger | undefined;
+    if (TRACES) {
+      jaeger = await Jaeger.start({ otlp: PORTS.jaegerOtlp.port, query: PORTS.jaeger.port, ...(process.env.DEV_JAEGER_UI_ASSETS ? { uiAssets: process.env.DEV_JAEGER_UI_ASSETS } : {}) });
+      const j = jaeger;
+      cleanups.push(() => j.stop());
+      j.onUnexpectedExit((how) => died('Jaeger', how, readLog(j.logFile)));
+      process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??= `${j.otlpEndpoint}/v1/traces`;
+      process.env.OTEL_SERVICE_NAME ??= 'mongoplex';
     }
     const log = createLogger(config.log.level);
     const stopTelemetry = await startTelemetry(log);
@@ -117,6 +138,10 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`  upstream:        ${config.upstream.servers.join(', ')}${embedded ? ` (embedded FerretDB, pid ${embedded.pid}, data in ${embedded.dir})` : ''}`);
     console.log(`  mongoplex:       ext_proc gRPC 127.0.0.1:${PORTS.grpc.port}${server.tcp ? `, TCP ${server.tcp.address}:${server.tcp.port}` : ''}, admin http://127.0.0.1:${PORTS.admin.port}/stats and /readyz (pid ${process.pid})`);
+    if (jaeger) {
+      console.log(`  jaeger:          OTLP ${jaeger.otlpEndpoint}, query ${jaeger.queryUrl}/ (pid ${jaeger.pid}); spans of service ${process.env.OTEL_SERVICE_NAME}:`);
+      console.log(`                   ${jaeger.queryUrl}/api/traces?service=${encodeURIComponent(process.env.OTEL_SERVICE_NAME ?? 'mongoplex')}&limit=20${process.env.DEV_JAEGER_UI_ASSETS ? '' : ' (no UI assets: see docs/observability.md)'}`);
+    }
     console.log(`  envoy:           listener 127.0.0.1:${PORTS.envoy.port} (network ext_proc), admin http://127.0.0.1:${PORTS.envoyAdmin.port}/ (pid ${envoy.pid})`);
     console.log('');
     console.log('  connect with:');

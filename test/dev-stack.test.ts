@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { MongoClient } from 'mongodb';
-import { acceptsConnections, freePort } from '../scripts/ports';
+import { acceptsConnections, freePort, waitFor } from '../scripts/ports';
 import { useFerretDB } from './support/setup';
 import { StandaloneMongodFixture } from './support/standalone-mongod-fixture';
 
@@ -25,9 +25,10 @@ interface DevStack {
 }
 
 /** `node dist/scripts/dev-stack.js` on free ports; resolves once it prints the connection string. `env`: more variables. */
-async function startDevStack(env: Record<string, string> = {}): Promise<DevStack> {
-  const ports = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
-  const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js')], {
+async function startDevStack(env: Record<string, string> = {}, args: string[] = []): Promise<DevStack> {
+  const ports: Record<string, number> = { DEV_ENVOY_PORT: await freePort(), DEV_ENVOY_ADMIN_PORT: await freePort(), DEV_FERRETDB_PORT: await freePort(), DEV_GRPC_PORT: await freePort(), DEV_ADMIN_PORT: await freePort() };
+  if (args.includes('--traces')) Object.assign(ports, { DEV_JAEGER_OTLP_PORT: await freePort(), DEV_JAEGER_PORT: await freePort() });
+  const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'scripts', 'dev-stack.js'), ...args], {
     env: {
       ...process.env,
       ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
@@ -65,6 +66,26 @@ describe('the dev stack (npm run dev)', () => {
     } finally {
       await client.close();
     }
+    child.kill('SIGINT');
+    assert.equal(await exited, 0);
+    for (const [name, port] of Object.entries(ports)) assert.equal(await acceptsConnections(port), false, `${name} ${port} is closed after Ctrl-C`);
+  });
+
+  it('with --traces also runs Jaeger, where a find through the stack is stored as a span of service mongoplex', async () => {
+    const { ports, uri, exited, child } = await startDevStack({}, ['--traces']);
+    const client = await new MongoClient(uri).connect();
+    try {
+      await client.db('dev').collection('traced').findOne({});
+    } finally {
+      await client.close();
+    }
+    // The API the dev stack's banner points at (Jaeger's query service, API v1 JSON).
+    const api = `http://127.0.0.1:${ports.DEV_JAEGER_PORT}/api/traces?service=mongoplex&operation=${encodeURIComponent('find dev.traced')}&limit=5`;
+    const found = await waitFor('the find span in Jaeger', async () => {
+      const body = (await (await fetch(api)).json()) as { data?: Array<{ spans: Array<{ operationName: string }> }> };
+      return body.data?.flatMap((t) => t.spans).find((s) => s.operationName === 'find dev.traced');
+    }, 20_000);
+    assert.ok(found);
     child.kill('SIGINT');
     assert.equal(await exited, 0);
     for (const [name, port] of Object.entries(ports)) assert.equal(await acceptsConnections(port), false, `${name} ${port} is closed after Ctrl-C`);

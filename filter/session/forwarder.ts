@@ -2,7 +2,7 @@ import type { Document } from 'bson';
 import { clientCausedLogs, type Logger } from '../log';
 import type { Route, RoutedRequest } from '../routing/router';
 import { attrs, commandAttrs, Metrics } from '../telemetry/metrics';
-import { commandSpansOn, endSpanWithError, startCommandSpan } from '../telemetry/tracing';
+import { commandSpansOn, endCommandSpan, endSpanWithError, startCommandSpan } from '../telemetry/tracing';
 import type { UpstreamConnection } from '../upstream/connection';
 import { CheckoutError } from '../upstream/pool';
 import { isCompressible } from '../wire/compression';
@@ -110,7 +110,7 @@ export class Forwarder {
     route.release(conn);
     Metrics.commands.add(1, forwardedAttrs(route.reason));
     Metrics.commandDuration.record(performance.now() - started, commandAttrs(name));
-    span?.end();
+    if (span) endCommandSpan(span, reply);
     return reply ? { kind: 'reply', reply, conn } : { kind: 'no_reply' };
   }
 

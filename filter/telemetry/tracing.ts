@@ -1,4 +1,7 @@
 import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { OpCode, type WireMessage } from '../wire/header';
+import { parseOpMsg } from '../wire/opmsg';
+import { readReply } from '../wire/peek';
 
 const tracer = trace.getTracer('mongoplex');
 
@@ -48,5 +51,25 @@ export function endSpanWithError(span: Span | undefined, code: number | undefine
   if (!span) return;
   span.setStatus({ code: SpanStatusCode.ERROR, message });
   if (code !== undefined) span.setAttribute('db.response.status_code', String(code));
+  span.end();
+}
+
+/**
+ * Ends a forwarded command's span with what the server answered: a reply with `ok: 0` marks the
+ * span as an error with the server's code (`db.response.status_code`). Only runs with spans on.
+ */
+export function endCommandSpan(span: Span, reply: WireMessage | undefined): void {
+  if (reply?.header.opCode === OpCode.MSG) {
+    let info;
+    try {
+      info = readReply(parseOpMsg(reply).body);
+    } catch {
+      info = undefined; // the client gets the bytes as they are; the span says nothing of them
+    }
+    if (info && !info.ok) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `the server answered ok: 0${info.code === undefined ? '' : ` (code ${info.code})`}` });
+      if (info.code !== undefined) span.setAttribute('db.response.status_code', String(info.code));
+    }
+  }
   span.end();
 }
