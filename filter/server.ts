@@ -24,7 +24,8 @@ export interface RunningServer {
   /**
    * Graceful shutdown, first half: stop accepting, fail /readyz, let every client's requests
    * already read finish and reach it, closing clients between requests. Resolves with how many
-   * clients were still open at the deadline; `stop()` then ends everything.
+   * clients were still open at the deadline; `stop()` then ends everything. A second call
+   * returns the first one's promise.
    */
   drain(timeoutMs: number): Promise<number>;
   /** Re-reads the configuration (ConfigError when invalid: nothing changes) and applies what can change live. */
@@ -54,7 +55,11 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     await proxy.stop();
     throw err;
   }
-  const drain = async (timeoutMs: number): Promise<number> => {
+  let draining: Promise<number> | undefined;
+  // One drain per process: a SIGTERM after POST /drain (a Kubernetes preStop hook, then the
+  // kubelet's signal) waits for the drain already running, with its deadline.
+  const drain = (timeoutMs: number): Promise<number> => (draining ??= drainOnce(timeoutMs));
+  const drainOnce = async (timeoutMs: number): Promise<number> => {
     // Load balancers see /readyz fail and stop sending new clients before the listeners close.
     proxy.announceDrain();
     const delay = Math.min(config.listen.drainDelayMs, timeoutMs);

@@ -85,6 +85,39 @@ describe('SIGTERM drains: every request already sent is answered before its clie
   });
 });
 
+describe('POST /drain, then SIGTERM (a Kubernetes preStop hook, then the kubelet\'s signal)', () => {
+  const fault = useFaultRelay(() => db);
+
+  it('the SIGTERM waits for the drain the POST started and the process exits at its deadline, not after a second full drain', async () => {
+    const port = await freePort();
+    const admin = await freePort();
+    const proxy = await MongoplexProcess.start({
+      MONGOPLEX_LISTEN_PORT: String(port),
+      MONGOPLEX_UPSTREAM_SERVERS: fault.relay.address,
+      MONGOPLEX_ADMIN_PORT: String(admin),
+      MONGOPLEX_LISTEN_DRAIN_TIMEOUT_MS: '20000',
+      MONGOPLEX_LISTEN_DRAIN_NOTICE_MS: '0',
+    });
+    const c = await RawClient.connect(port);
+    try {
+      assert.equal((await c.command({ ping: 1, $db: 'admin' })).ok, 1);
+      fault.relay.hold(); // the client's request stays unanswered: it cannot be closed before the deadline
+      void c.command({ ping: 1, $db: 'admin' }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 200));
+      const started = Date.now();
+      const r = await fetch(`http://127.0.0.1:${admin}/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ timeoutMs: 1500 }) });
+      assert.equal(r.status, 202);
+      assert.equal(await proxy.signal('SIGTERM'), 0);
+      const took = Date.now() - started;
+      assert.ok(took >= 1400 && took < 8000, `exited ${took} ms after POST /drain (its deadline: 1500 ms; a second drain would take 20 s)`);
+    } finally {
+      fault.relay.release();
+      c.destroy();
+      await proxy.stop();
+    }
+  });
+});
+
 describe('SIGTERM drains through Envoy ext_proc too', () => {
   const fault = useFaultRelay(() => db);
 
