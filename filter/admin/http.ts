@@ -31,9 +31,9 @@ const METHODS = 'only GET, HEAD and POST (control endpoints) are supported';
 const PauseSchema = z.strictObject({ timeoutMs: z.number().int().min(1).optional() });
 const DrainSchema = z.strictObject({ timeoutMs: z.number().int().min(0).optional() });
 
-/** The endpoints, for the 404 messages. */
-const GET_ENDPOINTS = ['/', '/livez', '/readyz', '/metrics', '/stats', '/stats/history', '/clients', '/pools', '/servers', '/cursors', '/transactions', '/commands', '/capture'];
-const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/start', '/capture/stop'];
+/** The endpoints, for the 404 messages (and the manifest tests: probes and hooks name real ones). */
+export const GET_ENDPOINTS = ['/', '/livez', '/readyz', '/metrics', '/stats', '/stats/history', '/clients', '/pools', '/servers', '/cursors', '/transactions', '/commands', '/capture'];
+export const CONTROL_ENDPOINTS = ['/pause', '/resume', '/drain', '/reload', '/capture/start', '/capture/stop'];
 
 /**
  * Admin endpoint. Reads (GET): the status page (/), /livez, /readyz, /metrics (Prometheus),

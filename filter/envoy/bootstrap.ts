@@ -91,7 +91,7 @@ export const DEFAULT_CLIENT_USER_TIMEOUT_MS = 30_000;
 const IPPROTO_TCP = 6;
 const TCP_USER_TIMEOUT = 18;
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 const socket = (a: HostPort | PipePath): Json => ('path' in a ? { pipe: { path: a.path } } : { socket_address: { address: a.host, port_value: a.port } });
 
@@ -173,42 +173,51 @@ function tcpProxy(statPrefix: string, cluster: string, log: boolean): Json {
   };
 }
 
+/**
+ * The network filters that stream a client connection to mongoplex: ext_proc, then echo (the
+ * terminal filter the consumed bytes end at). `cluster` is the ext_proc gRPC cluster (in Istio,
+ * the processor service's outbound cluster). Shared by the bootstraps and the Kubernetes manifests.
+ */
+export function extProcFilters(l: Pick<ClientListener, 'name' | 'member'>, cluster = 'mongoplex_ext_proc'): Json[] {
+  return [
+    {
+      name: 'envoy.filters.network.ext_proc',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor',
+        stat_prefix: `mongoplex_${l.name}`,
+        grpc_service: {
+          envoy_grpc: { cluster_name: cluster },
+          // Which listener this stream came through: the per-listener fact mongoplex needs
+          // (in replset mode, the member this address stands for).
+          initial_metadata: [
+            { key: 'x-mongoplex-listener', value: l.name },
+            ...(l.member ? [{ key: 'x-mongoplex-member', value: l.member }] : []),
+          ],
+        },
+        // Replies are injected by mongoplex as write_data; Envoy never needs to ask.
+        processing_mode: { process_read: 'STREAMED', process_write: 'SKIP' },
+        // A byte pump has no per-message deadline: the default 200 ms would cut slow queries.
+        message_timeout: '0s',
+        failure_mode_allow: false,
+        // The client's own address, sent with the stream's first read (whatsmyuri, logs).
+        connection_attributes: ['source.address'],
+        // mongoplex may describe the last command of each reply (listen.grpcDynamicMetadata):
+        // %DYNAMIC_METADATA(mongoplex:command)% in access logs, and RBAC on it.
+        metadata_options: { receiving_namespaces: { untyped: ['mongoplex'] } },
+      },
+    },
+    {
+      // ext_proc is not terminal; the consumed bytes (always empty) end here.
+      name: 'envoy.filters.network.echo',
+      typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo' },
+    },
+  ];
+}
+
 function clientFilters(l: ClientListener, ingress: IngressMode, log: boolean): Json[] {
   switch (ingress.kind) {
     case 'ext_proc':
-      return [
-        {
-          name: 'envoy.filters.network.ext_proc',
-          typed_config: {
-            '@type': 'type.googleapis.com/envoy.extensions.filters.network.ext_proc.v3.NetworkExternalProcessor',
-            stat_prefix: `mongoplex_${l.name}`,
-            grpc_service: {
-              envoy_grpc: { cluster_name: 'mongoplex_ext_proc' },
-              // Which listener this stream came through: the per-listener fact mongoplex needs
-              // (in replset mode, the member this address stands for).
-              initial_metadata: [
-                { key: 'x-mongoplex-listener', value: l.name },
-                ...(l.member ? [{ key: 'x-mongoplex-member', value: l.member }] : []),
-              ],
-            },
-            // Replies are injected by mongoplex as write_data; Envoy never needs to ask.
-            processing_mode: { process_read: 'STREAMED', process_write: 'SKIP' },
-            // A byte pump has no per-message deadline: the default 200 ms would cut slow queries.
-            message_timeout: '0s',
-            failure_mode_allow: false,
-            // The client's own address, sent with the stream's first read (whatsmyuri, logs).
-            connection_attributes: ['source.address'],
-            // mongoplex may describe the last command of each reply (listen.grpcDynamicMetadata):
-            // %DYNAMIC_METADATA(mongoplex:command)% in access logs, and RBAC on it.
-            metadata_options: { receiving_namespaces: { untyped: ['mongoplex'] } },
-          },
-        },
-        {
-          // ext_proc is not terminal; the consumed bytes (always empty) end here.
-          name: 'envoy.filters.network.echo',
-          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo' },
-        },
-      ];
+      return extProcFilters(l);
     case 'sidecar':
       return [tcpProxy(`mongoplex_${l.name}`, 'mongoplex_tcp', log)];
     case 'tcp_proxy':
