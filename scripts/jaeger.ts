@@ -60,11 +60,10 @@ export class Jaeger {
    * placeholder, the API is the same.
    */
   static async start(options: { otlp?: number; query?: number; uiAssets?: string } = {}): Promise<Jaeger> {
-    const ports = options;
     const bin = jaegerBinary();
     const dir = mkdtempSync(path.join(tmpdir(), 'mongoplex-jaeger-'));
-    const otlp = ports.otlp ?? (await freePort());
-    const query = ports.query ?? (await freePort());
+    const otlp = options.otlp ?? (await freePort());
+    const query = options.query ?? (await freePort());
     const queryGrpc = await freePort();
     const host = '127.0.0.1';
     const config = {

@@ -66,10 +66,7 @@ export function endCommandSpan(span: Span, reply: WireMessage | undefined): void
     } catch {
       info = undefined; // the client gets the bytes as they are; the span says nothing of them
     }
-    if (info && !info.ok) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: `the server answered ok: 0${info.code === undefined ? '' : ` (code ${info.code})`}` });
-      if (info.code !== undefined) span.setAttribute('db.response.status_code', String(info.code));
-    }
+    if (info && !info.ok) return endSpanWithError(span, info.code, `the server answered ok: 0${info.code === undefined ? '' : ` (code ${info.code})`}`);
   }
   span.end();
 }
